@@ -1,0 +1,32 @@
+# FaceDx for the GPU server. Build: docker build -t facedx .
+# Run:   docker run --gpus all -p 8000:8000 -v facedx-data:/data facedx
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    TF_FORCE_GPU_ALLOW_GROWTH=true \
+    FACEDX_DATA_DIR=/data \
+    FACEDX_BIND=0.0.0.0:8000
+
+WORKDIR /app
+COPY requirements.txt ./
+# The GPU build of TensorFlow brings its CUDA libraries as wheels; everything else is shared
+# with the CPU pins in requirements-cpu.txt.
+RUN pip install --no-cache-dir -r requirements.txt "tensorflow[and-cuda]==2.21.0"
+
+COPY app.py config.py gunicorn.conf.py ./
+COPY ml ./ml
+COPY web ./web
+COPY templates ./templates
+COPY static ./static
+COPY models/pretrained/README.md ./models/pretrained/README.md
+
+RUN useradd --create-home --uid 10001 facedx && mkdir -p /data && chown facedx /data
+USER facedx
+VOLUME /data
+EXPOSE 8000
+
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s \
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/api/v1/health', timeout=4)"
+
+CMD ["gunicorn", "--config", "gunicorn.conf.py", "app:app"]

@@ -1,0 +1,30 @@
+# The two set-up commands of the README: `make run` and `make test`.
+# Each creates the virtual environment from the pinned requirements on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test bench
+
+run: $(VENV)/.runtime
+	$(BIN)/gunicorn --config gunicorn.conf.py app:app
+
+test: $(VENV)/.test
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.test
+	$(BIN)/python -m bench
+
+$(VENV)/.created:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	touch $@
+
+$(VENV)/.runtime: $(VENV)/.created requirements.txt requirements-cpu.txt
+	$(BIN)/pip install --quiet -r requirements-cpu.txt
+	touch $@
+
+$(VENV)/.test: $(VENV)/.runtime requirements-test.txt
+	$(BIN)/pip install --quiet -r requirements-test.txt
+	touch $@

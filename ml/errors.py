@@ -1,0 +1,33 @@
+"""Exceptions that carry a message a user can act on."""
+
+
+class FaceDxError(Exception):
+    """An error caused by input or set-up, with a human message as its text."""
+
+
+class ImageError(FaceDxError):
+    """A file could not be read as a photo."""
+
+
+class NoFaceFound(FaceDxError):
+    """The face detector found no face in a photo."""
+
+
+class DatasetError(FaceDxError):
+    """A dataset archive or folder was refused as a whole."""
+
+
+class WeightsUnavailable(FaceDxError):
+    """Pretrained backbone weights could neither be found nor downloaded."""
+
+
+class TrainingError(FaceDxError):
+    """Training options or data do not allow a training run."""
+
+
+class RegistryError(FaceDxError):
+    """A model version is unknown, incomplete or cannot be activated."""
+
+
+class NoActiveModel(RegistryError):
+    """No model version is active, so nothing can be predicted."""
