@@ -1,0 +1,150 @@
+"""Find the face in a photo and cut it out: the one crop used by import, training and prediction."""
+import threading
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+from ml.errors import FaceDxError, NoFaceFound
+from ml.images import resize
+
+CROP_SIZE = 256          # crops are stored at this size; backbones resize from it
+DETECTORS = ("mtcnn", "haar")
+FALLBACKS = ("none", "whole")
+MARGIN = 0.2             # extra context on each side of the detected box, as a share of its size
+# Detectors look for a face with some context around it; a photo that already is a tight
+# face crop has none. When a photo shows no face as it is, it is searched again inside a grey
+# border that gives that context back (see bench/face_detectors.py for the miss rates).
+DETECTION_BORDERS = (0.0, 0.25)
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """Where the analysed face lies in the original photo, in pixels."""
+    x: int
+    y: int
+    width: int
+    height: int
+
+    def as_dict(self):
+        """Return the box as the JSON object the API documents."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FaceOptions:
+    """How faces are found: which detector, and what to do when none is found."""
+    detector: str = "mtcnn"
+    fallback: str = "none"   # "whole": treat the whole photo as the face (already-cropped data)
+
+    def __post_init__(self):
+        if self.detector not in DETECTORS:
+            raise FaceDxError(f"Unknown face detector {self.detector!r}; choose one of {', '.join(DETECTORS)}.")
+        if self.fallback not in FALLBACKS:
+            raise FaceDxError(f"Unknown face fallback {self.fallback!r}; choose one of {', '.join(FALLBACKS)}.")
+
+    def as_dict(self):
+        """Return the options as recorded in dataset.json and on the model card."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FaceCrop:
+    """A square face image of CROP_SIZE pixels and where it came from."""
+    image: np.ndarray
+    box: FaceBox
+    source: str              # "detected" or "whole-image"
+    faces_found: int
+
+
+def crop_face(rgb, options=FaceOptions()):
+    """Return the largest face in `rgb` as a FaceCrop, or raise NoFaceFound."""
+    boxes = detect_faces(rgb, options.detector)
+    if boxes:
+        box = max(boxes, key=lambda b: b.width * b.height)
+        return FaceCrop(_square_crop(rgb, box, MARGIN), box, "detected", len(boxes))
+    if options.fallback == "whole":
+        height, width = rgb.shape[:2]
+        return FaceCrop(_square_crop(rgb, FaceBox(0, 0, width, height), 0.0),
+                        FaceBox(0, 0, width, height), "whole-image", 0)
+    raise NoFaceFound("No face was found in the photo. Use a well-lit, frontal photo "
+                      "in which the face fills a good part of the picture.")
+
+
+def detect_faces(rgb, detector="mtcnn", borders=DETECTION_BORDERS):
+    """Return every face box the detector finds, in the coordinates of `rgb`.
+
+    Each entry of `borders` (a share of the longer side, added as a grey frame) is tried in
+    turn until one finds a face.
+    """
+    for border in borders:
+        boxes = _detect_with_border(rgb, _DETECTORS[detector], border)
+        if boxes:
+            return boxes
+    return []
+
+
+def _detect_with_border(rgb, detect, border):
+    height, width = rgb.shape[:2]
+    border = int(round(border * max(height, width)))
+    if border:
+        rgb = cv2.copyMakeBorder(rgb, border, border, border, border, cv2.BORDER_CONSTANT,
+                                 value=(127, 127, 127))
+    boxes = []
+    for x, y, w, h in detect(rgb):
+        x0, y0 = max(0, x - border), max(0, y - border)
+        x1, y1 = min(width, x + w - border), min(height, y + h - border)
+        if x1 - x0 >= 8 and y1 - y0 >= 8:
+            boxes.append(FaceBox(int(x0), int(y0), int(x1 - x0), int(y1 - y0)))
+    return boxes
+
+
+def _square_crop(rgb, box, margin):
+    """Cut a square around `box`, grown by `margin`, padding past the edges, resized to CROP_SIZE."""
+    side = int(round(max(box.width, box.height) * (1 + 2 * margin)))
+    cx, cy = box.x + box.width / 2, box.y + box.height / 2
+    if margin == 0:
+        side = min(box.width, box.height)   # whole image: centre square, no padding
+    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+    height, width = rgb.shape[:2]
+    pad = max(0, -x0, -y0, x0 + side - width, y0 + side - height)
+    if pad:
+        rgb = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        x0, y0 = x0 + pad, y0 + pad
+    return resize(np.ascontiguousarray(rgb[y0:y0 + side, x0:x0 + side]), CROP_SIZE)
+
+
+class _Mtcnn:
+    """The MTCNN detector, loaded once per process on first use."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._model = None
+
+    def __call__(self, rgb):
+        with self._lock:
+            if self._model is None:
+                from mtcnn import MTCNN
+                self._model = MTCNN()
+            faces = self._model.detect_faces(rgb, min_face_size=20)
+        return [tuple(int(v) for v in f["box"]) for f in faces if f["confidence"] >= 0.9]
+
+
+class _Haar:
+    """OpenCV's frontal-face Haar cascade: fast, and the baseline the others are measured against."""
+
+    def __init__(self):
+        self._local = threading.local()   # CascadeClassifier is not safe to share between threads
+
+    def __call__(self, rgb):
+        cascade = getattr(self._local, "cascade", None)
+        if cascade is None:
+            cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+            self._local.cascade = cascade
+        grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        min_side = max(20, min(grey.shape) // 10)
+        found = cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
+        return [tuple(int(v) for v in f) for f in found]
+
+
+_DETECTORS = {"mtcnn": _Mtcnn(), "haar": _Haar()}

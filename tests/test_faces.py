@@ -1,0 +1,75 @@
+import cv2
+import numpy as np
+import pytest
+
+from ml.errors import FaceDxError, NoFaceFound
+from ml.faces import CROP_SIZE, FaceOptions, crop_face, detect_faces
+from tests.conftest import coloured_image
+
+# The astronaut's face in skimage.data.astronaut(): x 180-265, y 60-175.
+ASTRONAUT_FACE = (180, 60, 265, 175)
+
+
+def centre(box):
+    return box.x + box.width / 2, box.y + box.height / 2
+
+
+@pytest.mark.parametrize("detector", ["mtcnn", "haar"])
+def test_finds_the_astronauts_face(face_photos, detector):
+    crop = crop_face(face_photos["astronaut"], FaceOptions(detector))
+    x, y = centre(crop.box)
+    assert ASTRONAUT_FACE[0] < x < ASTRONAUT_FACE[2] and ASTRONAUT_FACE[1] < y < ASTRONAUT_FACE[3]
+    assert crop.image.shape == (CROP_SIZE, CROP_SIZE, 3) and crop.source == "detected"
+
+
+@pytest.mark.parametrize("detector", ["mtcnn", "haar"])
+def test_finds_grace_hoppers_face(face_photos, detector):
+    crop = crop_face(face_photos["grace_hopper"], FaceOptions(detector))
+    x, y = centre(crop.box)
+    photo = face_photos["grace_hopper"]
+    assert 0.25 * photo.shape[1] < x < 0.75 * photo.shape[1] and y < 0.6 * photo.shape[0]
+
+
+def test_a_photo_that_is_already_a_tight_face_crop_is_usable(face_photos):
+    x0, y0, x1, y1 = ASTRONAUT_FACE
+    tight = np.ascontiguousarray(face_photos["astronaut"][y0 + 15:y1 - 10, x0 + 5:x1 - 5])
+    for detector in ("mtcnn", "haar"):
+        assert crop_face(tight, FaceOptions(detector)).source == "detected"
+
+
+def test_the_largest_face_is_chosen(face_photos):
+    big = cv2.resize(face_photos["astronaut"], (400, 400))
+    small = cv2.resize(face_photos["astronaut"], (200, 200))
+    canvas = np.full((400, 600, 3), 255, np.uint8)
+    canvas[:, 200:] = big
+    canvas[100:300, :200] = small
+    crop = crop_face(canvas, FaceOptions("mtcnn"))
+    assert crop.faces_found >= 2
+    assert centre(crop.box)[0] > 200 and crop.box.width > 50     # the small face is ~33 px wide
+
+
+def test_no_face_is_its_own_outcome():
+    noise = coloured_image("alpha", seed=1, size=120)
+    assert detect_faces(noise, "mtcnn") == []
+    with pytest.raises(NoFaceFound, match="No face"):
+        crop_face(noise, FaceOptions("mtcnn", "none"))
+
+
+def test_whole_image_fallback_is_explicit_and_reported():
+    photo = coloured_image("beta", seed=2, size=100)[:, :80]
+    crop = crop_face(photo, FaceOptions("haar", "whole"))
+    assert crop.source == "whole-image" and crop.faces_found == 0
+    assert crop.box.as_dict() == {"x": 0, "y": 0, "width": 80, "height": 100}
+    assert crop.image.shape == (CROP_SIZE, CROP_SIZE, 3)
+
+
+def test_crop_near_the_edge_is_padded_not_shifted(face_photos):
+    photo = face_photos["astronaut"][40:, 150:]                 # face close to the top-left corner
+    crop = crop_face(np.ascontiguousarray(photo), FaceOptions("mtcnn"))
+    assert crop.image.shape == (CROP_SIZE, CROP_SIZE, 3)
+
+
+@pytest.mark.parametrize("options", [{"detector": "yolo"}, {"fallback": "centre"}])
+def test_unknown_options_are_refused(options):
+    with pytest.raises(FaceDxError, match="Unknown"):
+        FaceOptions(**options)
