@@ -1,0 +1,177 @@
+import json
+import os
+import re
+import stat
+import zipfile
+
+import numpy as np
+import pytest
+
+from ml.datasets import ImportLimits, delete_dataset, get_dataset, import_dataset, list_datasets
+from ml.errors import DatasetError
+from ml.faces import FaceOptions
+from tests.conftest import SYNTHETIC_FACES, coloured_image, jpeg_bytes, png_bytes, synthetic_entries, write_zip
+
+
+def tree(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def face_variants(photo, count):
+    """Return `count` different JPEGs of one real face photo (flips, brightness, crops)."""
+    variants = []
+    for i in range(count):
+        image = photo[:, ::-1] if i % 2 else photo
+        image = np.clip(image.astype(np.int16) + 8 * i, 0, 255).astype(np.uint8)
+        variants.append(jpeg_bytes(np.ascontiguousarray(image[i * 4:, i * 3:]), quality=90))
+    return variants
+
+
+def test_import_zip_stores_crops_under_generated_names(tmp_path, synthetic_zip):
+    dataset = import_dataset(synthetic_zip, "colours", tmp_path / "datasets", face=SYNTHETIC_FACES)
+    manifest = json.loads((tmp_path / "datasets" / "colours" / "dataset.json").read_text())
+    assert manifest["labels"] == ["alpha", "beta", "gamma"]
+    assert manifest["counts"] == {"alpha": 10, "beta": 10, "gamma": 10}
+    assert manifest["rejected"] == []
+    assert manifest["face"] == {"detector": "haar", "fallback": "whole"}
+    for item in manifest["images"]:
+        assert re.fullmatch(r"\d/\d{5}\.png", item["file"])
+        assert (dataset.path / item["file"]).is_file()
+    pixels, labels, digests = dataset.load(32)
+    assert pixels.shape == (30, 32, 32, 3) and list(np.bincount(labels)) == [10, 10, 10]
+    assert len(set(digests)) == 30
+
+
+def test_bad_files_are_listed_and_nothing_is_written_outside(tmp_path, face_photos):
+    entries = {f"adults/{i}.jpg": data for i, data in enumerate(face_variants(face_photos["astronaut"], 5))}
+    entries |= {f"elders/{i}.jpg": data for i, data in enumerate(face_variants(face_photos["grace_hopper"], 5))}
+    entries |= {
+        "../../escaped.jpg": entries["adults/0.jpg"],
+        "/etc/absolute.jpg": entries["adults/1.jpg"],
+        "adults/notes.txt": b"not a photo",
+        "elders/truncated.jpg": entries["elders/0.jpg"][:400],
+        "elders/landscape.png": png_bytes(coloured_image("gamma", seed=3, size=160)),
+    }
+    work = tmp_path / "work"
+    work.mkdir()
+    archive = write_zip(tmp_path / "upload.zip", entries)
+    before = tree(tmp_path)
+    dataset = import_dataset(archive, "mixed", work / "datasets", face=FaceOptions("mtcnn"))
+    reasons = {item["file"]: item["reason"] for item in dataset.manifest["rejected"]}
+    assert "unsafe path" in reasons["../../escaped.jpg"]
+    assert "unsafe path" in reasons["/etc/absolute.jpg"]
+    assert "not an image" in reasons["adults/notes.txt"]
+    assert "truncated" in reasons["elders/truncated.jpg"]
+    assert reasons["elders/landscape.png"] == "no face found"
+    assert dataset.manifest["counts"] == {"adults": 5, "elders": 5}
+    created = set(tree(tmp_path)) - set(before)
+    assert all(path.startswith(os.path.join("work", "datasets")) for path in created)
+    assert not (tmp_path.parent / "escaped.jpg").exists()
+
+
+def test_a_zipped_top_folder_is_stripped(tmp_path):
+    entries = {f"my-data/{name}": data for name, data in synthetic_entries(per_class=5).items()}
+    dataset = import_dataset(write_zip(tmp_path / "a.zip", entries), "top", tmp_path / "d", face=SYNTHETIC_FACES)
+    assert dataset.labels == ["alpha", "beta", "gamma"]
+
+
+def test_import_from_a_folder_skips_symbolic_links(tmp_path):
+    source = tmp_path / "source"
+    for name, data in synthetic_entries(per_class=5).items():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_bytes(data)
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(png_bytes(coloured_image("alpha", seed=99)))
+    (source / "alpha" / "link.png").symlink_to(secret)
+    dataset = import_dataset(source, "folder", tmp_path / "d", face=SYNTHETIC_FACES)
+    assert dataset.manifest["counts"] == {"alpha": 5, "beta": 5, "gamma": 5}
+    assert {"file": "alpha/link.png", "reason": "symbolic link"} in dataset.manifest["rejected"]
+
+
+def test_symlink_hidden_and_duplicate_entries_are_rejected_with_reasons(tmp_path):
+    entries = synthetic_entries(per_class=5)
+    entries["__MACOSX/alpha/._photo0.png"] = b"resource fork"
+    entries["beta/copy.png"] = entries["beta/photo0.png"]
+    archive = write_zip(tmp_path / "a.zip", entries)
+    with zipfile.ZipFile(archive, "a") as zf:
+        link = zipfile.ZipInfo("gamma/link.png")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(link, "/etc/passwd")
+    dataset = import_dataset(archive, "odd", tmp_path / "d", face=SYNTHETIC_FACES)
+    reasons = {item["file"]: item["reason"] for item in dataset.manifest["rejected"]}
+    assert reasons == {"__MACOSX/alpha/._photo0.png": "hidden or system file",
+                       "beta/copy.png": "duplicate of beta/photo0.png",
+                       "gamma/link.png": "symbolic link"}
+
+
+@pytest.mark.parametrize("limits, message", [
+    (ImportLimits(max_entries=10), "entries; the limit is 10"),
+    (ImportLimits(max_total_bytes=10_000), "unpacks to"),
+])
+def test_archives_over_the_limits_are_refused(tmp_path, synthetic_zip, limits, message):
+    with pytest.raises(DatasetError, match=message):
+        import_dataset(synthetic_zip, "big", tmp_path / "d", limits=limits, face=SYNTHETIC_FACES)
+    assert not (tmp_path / "d").exists() or tree(tmp_path / "d") == []
+
+
+def test_a_zip_bomb_is_refused(tmp_path):
+    entries = synthetic_entries(per_class=5)
+    entries["alpha/bomb.png"] = b"\0" * (20 * 1024 ** 2)
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    with pytest.raises(DatasetError, match="zip bomb"):
+        import_dataset(archive, "bomb", tmp_path / "d", face=SYNTHETIC_FACES)
+
+
+def test_an_oversized_file_is_rejected_without_reading_it(tmp_path):
+    entries = synthetic_entries(per_class=5)
+    entries["alpha/huge.png"] = png_bytes(np.random.default_rng(0).integers(0, 255, (300, 300, 3), np.uint8))
+    limits = ImportLimits(max_file_bytes=100_000)
+    dataset = import_dataset(write_zip(tmp_path / "a.zip", entries), "sized", tmp_path / "d", limits=limits,
+                             face=SYNTHETIC_FACES)
+    assert dataset.manifest["rejected"][0]["reason"].startswith("too large")
+
+
+def test_fewer_than_two_classes_is_refused(tmp_path):
+    entries = synthetic_entries(per_class=6, labels=("alpha",))
+    with pytest.raises(DatasetError, match="at least 2 classes"):
+        import_dataset(write_zip(tmp_path / "a.zip", entries), "one", tmp_path / "d", face=SYNTHETIC_FACES)
+
+
+def test_a_class_below_the_minimum_is_refused_and_nothing_is_kept(tmp_path):
+    entries = synthetic_entries(per_class=6)
+    for i in range(3):
+        entries[f"gamma/photo{i}.png"] = b"broken"
+    with pytest.raises(DatasetError, match=r"gamma: 3.*3 x The file is not an image"):
+        import_dataset(write_zip(tmp_path / "a.zip", entries), "small", tmp_path / "d", face=SYNTHETIC_FACES)
+    assert tree(tmp_path / "d") == []
+
+
+@pytest.mark.parametrize("name", ["", "../up", "a/b", "x" * 65, "-dash", "spa ce"])
+def test_unsafe_dataset_names_are_refused(tmp_path, synthetic_zip, name):
+    with pytest.raises(DatasetError, match="dataset name"):
+        import_dataset(synthetic_zip, name, tmp_path / "d", face=SYNTHETIC_FACES)
+
+
+def test_names_are_unique_and_not_a_zip_is_refused(tmp_path, synthetic_zip):
+    import_dataset(synthetic_zip, "once", tmp_path / "d", face=SYNTHETIC_FACES)
+    with pytest.raises(DatasetError, match="already exists"):
+        import_dataset(synthetic_zip, "once", tmp_path / "d", face=SYNTHETIC_FACES)
+    text = tmp_path / "notes.zip"
+    text.write_text("not an archive")
+    with pytest.raises(DatasetError, match="neither a zip"):
+        import_dataset(text, "other", tmp_path / "d", face=SYNTHETIC_FACES)
+
+
+def test_list_get_and_delete(tmp_path, synthetic_zip):
+    root = tmp_path / "d"
+    import_dataset(synthetic_zip, "first", root, face=SYNTHETIC_FACES)
+    import_dataset(synthetic_zip, "second", root, face=SYNTHETIC_FACES)
+    assert [d.id for d in list_datasets(root)] == ["first", "second"]
+    delete_dataset(root, "first")
+    assert [d.id for d in list_datasets(root)] == ["second"]
+    assert tree(root)[0].startswith("second")
+    with pytest.raises(DatasetError, match="no dataset named"):
+        get_dataset(root, "first")
