@@ -1,0 +1,152 @@
+"""Model versions on disk: written atomically, one of them active."""
+import fcntl
+import json
+import os
+import re
+import shutil
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ml.errors import NoActiveModel, RegistryError
+
+VERSION_PATTERN = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
+MODEL_FILE = "model.keras"
+CARD_FILE = "card.json"
+ACTIVE_FILE = "active.json"
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One trained model: its folder and its card."""
+    path: Path
+    card: dict
+
+    @property
+    def version(self):
+        return self.path.name
+
+    @property
+    def model_path(self):
+        return self.path / MODEL_FILE
+
+
+class ModelRegistry:
+    """The folder of model versions and the pointer to the active one."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+
+    def save(self, model, card):
+        """Write a new version (model and card) atomically and return it; it is not activated."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        now = datetime.now(timezone.utc)
+        version = f"{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+        card = dict(card, version=version, created=now.isoformat(timespec="seconds"))
+        staging = self.root / f".tmp-{version}"
+        staging.mkdir()
+        try:
+            model.save(staging / MODEL_FILE)
+            _write_durably(staging / CARD_FILE, json.dumps(card, indent=1))
+            _fsync(staging / MODEL_FILE)
+            os.rename(staging, self.root / version)
+            _fsync(self.root)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return ModelVersion(self.root / version, card)
+
+    def versions(self):
+        """Return every complete version, newest first."""
+        if not self.root.is_dir():
+            return []
+        names = sorted((p.name for p in self.root.iterdir() if VERSION_PATTERN.match(p.name)), reverse=True)
+        return [v for v in (self._read(name) for name in names) if v is not None]
+
+    def get(self, version):
+        """Return a complete version, or raise RegistryError."""
+        found = self._read(version) if isinstance(version, str) and VERSION_PATTERN.match(version) else None
+        if found is None:
+            raise RegistryError(f"There is no complete model version {version!r}.")
+        return found
+
+    def _read(self, version):
+        path = self.root / version
+        try:
+            card = json.loads((path / CARD_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return ModelVersion(path, card) if (path / MODEL_FILE).is_file() else None
+
+    def pointer(self):
+        """Return the content of active.json ({} when nothing was ever activated)."""
+        try:
+            return json.loads((self.root / ACTIVE_FILE).read_text())
+        except FileNotFoundError:
+            return {}
+        except ValueError:
+            raise RegistryError(f"{self.root / ACTIVE_FILE} is damaged; activate a version again.") from None
+
+    def active(self):
+        """Return the active ModelVersion, or raise NoActiveModel."""
+        version = self.pointer().get("version")
+        if version is None:
+            raise NoActiveModel("No model is active yet. An administrator must train or activate one.")
+        return self.get(version)
+
+    def activate(self, version):
+        """Make `version` the active one; the previous one is remembered for roll-back."""
+        self.get(version)
+        with self._pointer_lock():
+            pointer = self.pointer()
+            history = pointer.get("history", [])
+            if pointer.get("version") and pointer["version"] != version:
+                history = (history + [pointer["version"]])[-50:]
+            self._write_pointer(version, history)
+
+    def rollback(self):
+        """Re-activate the version that was active before the current one; return it."""
+        with self._pointer_lock():
+            history = list(self.pointer().get("history", []))
+            while history:
+                previous = history.pop()
+                if self._read(previous) is not None:
+                    self._write_pointer(previous, history)
+                    return previous
+        raise RegistryError("There is no earlier active version to roll back to.")
+
+    def _write_pointer(self, version, history):
+        content = {"version": version, "activated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                   "history": history}
+        staging = self.root / f".{ACTIVE_FILE}.{uuid.uuid4().hex}"
+        _write_durably(staging, json.dumps(content, indent=1))
+        os.replace(staging, self.root / ACTIVE_FILE)
+        _fsync(self.root)
+
+    @contextmanager
+    def _pointer_lock(self):
+        """Serialise activations across threads and processes sharing this folder."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".active.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _write_durably(path, text):
+    with open(path, "w") as stream:
+        stream.write(text)
+        stream.flush()
+        os.fsync(stream.fileno())
+
+
+def _fsync(path):
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,96 @@
+"""Fixtures: an application on a temporary data folder, real face photos, and generated datasets."""
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ml.datasets import import_dataset
+from ml.faces import FaceOptions
+from ml.registry import ModelRegistry
+from ml.training import TrainingOptions, train
+
+# Colours that make a learnable difference between generated classes.
+CLASS_COLOURS = {"alpha": (200, 60, 60), "beta": (60, 60, 200), "gamma": (60, 200, 60)}
+SYNTHETIC_FACES = FaceOptions(detector="haar", fallback="whole")   # generated images hold no face
+SMALL_TRAINING = TrainingOptions(weights="none", image_size=32, epochs=40, learning_rate=0.01, patience=40)
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch):
+    """Return an application whose data folder is a fresh temporary folder."""
+    monkeypatch.setenv("FACEDX_DATA_DIR", str(tmp_path / "data"))
+    from app import create_app
+    return create_app({"TESTING": True})
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def png_bytes(rgb):
+    """Encode an RGB array as PNG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def jpeg_bytes(rgb, **options):
+    """Encode an RGB array as JPEG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="JPEG", **options)
+    return buffer.getvalue()
+
+
+def coloured_image(label, seed, size=48):
+    """Return a noisy image whose mean colour tells its class."""
+    rng = np.random.default_rng(seed)
+    return np.clip(rng.normal(CLASS_COLOURS[label], 35, (size, size, 3)), 0, 255).astype(np.uint8)
+
+
+def write_zip(path, entries):
+    """Write a zip archive from {name: bytes}."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return path
+
+
+def synthetic_entries(per_class=10, labels=tuple(CLASS_COLOURS)):
+    """Return zip entries for a learnable colour task, one folder per class."""
+    return {f"{label}/photo{i}.png": png_bytes(coloured_image(label, seed=1000 * n + i))
+            for n, label in enumerate(labels) for i in range(per_class)}
+
+
+@pytest.fixture
+def synthetic_zip(tmp_path):
+    return write_zip(tmp_path / "synthetic.zip", synthetic_entries())
+
+
+@pytest.fixture(scope="session")
+def face_photos():
+    """Return real face photos that packages ship: {name: RGB array}."""
+    import matplotlib.cbook
+    import skimage.data
+
+    hopper = np.asarray(Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+                        .convert("RGB"))
+    return {"astronaut": skimage.data.astronaut(), "grace_hopper": hopper}
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """Train one small model (weights none, 32 px) on the colour task; return (registry, version, dataset)."""
+    root = tmp_path_factory.mktemp("trained")
+    archive = write_zip(root / "synthetic.zip", synthetic_entries(per_class=14))
+    dataset = import_dataset(archive, "colours", root / "datasets", face=SYNTHETIC_FACES)
+    registry = ModelRegistry(root / "models")
+    version = train(dataset, SMALL_TRAINING, registry)
+    return registry, version, dataset

@@ -1,0 +1,112 @@
+import shutil
+import threading
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+
+from ml.errors import ImageError, NoActiveModel, NoFaceFound
+from ml.predictor import Predictor
+from ml.registry import ModelRegistry
+from ml.training import predict_in_batches
+from tests.conftest import coloured_image, png_bytes
+
+
+@pytest.fixture
+def registry(tmp_path, trained):
+    """A registry of its own holding copies of the trained version, so tests may change it."""
+    source, version, _ = trained
+    registry = ModelRegistry(tmp_path / "models")
+    shutil.copytree(version.path, registry.root / version.version)
+    return registry
+
+
+def copy_version(registry, version):
+    """Save the same model again as a new version (a stand-in for a retrained one)."""
+    model = keras.saving.load_model(registry.get(version).model_path, compile=False)
+    return registry.save(model, registry.get(version).card).version
+
+
+def test_prediction_ranks_every_class_and_sums_to_one(registry, trained):
+    version = trained[1].version
+    registry.activate(version)
+    result = Predictor(registry).predict(png_bytes(coloured_image("beta", seed=777)))
+    assert result.model_version == version
+    assert [label for label, _ in result.probabilities][0] == "beta"
+    assert sorted(label for label, _ in result.probabilities) == ["alpha", "beta", "gamma"]
+    probabilities = [p for _, p in result.probabilities]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert sum(probabilities) == pytest.approx(1.0, abs=1e-5)
+    body = result.as_dict()
+    assert body["face"] == {"x": 0, "y": 0, "width": 48, "height": 48} and body["face_source"] == "whole-image"
+
+
+def test_serving_uses_exactly_the_training_preprocessing(registry, trained):
+    _, version, dataset = trained
+    registry.activate(version.version)
+    pixels, _, _ = dataset.load(version.card["image_size"])
+    model = keras.saving.load_model(version.model_path, compile=False)
+    expected = predict_in_batches(model, pixels[:5])
+    with zipfile.ZipFile(dataset.path.parent.parent / "synthetic.zip") as archive:
+        originals = [archive.read(item["original"]) for item in dataset.manifest["images"][:5]]
+    predictor = Predictor(registry)
+    for data, row in zip(originals, expected):
+        served = dict(predictor.predict(data).probabilities)
+        np.testing.assert_allclose([served[label] for label in dataset.labels], row, atol=1e-5)
+
+
+def test_no_active_model_is_reported(registry):
+    with pytest.raises(NoActiveModel, match="No model is active"):
+        Predictor(registry).current()
+
+
+def test_bad_photos_raise_clear_errors(registry, trained, face_photos):
+    registry.activate(trained[1].version)
+    predictor = Predictor(registry)
+    with pytest.raises(ImageError):
+        predictor.predict(b"%PDF-1.4 not a photo")
+    card = dict(trained[1].card, face={"detector": "mtcnn", "fallback": "none"})
+    strict = registry.save(keras.saving.load_model(trained[1].model_path, compile=False), card)
+    registry.activate(strict.version)
+    with pytest.raises(NoFaceFound):
+        predictor.predict(png_bytes(coloured_image("alpha", seed=5, size=120)))
+    assert predictor.predict(png_bytes(face_photos["astronaut"])).face_source == "detected"
+
+
+def test_activation_is_noticed_without_failing_calls_in_flight(registry, trained):
+    first = trained[1].version
+    second = copy_version(registry, first)
+    registry.activate(first)
+    predictor = Predictor(registry)
+    photo = png_bytes(coloured_image("gamma", seed=8))
+    errors, served = [], set()
+
+    def doctor():
+        for _ in range(15):
+            try:
+                served.add(predictor.predict(photo).model_version)
+            except Exception as exc:          # any failure at all is what this test looks for
+                errors.append(exc)
+
+    threads = [threading.Thread(target=doctor) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    registry.activate(second)
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert predictor.current().version == second
+    assert served <= {first, second}
+
+
+def test_a_broken_new_version_keeps_the_old_one_serving(registry, trained):
+    first = trained[1].version
+    second = copy_version(registry, first)
+    registry.activate(first)
+    predictor = Predictor(registry)
+    assert predictor.current().version == first
+    (registry.get(second).model_path).write_bytes(b"truncated")
+    registry.activate(second)
+    assert predictor.current().version == first
+    assert predictor.predict(png_bytes(coloured_image("alpha", seed=9))).model_version == first
