@@ -1,0 +1,74 @@
+import json
+
+import pytest
+
+from ml import backbones
+from tests.conftest import coloured_image, png_bytes, synthetic_entries, write_zip
+
+
+def run(runner, *args):
+    return runner.invoke(args=list(args), catch_exceptions=False)
+
+
+def test_import_train_activate_predict(runner, tmp_path):
+    archive = write_zip(tmp_path / "c.zip", synthetic_entries(per_class=6) | {"alpha/readme.txt": b"text"})
+    result = run(runner, "dataset", "import", str(archive), "--name", "colours",
+                 "--face-detector", "haar", "--face-fallback", "whole")
+    assert result.exit_code == 0, result.output
+    assert "18 photos in 3 classes" in result.output and "alpha/readme.txt: The file is not an image" in result.output
+    assert "colours\t18 photos" in run(runner, "dataset", "list").output
+
+    result = run(runner, "train", "--dataset", "colours", "--weights", "none", "--image-size", "32",
+                 "--epochs", "3")
+    assert result.exit_code == 0, result.output
+    assert "head epoch 1/3" in result.output and "Test (" in result.output
+    version = result.output.split("Version ", 1)[1].split()[0]
+
+    listed = run(runner, "models", "list").output
+    assert version in listed and not listed.startswith("*")
+    assert run(runner, "models", "activate", version).exit_code == 0
+    assert run(runner, "models", "list").output.startswith(f"* {version}")
+
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(png_bytes(coloured_image("alpha", seed=4)))
+    result = run(runner, "predict", str(photo))
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.output[result.output.index("{"):])
+    assert body["model_version"] == version
+    assert sum(p["probability"] for p in body["predictions"]) == pytest.approx(1.0, abs=1e-5)
+    assert {p["label"] for p in body["predictions"]} == {"alpha", "beta", "gamma"}
+
+
+def test_imagenet_without_network_fails_fast_naming_the_file(runner, tmp_path, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise Exception("URL fetch failure: [Errno -2] Name or service not known")
+    monkeypatch.setattr(backbones.keras.utils, "get_file", no_network)
+    archive = write_zip(tmp_path / "c.zip", synthetic_entries(per_class=5))
+    run(runner, "dataset", "import", str(archive), "--name", "c", "--face-detector", "haar",
+        "--face-fallback", "whole")
+    result = run(runner, "train", "--dataset", "c", "--weights", "imagenet")
+    assert result.exit_code == 1
+    assert backbones.VGG16_NOTOP_FILE in result.output and "models/pretrained" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--dataset", "absent", "--weights", "none"], "no dataset named 'absent'"),
+    (["train", "--dataset", "x", "--image-size", "7"], "image_size must be between"),
+    (["train", "--dataset", "x", "--epochs", "zero"], "'zero' is not a valid integer"),
+    (["models", "activate", "../../etc"], "no complete model version"),
+    (["models", "rollback"], "no earlier active version"),
+    (["dataset", "import", "/nonexistent.zip", "--name", "x"], "does not exist"),
+    (["dataset", "delete", "absent"], "no dataset named"),
+])
+def test_bad_arguments_end_with_a_message_not_a_traceback(runner, args, message):
+    result = run(runner, *args)
+    assert result.exit_code != 0
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_predict_without_an_active_model_or_with_a_bad_file(runner, tmp_path):
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(png_bytes(coloured_image("alpha", seed=4)))
+    result = run(runner, "predict", str(photo))
+    assert result.exit_code == 1 and "No model is active" in result.output
