@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 .PHONY: run test bench
 
 run: $(VENV)/.runtime
+	$(BIN)/flask --app app setup
 	$(BIN)/gunicorn --config gunicorn.conf.py app:app
 
 test: $(VENV)/.test

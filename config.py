@@ -34,3 +34,13 @@ class Config:
         self.MAX_ARCHIVE_ENTRIES = _int("FACEDX_MAX_ARCHIVE_ENTRIES", 20_000)
         self.MAX_ARCHIVE_BYTES = _int("FACEDX_MAX_ARCHIVE_BYTES", 4 * 1024 ** 3)
         self.MIN_IMAGES_PER_CLASS = _int("FACEDX_MIN_IMAGES_PER_CLASS", 5)
+        # Largest request body: a dataset archive. Photo routes lower it to MAX_IMAGE_BYTES.
+        self.MAX_CONTENT_LENGTH = _int("FACEDX_MAX_UPLOAD_BYTES", 2 * 1024 ** 3)
+        self.SQLALCHEMY_DATABASE_URI = (os.environ.get("FACEDX_DATABASE_URL")
+                                        or f"sqlite:///{data_dir / 'instance' / 'facedx.sqlite'}")
+        self.SECRET_KEY = os.environ.get("FACEDX_SECRET_KEY") or None   # else kept in the instance folder
+        self.SESSION_COOKIE_HTTPONLY = True
+        self.SESSION_COOKIE_SAMESITE = "Lax"
+        self.SESSION_COOKIE_SECURE = os.environ.get("FACEDX_HTTPS", "") == "1"
+        self.REMEMBER_COOKIE_SECURE = self.SESSION_COOKIE_SECURE
+        self.WTF_CSRF_TIME_LIMIT = None    # the token lives as long as the session

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ml.errors import DatasetError, FaceDxError, ImageError, NoFaceFound
+from ml.errors import DatasetError, DatasetExists, DatasetNotFound, FaceDxError, ImageError, NoFaceFound
 from ml.faces import CROP_SIZE, FaceOptions, crop_face
 from ml.images import decode_image, encode_png, resize
 
@@ -82,7 +82,7 @@ def import_dataset(source, name, root, limits=ImportLimits(), face=FaceOptions()
     check_name(name)
     root = Path(root)
     if (root / name).exists():
-        raise DatasetError(f"A dataset named {name!r} already exists; choose another name or delete it first.")
+        raise DatasetExists(f"A dataset named {name!r} already exists; choose another name or delete it first.")
     source = Path(source)
     if source.is_dir():
         members = _folder_members(source, limits)
@@ -279,7 +279,7 @@ def get_dataset(root, name):
     try:
         return Dataset(path, json.loads((path / MANIFEST).read_text()))
     except FileNotFoundError:
-        raise DatasetError(f"There is no dataset named {name!r}.") from None
+        raise DatasetNotFound(f"There is no dataset named {name!r}.") from None
 
 
 def delete_dataset(root, name):

@@ -9,12 +9,24 @@ class ImageError(FaceDxError):
     """A file could not be read as a photo."""
 
 
+class UnsupportedImage(ImageError):
+    """A file is not an image in a format FaceDx reads."""
+
+
 class NoFaceFound(FaceDxError):
     """The face detector found no face in a photo."""
 
 
 class DatasetError(FaceDxError):
     """A dataset archive or folder was refused as a whole."""
+
+
+class DatasetNotFound(DatasetError):
+    """No dataset has the given name."""
+
+
+class DatasetExists(DatasetError):
+    """A dataset with the given name already exists."""
 
 
 class WeightsUnavailable(FaceDxError):
@@ -27,6 +39,10 @@ class TrainingError(FaceDxError):
 
 class RegistryError(FaceDxError):
     """A model version is unknown, incomplete or cannot be activated."""
+
+
+class VersionNotFound(RegistryError):
+    """No complete model version has the given name."""
 
 
 class NoActiveModel(RegistryError):

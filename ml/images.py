@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ml.errors import ImageError
+from ml.errors import ImageError, UnsupportedImage
 
 DEFAULT_MAX_PIXELS = 40_000_000
 
@@ -36,7 +36,7 @@ def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS):
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise ImageError("The image is too large to decode safely.") from None
         except UnidentifiedImageError:
-            raise ImageError("The file is not an image in a supported format "
+            raise UnsupportedImage("The file is not an image in a supported format "
                              "(JPEG, PNG, BMP, GIF, TIFF or WebP).") from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageError(f"The image is damaged or truncated ({exc}).") from None

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ml.errors import NoActiveModel, RegistryError
+from ml.errors import NoActiveModel, RegistryError, VersionNotFound
 
 VERSION_PATTERN = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
 MODEL_FILE = "model.keras"
@@ -69,7 +69,7 @@ class ModelRegistry:
         """Return a complete version, or raise RegistryError."""
         found = self._read(version) if isinstance(version, str) and VERSION_PATTERN.match(version) else None
         if found is None:
-            raise RegistryError(f"There is no complete model version {version!r}.")
+            raise VersionNotFound(f"There is no complete model version {version!r}.")
         return found
 
     def _read(self, version):

@@ -21,13 +21,71 @@ SMALL_TRAINING = TrainingOptions(weights="none", image_size=32, epochs=40, learn
 def app(tmp_path, monkeypatch):
     """Return an application whose data folder is a fresh temporary folder."""
     monkeypatch.setenv("FACEDX_DATA_DIR", str(tmp_path / "data"))
+    from flask_migrate import upgrade
+
     from app import create_app
-    return create_app({"TESTING": True})
+    app = create_app({"TESTING": True})
+    with app.app_context():
+        upgrade()
+    return app
 
 
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
+
+
+PASSWORD = "correct horse battery"
+
+
+def make_user(app, name, role):
+    """Create an account with PASSWORD and return an API token for it."""
+    from web.db import ApiToken, User, db
+
+    with app.app_context():
+        user = User(username=name, role=role)
+        user.set_password(PASSWORD)
+        row, token = ApiToken.issue(user)
+        db.session.add_all([user, row])
+        db.session.commit()
+    return token
+
+
+@pytest.fixture
+def tokens(app):
+    """Create an admin and a doctor; return their API tokens."""
+    return {"admin": make_user(app, "ada", "admin"), "doctor": make_user(app, "dan", "doctor")}
+
+
+def form_token(client, path):
+    """Fetch the page at `path` and return the CSRF token of its first form."""
+    import re
+
+    page = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+
+
+def login(client, name):
+    """Log `client` in as `name` (created by the tokens fixture)."""
+    response = client.post("/login", data={"username": name, "password": PASSWORD,
+                                           "csrf_token": form_token(client, "/login")})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return client
+
+
+@pytest.fixture
+def active_model(app, trained):
+    """Copy the trained version into the app's models folder and activate it; return its version."""
+    import shutil
+
+    from web import get_registry
+
+    version = trained[1]
+    with app.app_context():
+        registry = get_registry()
+        shutil.copytree(version.path, registry.root / version.version)
+        registry.activate(version.version)
+    return version.version
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The web layer: turns HTTP requests and commands into calls of `ml`, and the results back."""
 from pathlib import Path
 
-from flask import current_app
+from flask import current_app, request
 
 from ml.datasets import ImportLimits
 from ml.registry import ModelRegistry
@@ -34,3 +34,25 @@ def get_predictor():
         predictor = current_app.extensions.setdefault(
             "facedx.predictor", Predictor(get_registry(), current_app.config["MAX_IMAGE_PIXELS"]))
     return predictor
+
+
+CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; "
+                           "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
+
+
+def security_headers(response):
+    """Add the headers that keep pages from being framed, sniffed or fed foreign scripts."""
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response
+
+
+PHOTO_ENDPOINTS = {"doctor.predict", "api.predict"}
+
+
+def limit_upload_size():
+    """Lower the body limit to one photo on the photo routes, before anything reads the body."""
+    if request.endpoint in PHOTO_ENDPOINTS:
+        request.max_content_length = current_app.config["MAX_IMAGE_BYTES"] + 64 * 1024   # + form fields

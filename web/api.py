@@ -1,17 +1,147 @@
-"""JSON API, version 1."""
-from flask import Blueprint, jsonify
+"""JSON API, version 1: bearer-token authentication, errors as {error, message}."""
+from flask import Blueprint, abort, g, jsonify, request
 
+from ml.datasets import list_datasets
 from ml.errors import FaceDxError
-from web import get_predictor
+from web import datasets_root, get_predictor, get_registry
+from web.admin import import_upload
+from web.auth import csrf, user_for_token
+from web.db import TrainingJob, audit, db
+from web.errors import error_response
+from web.jobs import cancel, reconcile, start_training
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+csrf.exempt(bp)          # no cookies here: a bearer token cannot be sent by another site's form
+PUBLIC = {"api.health"}
+FOR_DOCTORS = {"api.predict"}     # every other route needs an administrator's token
+
+
+@bp.before_request
+def authenticate():
+    """Require a bearer token; administrators' routes refuse other roles."""
+    if request.endpoint in PUBLIC:
+        return None
+    g.api_user = user_for_token(request.headers.get("Authorization"))
+    if g.api_user is None:
+        response = error_response(401, "Send a valid API token: 'Authorization: Bearer <token>'.")
+        response[0].headers["WWW-Authenticate"] = "Bearer"
+        return response
+    if request.endpoint not in FOR_DOCTORS and not g.api_user.is_admin:
+        return error_response(403, "This needs an administrator's token.")
+    return None
 
 
 @bp.get("/health")
 def health():
-    """Say whether a model can serve, and which version."""
+    """Say whether a model can serve, and which version (no authentication)."""
     try:
         loaded = get_predictor().current()
     except FaceDxError:
         return jsonify(status="unavailable", model_version=None), 503
     return jsonify(status="ok", model_version=loaded.version)
+
+
+@bp.post("/predict")
+def predict():
+    """Predict from the multipart field `image`; the photo is processed in memory only."""
+    upload = request.files.get("image")
+    if upload is None:
+        return error_response(400, "Send the photo as the multipart form field 'image'.")
+    response = jsonify(get_predictor().predict(upload.read()).as_dict())
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def version_summary(version, active):
+    card = version.card
+    return {"version": version.version, "created": card.get("created"), "active": version.version == active,
+            "dataset": card["dataset"]["id"], "backbone": card["backbone"], "weights": card["weights"]["name"],
+            "image_size": card["image_size"], "labels": card["labels"],
+            "test_accuracy": card["metrics"]["test"]["accuracy"]}
+
+
+@bp.get("/models")
+def list_models():
+    """List model versions, newest first."""
+    registry = get_registry()
+    active = registry.pointer().get("version")
+    return jsonify(models=[version_summary(v, active) for v in registry.versions()], active=active)
+
+
+@bp.post("/models/<version>/activate")
+def activate_model(version):
+    """Activate a version."""
+    get_registry().activate(version)
+    audit(g.api_user, "model.activate", version)
+    db.session.commit()
+    return jsonify(active=version)
+
+
+@bp.post("/datasets")
+def create_dataset():
+    """Import a dataset from the multipart fields `archive` and `name` (optional `face_fallback`)."""
+    upload, name = request.files.get("archive"), request.form.get("name", "")
+    if upload is None or not name:
+        return error_response(400, "Send the multipart fields 'archive' (a zip) and 'name'.")
+    dataset = import_upload(upload, name, request.form.get("face_fallback", "none"), g.api_user)
+    return jsonify(dataset_summary(dataset) | {"rejected": dataset.manifest["rejected"]}), 201
+
+
+def dataset_summary(dataset):
+    manifest = dataset.manifest
+    return {"name": dataset.id, "labels": manifest["labels"], "counts": manifest["counts"],
+            "images": len(manifest["images"]), "rejected_count": len(manifest["rejected"]),
+            "created": manifest["created"]}
+
+
+@bp.get("/datasets")
+def datasets():
+    """List the imported datasets."""
+    return jsonify(datasets=[dataset_summary(d) for d in list_datasets(datasets_root())])
+
+
+@bp.post("/training-jobs")
+def create_training_job():
+    """Start training: JSON {"dataset": name, "options": {...}} -> 202 with the job."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("dataset"), str) \
+            or not isinstance(body.get("options", {}), dict):
+        return error_response(400, 'Send JSON {"dataset": "<name>", "options": {...}}.')
+    job = start_training(body["dataset"], body.get("options", {}), g.api_user.username)
+    audit(g.api_user, "training.start", f"job {job.id} on {job.dataset}")
+    db.session.commit()
+    response = jsonify(job.as_dict())
+    response.headers["Location"] = f"/api/v1/training-jobs/{job.id}"
+    return response, 202
+
+
+@bp.get("/training-jobs")
+def list_training_jobs():
+    """List training jobs, newest first."""
+    reconcile()
+    jobs = db.session.execute(db.select(TrainingJob).order_by(TrainingJob.id.desc()).limit(100)).scalars()
+    return jsonify(jobs=[job.as_dict() for job in jobs])
+
+
+def find_job(job_id):
+    reconcile()
+    job = db.session.get(TrainingJob, job_id)
+    if job is None:
+        abort(404, f"There is no training job {job_id}.")
+    return job
+
+
+@bp.get("/training-jobs/<int:job_id>")
+def get_training_job(job_id):
+    """A job's status, progress and history."""
+    return jsonify(find_job(job_id).as_dict())
+
+
+@bp.post("/training-jobs/<int:job_id>/cancel")
+def cancel_training_job(job_id):
+    """Ask a job to stop."""
+    job = find_job(job_id)
+    cancel(job)
+    audit(g.api_user, "training.cancel", f"job {job_id}")
+    db.session.commit()
+    return jsonify(job.as_dict()), 202

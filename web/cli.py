@@ -1,5 +1,6 @@
 """The `flask --app app ...` commands: datasets, training, model versions and predictions."""
 import json
+import re
 import sys
 from functools import wraps
 
@@ -12,6 +13,10 @@ from web import datasets_root, get_predictor, get_registry, import_limits
 
 dataset_cli = AppGroup("dataset", help="Import and list labelled datasets.")
 models_cli = AppGroup("models", help="List, activate and roll back model versions.")
+user_cli = AppGroup("user", help="Create accounts and set passwords.")
+token_cli = AppGroup("token", help="Create API tokens.")
+MIN_PASSWORD_LENGTH = 10
+USER_NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 
 
 def user_errors(command):
@@ -154,7 +159,92 @@ def predict_command(image):
     click.echo(json.dumps(prediction.as_dict(), indent=2))
 
 
+def read_password():
+    """Ask for a password at the terminal (twice), or read one line from stdin when it is not a terminal."""
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise click.ClickException(f"A password needs at least {MIN_PASSWORD_LENGTH} characters.")
+    return password
+
+
+def find_user(name):
+    from web.db import User, db
+
+    user = db.session.execute(db.select(User).filter_by(username=name)).scalar_one_or_none()
+    if user is None:
+        raise click.ClickException(f"There is no user named {name!r}.")
+    return user
+
+
+@user_cli.command("create")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["admin", "doctor"]), required=True)
+def user_create(name, role):
+    """Create an account; the password comes from the terminal or stdin."""
+    from web.db import User, db
+
+    if not USER_NAME.fullmatch(name):
+        raise click.ClickException("A user name is 1-64 letters, digits, '.', '-', '_' or '@'.")
+    if db.session.execute(db.select(User).filter_by(username=name)).scalar_one_or_none():
+        raise click.ClickException(f"A user named {name!r} already exists.")
+    user = User(username=name, role=role)
+    user.set_password(read_password())
+    db.session.add(user)
+    db.session.commit()
+    click.echo(f"Created {role} {name}.")
+
+
+@user_cli.command("password")
+@click.argument("name")
+def user_password(name):
+    """Set a user's password; it comes from the terminal or stdin."""
+    from web.db import db
+
+    user = find_user(name)
+    user.set_password(read_password())
+    db.session.commit()
+    click.echo(f"Password of {name} changed.")
+
+
+@token_cli.command("create")
+@click.argument("name")
+def token_create(name):
+    """Print a new API token for user NAME (stored hashed: it is shown only now)."""
+    from web.db import ApiToken, db
+
+    row, token = ApiToken.issue(find_user(name))
+    db.session.add(row)
+    db.session.commit()
+    click.echo(f"API token for {name} (shown once): {token}")
+
+
+@click.command("setup")
+@with_appcontext
+def setup_command():
+    """Bring the database schema up to date; on first start create an admin with a random password."""
+    import secrets
+
+    from flask_migrate import upgrade
+
+    from web.db import User, db
+    from web.jobs import reconcile
+
+    upgrade()
+    reconcile()
+    if db.session.execute(db.select(User).limit(1)).scalar_one_or_none() is None:
+        password = secrets.token_urlsafe(12)
+        admin = User(username="admin", role="admin")
+        admin.set_password(password)
+        db.session.add(admin)
+        db.session.commit()
+        click.echo("Created the first administrator. Note the password now: it is not shown again.")
+        click.echo(f"  user name: admin\n  password:  {password}")
+
+
 def init_app(app):
     """Register the commands with the application."""
-    for command in (dataset_cli, models_cli, train_command, predict_command):
+    for command in (dataset_cli, models_cli, user_cli, token_cli, train_command, predict_command, setup_command):
         app.cli.add_command(command)

@@ -1,0 +1,146 @@
+import io
+import time
+
+import pytest
+
+from tests.conftest import coloured_image, png_bytes, synthetic_entries, write_zip
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def upload_dataset(client, token, archive, name="colours"):
+    with open(archive, "rb") as stream:
+        return client.post("/api/v1/datasets", headers=bearer(token), content_type="multipart/form-data",
+                           data={"archive": (stream, "data.zip"), "name": name, "face_fallback": "whole"})
+
+
+def wait_for(client, token, job_id, states=("succeeded", "failed", "cancelled"), timeout=240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/api/v1/training-jobs/{job_id}", headers=bearer(token)).get_json()
+        if job["status"] in states:
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s")
+
+
+@pytest.fixture
+def colours_zip(tmp_path):
+    return write_zip(tmp_path / "colours.zip", synthetic_entries(per_class=8) | {"alpha/notes.txt": b"x"})
+
+
+@pytest.mark.parametrize("method, path", [
+    ("post", "/api/v1/predict"), ("get", "/api/v1/models"), ("post", "/api/v1/models/x/activate"),
+    ("get", "/api/v1/datasets"), ("post", "/api/v1/datasets"), ("post", "/api/v1/training-jobs"),
+    ("get", "/api/v1/training-jobs"), ("get", "/api/v1/training-jobs/1"),
+])
+def test_routes_need_a_token(client, tokens, method, path):
+    for headers in ({}, bearer("not-a-token"), {"Authorization": "Basic abc"}):
+        response = getattr(client, method)(path, headers=headers)
+        assert response.status_code == 401
+        assert response.get_json()["error"] == "unauthorized" and "Bearer" in response.get_json()["message"]
+
+
+@pytest.mark.parametrize("method, path", [
+    ("get", "/api/v1/models"), ("post", "/api/v1/models/x/activate"), ("get", "/api/v1/datasets"),
+    ("post", "/api/v1/datasets"), ("post", "/api/v1/training-jobs"), ("get", "/api/v1/training-jobs/1"),
+])
+def test_admin_routes_refuse_doctor_tokens(client, tokens, method, path):
+    response = getattr(client, method)(path, headers=bearer(tokens["doctor"]))
+    assert response.status_code == 403 and response.get_json()["error"] == "forbidden"
+
+
+def test_predict_contract_and_errors(client, tokens, active_model):
+    doctor = bearer(tokens["doctor"])
+    photo = png_bytes(coloured_image("alpha", seed=11))
+    response = client.post("/api/v1/predict", headers=doctor, content_type="multipart/form-data",
+                           data={"image": (io.BytesIO(photo), "p.png")})
+    body = response.get_json()
+    assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
+    assert body["model_version"] == active_model and set(body["face"]) == {"x", "y", "width", "height"}
+    probabilities = [p["probability"] for p in body["predictions"]]
+    assert probabilities == sorted(probabilities, reverse=True) and abs(sum(probabilities) - 1) < 1e-5
+    assert body["predictions"][0]["label"] == "alpha"
+
+    def post(data):
+        return client.post("/api/v1/predict", headers=doctor, content_type="multipart/form-data", data=data)
+    assert post({}).status_code == 400
+    assert post({"image": (io.BytesIO(b"text"), "x.png")}).get_json()["error"] == "unsupported_media_type"
+    truncated = post({"image": (io.BytesIO(photo[:300]), "x.png")})
+    assert truncated.status_code == 422 and "truncated" in truncated.get_json()["message"]
+    client.application.config["MAX_IMAGE_BYTES"] = 1000
+    too_large = post({"image": (io.BytesIO(b"\0" * 100_000), "x.png")})
+    assert too_large.status_code == 413 and too_large.get_json()["error"] == "request_entity_too_large"
+
+
+def test_predict_without_a_model_is_503(client, tokens):
+    response = client.post("/api/v1/predict", headers=bearer(tokens["doctor"]), content_type="multipart/form-data",
+                           data={"image": (io.BytesIO(png_bytes(coloured_image("alpha", seed=1))), "p.png")})
+    assert response.status_code == 503 and response.get_json()["error"] == "service_unavailable"
+
+
+def test_dataset_upload_and_listing(client, tokens, colours_zip):
+    admin = tokens["admin"]
+    response = upload_dataset(client, admin, colours_zip)
+    body = response.get_json()
+    assert response.status_code == 201 and body["counts"] == {"alpha": 8, "beta": 8, "gamma": 8}
+    assert body["rejected"] == [{"file": "alpha/notes.txt", "reason": body["rejected"][0]["reason"]}]
+    assert upload_dataset(client, admin, colours_zip).status_code == 409
+    assert upload_dataset(client, admin, colours_zip, name="../x").status_code == 400
+    listed = client.get("/api/v1/datasets", headers=bearer(admin)).get_json()["datasets"]
+    assert [d["name"] for d in listed] == ["colours"]
+
+
+@pytest.mark.parametrize("body, status", [
+    (None, 400), ({"dataset": 5}, 400), ({"dataset": "absent", "options": {}}, 404),
+    ({"dataset": "colours", "options": {"epochs": -1}}, 422), ({"dataset": "colours", "options": {"x": 1}}, 422),
+    ({"dataset": "colours", "options": []}, 400),
+])
+def test_bad_training_requests(client, tokens, colours_zip, body, status):
+    upload_dataset(client, tokens["admin"], colours_zip)
+    response = client.post("/api/v1/training-jobs", headers=bearer(tokens["admin"]), json=body)
+    assert response.status_code == status and set(response.get_json()) == {"error", "message"}
+
+
+def test_train_activate_and_predict_through_the_api(client, tokens, colours_zip):
+    admin, doctor = bearer(tokens["admin"]), bearer(tokens["doctor"])
+    upload_dataset(client, tokens["admin"], colours_zip)
+    options = {"weights": "none", "image_size": 32, "epochs": 40, "learning_rate": 0.01, "patience": 40}
+    response = client.post("/api/v1/training-jobs", headers=admin, json={"dataset": "colours", "options": options})
+    assert response.status_code == 202
+    job_id = response.get_json()["id"]
+    second = client.post("/api/v1/training-jobs", headers=admin, json={"dataset": "colours", "options": options})
+    assert second.status_code == 409 and "one training job runs at a time" in second.get_json()["message"]
+
+    job = wait_for(client, tokens["admin"], job_id)
+    assert job["status"] == "succeeded", job
+    assert job["progress"]["fraction"] == 1.0 and job["history"][0]["phase"] == "head"
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(job["history"][-1])
+    version = job["model_version"]
+    models = client.get("/api/v1/models", headers=admin).get_json()
+    assert models["active"] is None and models["models"][0]["version"] == version
+
+    assert client.post(f"/api/v1/models/{version}/activate", headers=admin).status_code == 200
+    assert client.post("/api/v1/models/20990101-000000-abcdef/activate", headers=admin).status_code == 404
+    assert client.get("/api/v1/health").get_json() == {"status": "ok", "model_version": version}
+    photo = png_bytes(coloured_image("beta", seed=12))
+    result = client.post("/api/v1/predict", headers=doctor, content_type="multipart/form-data",
+                         data={"image": (io.BytesIO(photo), "p.png")}).get_json()
+    assert result["model_version"] == version and result["predictions"][0]["label"] == "beta"
+
+
+def test_cancel_a_running_job(client, tokens, colours_zip):
+    admin = bearer(tokens["admin"])
+    upload_dataset(client, tokens["admin"], colours_zip)
+    options = {"weights": "none", "image_size": 32, "epochs": 1000, "patience": 1000}
+    job_id = client.post("/api/v1/training-jobs", headers=admin,
+                         json={"dataset": "colours", "options": options}).get_json()["id"]
+    deadline = time.monotonic() + 120
+    while not client.get(f"/api/v1/training-jobs/{job_id}", headers=admin).get_json()["history"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert client.post(f"/api/v1/training-jobs/{job_id}/cancel", headers=admin).status_code == 202
+    assert wait_for(client, tokens["admin"], job_id)["status"] == "cancelled"
+    assert client.get("/api/v1/models", headers=admin).get_json()["models"] == []

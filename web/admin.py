@@ -1,0 +1,226 @@
+"""Administrators' pages: datasets, training jobs, model versions and the audit log."""
+import json
+import tempfile
+from pathlib import Path
+
+from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, send_file,
+                   url_for)
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
+from wtforms import IntegerField, SelectField, StringField
+from wtforms.validators import DataRequired, NumberRange, Regexp
+
+from ml.datasets import NAME_PATTERN, delete_dataset, get_dataset, import_dataset, list_datasets
+from ml.errors import FaceDxError
+from ml.faces import FaceOptions
+from web import datasets_root, get_registry, import_limits
+from web.auth import admin_required
+from web.db import AuditEvent, TrainingJob, audit, db
+from web.errors import status_of
+from web.jobs import JobConflict, cancel, reconcile, start_training
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+THUMBNAILS_PER_CLASS = 8
+
+
+@bp.before_request
+@admin_required
+def require_admin():
+    """Every page here is for administrators only."""
+
+
+class DatasetForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Regexp(NAME_PATTERN.pattern,
+                       message="1-64 letters, digits, '-' or '_', starting with a letter or digit.")])
+    archive = FileField("Zip archive", validators=[FileRequired("Choose a zip archive.")])
+    face_fallback = SelectField("When no face is found", choices=[
+        ("none", "reject the photo"), ("whole", "use the whole photo (photos already cropped to the face)")])
+
+
+class TrainingForm(FlaskForm):
+    dataset = SelectField("Dataset", validators=[DataRequired()])
+    weights = SelectField("Backbone weights", choices=[("imagenet", "ImageNet"),
+                                                       ("none", "none (random: for tests only)")])
+    image_size = IntegerField("Image size (px)", default=224, validators=[NumberRange(32, 512)])
+    epochs = IntegerField("Head epochs", default=30, validators=[NumberRange(1, 1000)])
+    fine_tune_epochs = IntegerField("Fine-tune epochs", default=0, validators=[NumberRange(0, 1000)])
+
+
+def save_upload(upload):
+    """Stream an uploaded archive into a temporary file inside the upload folder; return its path."""
+    folder = Path(current_app.config["UPLOAD_DIR"]) / "tmp"
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, suffix=".zip", delete=False) as target:
+        upload.save(target)
+    return Path(target.name)
+
+
+def import_upload(upload, name, fallback, user):
+    """Import an uploaded archive as a dataset; the temporary copy is removed whatever happens."""
+    path = save_upload(upload)
+    try:
+        face = FaceOptions(current_app.config["FACE_DETECTOR"], fallback)
+        dataset = import_dataset(path, name, datasets_root(), import_limits(), face)
+    finally:
+        path.unlink(missing_ok=True)
+    audit(user, "dataset.import", name)
+    db.session.commit()
+    return dataset
+
+
+@bp.route("/datasets", methods=["GET", "POST"])
+def datasets():
+    """List datasets and import a new one."""
+    form = DatasetForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            dataset = import_upload(form.archive.data, form.name.data, form.face_fallback.data, current_user)
+        except FaceDxError as error:
+            flash(str(error), "error")
+            status = status_of(error)
+        else:
+            flash(f"Imported {len(dataset.manifest['images'])} photos into {dataset.id}.", "info")
+            return redirect(url_for("admin.dataset", name=dataset.id))
+    elif request.method == "POST":
+        status = 400
+    return render_template("admin/datasets.html", form=form, datasets=list_datasets(datasets_root())), status
+
+
+@bp.get("/datasets/<name>")
+def dataset(name):
+    """Show a dataset: counts, sample thumbnails per class, rejected files."""
+    found = get_dataset(datasets_root(), name)
+    samples = {}
+    for index, item in enumerate(found.manifest["images"]):
+        group = samples.setdefault(item["label"], [])
+        if len(group) < THUMBNAILS_PER_CLASS:
+            group.append(index)
+    return render_template("admin/dataset.html", dataset=found, samples=samples)
+
+
+@bp.get("/datasets/<name>/images/<int:index>")
+def dataset_image(name, index):
+    """Send one stored face crop of a dataset (administrators only, never from static/)."""
+    images = get_dataset(datasets_root(), name).manifest["images"]
+    if not 0 <= index < len(images):
+        abort(404)
+    response = send_file(datasets_root() / name / images[index]["file"], mimetype="image/png")
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+@bp.post("/datasets/<name>/delete")
+def dataset_delete(name):
+    """Delete a dataset with its photos and cached features."""
+    delete_dataset(datasets_root(), name)
+    audit(current_user, "dataset.delete", name)
+    db.session.commit()
+    flash(f"Deleted dataset {name}.", "info")
+    return redirect(url_for("admin.datasets"))
+
+
+def all_jobs():
+    reconcile()
+    return db.session.execute(db.select(TrainingJob).order_by(TrainingJob.id.desc())).scalars().all()
+
+
+@bp.route("/training", methods=["GET", "POST"])
+def training():
+    """Choose a dataset and options, start training; list the jobs."""
+    form = TrainingForm()
+    form.dataset.choices = [(d.id, d.id) for d in list_datasets(datasets_root())]
+    if request.method == "GET" and request.args.get("dataset"):
+        form.dataset.data = request.args["dataset"]
+    status = 200
+    if form.validate_on_submit():
+        options = {key: getattr(form, key).data for key in ("weights", "image_size", "epochs", "fine_tune_epochs")}
+        try:
+            job = start_training(form.dataset.data, options, current_user.username)
+        except (FaceDxError, JobConflict) as error:
+            flash(str(error), "error")
+            status = 409 if isinstance(error, JobConflict) else status_of(error)
+        else:
+            audit(current_user, "training.start", f"job {job.id} on {job.dataset}")
+            db.session.commit()
+            return redirect(url_for("admin.job", job_id=job.id))
+    elif request.method == "POST":
+        status = 400
+    return render_template("admin/training.html", form=form, jobs=all_jobs()), status
+
+
+def get_job(job_id):
+    job = db.session.get(TrainingJob, job_id)
+    if job is None:
+        abort(404, f"There is no training job {job_id}.")
+    return job
+
+
+@bp.get("/training/<int:job_id>")
+def job(job_id):
+    """Show one job live: phase, epochs, progress bar and curves."""
+    reconcile()
+    return render_template("admin/job.html", job=get_job(job_id))
+
+
+@bp.get("/training/<int:job_id>.json")
+def job_json(job_id):
+    """The job's state for the live page."""
+    reconcile()
+    response = jsonify(get_job(job_id).as_dict())
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/training/<int:job_id>/cancel")
+def job_cancel(job_id):
+    """Ask a queued or running job to stop."""
+    found = get_job(job_id)
+    cancel(found)
+    audit(current_user, "training.cancel", f"job {job_id}")
+    db.session.commit()
+    flash(f"Job {job_id} will stop at the next step.", "info")
+    return redirect(url_for("admin.job", job_id=job_id))
+
+
+@bp.get("/models")
+def models():
+    """List model versions; activate or roll back."""
+    registry = get_registry()
+    return render_template("admin/models.html", versions=registry.versions(), pointer=registry.pointer())
+
+
+@bp.get("/models/<version>")
+def model(version):
+    """Show one version: curves, confusion matrix, per-class metrics, card."""
+    found = get_registry().get(version)
+    return render_template("admin/model.html", version=found, active=get_registry().pointer().get("version"),
+                           card_json=json.dumps(found.card, indent=1))
+
+
+@bp.post("/models/<version>/activate")
+def model_activate(version):
+    """Make a version the one that serves predictions."""
+    get_registry().activate(version)
+    audit(current_user, "model.activate", version)
+    db.session.commit()
+    flash(f"Version {version} is active; every worker serves it from its next request.", "info")
+    return redirect(url_for("admin.models"))
+
+
+@bp.post("/models/rollback")
+def model_rollback():
+    """Re-activate the previously active version."""
+    version = get_registry().rollback()
+    audit(current_user, "model.rollback", version)
+    db.session.commit()
+    flash(f"Rolled back: version {version} is active again.", "info")
+    return redirect(url_for("admin.models"))
+
+
+@bp.get("/audit")
+def audit_log():
+    """Show the latest administrative actions."""
+    events = db.session.execute(db.select(AuditEvent).order_by(AuditEvent.id.desc()).limit(500)).scalars().all()
+    return render_template("admin/audit.html", events=events)

@@ -1,0 +1,186 @@
+"""Training jobs: each runs in its own OS process (spawned, never forked) and reports into the database."""
+import fcntl
+import json
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from flask import current_app
+
+from ml.errors import FaceDxError
+from web.db import ACTIVE_STATES, TrainingJob, db, utcnow
+
+log = logging.getLogger(__name__)
+# Settings a training process needs to open the same data folder and database as its parent.
+CHILD_SETTINGS = ("DATA_DIR", "UPLOAD_DIR", "MODELS_DIR", "INSTANCE_DIR", "PRETRAINED_DIRS",
+                  "SQLALCHEMY_DATABASE_URI", "SECRET_KEY")
+DIED = "The training process stopped unexpectedly (it was killed, or the server restarted)."
+PROGRESS_INTERVAL_S = 0.5
+
+
+class JobConflict(Exception):
+    """Another training job is queued or running."""
+
+
+def start_training(dataset_name, options, username):
+    """Queue a training job and start its process; raise JobConflict while another one is active."""
+    from ml.datasets import get_dataset
+    from ml.training import TrainingOptions
+    from web import datasets_root
+
+    get_dataset(datasets_root(), dataset_name)
+    checked = TrainingOptions.from_dict(options)
+    with _start_lock():
+        reconcile()
+        active = db.session.execute(db.select(TrainingJob).filter(TrainingJob.status.in_(ACTIVE_STATES)))
+        running = active.scalars().first()
+        if running is not None:
+            raise JobConflict(f"Training job {running.id} is still {running.status}; "
+                              "one training job runs at a time. Wait for it or cancel it.")
+        job = TrainingJob(dataset=dataset_name, options_json=json.dumps(options_of(checked)), created_by=username)
+        db.session.add(job)
+        db.session.commit()
+        settings = {key: current_app.config[key] for key in CHILD_SETTINGS}
+        process = multiprocessing.get_context("spawn").Process(target=run_job, args=(job.id, settings),
+                                                               name=f"facedx-training-{job.id}")
+        process.start()
+        job.pid = process.pid
+        db.session.commit()
+    threading.Thread(target=process.join, daemon=True).start()     # reap it when it ends
+    return job
+
+
+def options_of(options):
+    """Return the options as they are shown and stored: every field, defaults included."""
+    from dataclasses import asdict
+
+    return asdict(options)
+
+
+def cancel(job):
+    """Ask a queued or running job to stop; it ends as cancelled and writes nothing."""
+    if job.active:
+        job.cancel_requested = True
+        db.session.commit()
+
+
+def reconcile():
+    """Mark jobs whose process is gone as failed (after a crash, a kill or a server restart)."""
+    stale = db.session.execute(db.select(TrainingJob).filter(TrainingJob.status.in_(ACTIVE_STATES))).scalars()
+    changed = False
+    for job in stale:
+        if not _alive(job.pid):
+            job.status, job.error, job.finished_at = "failed", DIED, utcnow()
+            changed = True
+    if changed:
+        db.session.commit()
+
+
+def _alive(pid):
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:   # a finished child not yet reaped is a zombie: it is not running
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+@contextmanager
+def _start_lock():
+    """Serialise job starts across the threads and processes of all web workers."""
+    path = Path(current_app.config["INSTANCE_DIR"]) / "training-start.lock"
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def run_job(job_id, settings):
+    """Entry point of the training process: run one job and record how it ended."""
+    from app import create_app
+
+    app = create_app(settings)
+    with app.app_context():
+        JobRun(db.session.get(TrainingJob, job_id)).run()
+
+
+class JobRun:
+    """The training side of a job: reports progress, honours cancellation, records the outcome."""
+
+    def __init__(self, job):
+        self.job = job
+        self.last_write = 0.0
+
+    def run(self):
+        from ml.datasets import get_dataset
+        from ml.training import TrainingCancelled, TrainingOptions, train
+        from web import datasets_root, get_registry
+
+        job = self.job
+        job.status, job.started_at = "running", utcnow()
+        db.session.commit()
+        try:
+            dataset = get_dataset(datasets_root(), job.dataset)
+            version = train(dataset, TrainingOptions.from_dict(job.options), get_registry(),
+                            current_app.config["PRETRAINED_DIRS"], self.progress)
+        except TrainingCancelled:
+            self.finish("cancelled")
+        except FaceDxError as exc:
+            self.finish("failed", error=str(exc))
+        except Exception as exc:
+            log.exception("training job %s failed", job.id)
+            self.finish("failed", error=f"Internal error during training ({type(exc).__name__}); see the server log.")
+        else:
+            self.finish("succeeded", model_version=version.version)
+
+    def progress(self, event):
+        """Store a progress event (epochs always, others at most twice a second); stop if cancelled."""
+        from ml.training import TrainingCancelled
+
+        job = self.job
+        db.session.refresh(job, ["cancel_requested"])
+        if job.cancel_requested:
+            raise TrainingCancelled()
+        if "epoch" in event:
+            job.history_json = json.dumps(job.history + [event])
+        elif time.monotonic() - self.last_write < PROGRESS_INTERVAL_S:
+            return
+        job.progress_json = json.dumps(dict(event, fraction=self.fraction(event)))
+        db.session.commit()
+        self.last_write = time.monotonic()
+
+    def fraction(self, event):
+        """Estimate how much of the whole run is done, 0..1, from one event."""
+        options = self.job.options
+        total = options["epochs"] + options["fine_tune_epochs"] + 1     # +1: feature extraction
+        if event["phase"] == "features":
+            return 0.9 * event["done"] / max(event["total"], 1) / total
+        if event["phase"] == "head":
+            return 0.9 * (1 + event["epoch"]) / total
+        if event["phase"] == "fine-tune":
+            return 0.9 * (1 + options["epochs"] + event["epoch"]) / total
+        return {"loading": 0.0, "evaluating": 0.92, "saving": 0.96}.get(event["phase"], 0.0)
+
+    def finish(self, status, **fields):
+        job = self.job
+        job.status, job.finished_at = status, utcnow()
+        progress = dict(job.progress, phase=status)
+        if status == "succeeded":
+            progress["fraction"] = 1.0
+        job.progress_json = json.dumps(progress)
+        for name, value in fields.items():
+            setattr(job, name, value)
+        db.session.commit()
