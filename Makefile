@@ -4,13 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench
+.PHONY: run test bench chromium
 
 run: $(VENV)/.runtime
 	$(BIN)/flask --app app setup
 	$(BIN)/gunicorn --config gunicorn.conf.py app:app
 
-test: $(VENV)/.test
+test: $(VENV)/.test chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
@@ -29,3 +29,7 @@ $(VENV)/.runtime: $(VENV)/.created requirements.txt requirements-cpu.txt
 $(VENV)/.test: $(VENV)/.runtime requirements-test.txt
 	$(BIN)/pip install --quiet -r requirements-test.txt
 	touch $@
+
+# Browser tests drive Debian's Chromium; it is installed from the distribution, never downloaded.
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; }

@@ -14,7 +14,7 @@ from ml.training import TrainingOptions, train
 # Colours that make a learnable difference between generated classes.
 CLASS_COLOURS = {"alpha": (200, 60, 60), "beta": (60, 60, 200), "gamma": (60, 200, 60)}
 SYNTHETIC_FACES = FaceOptions(detector="haar", fallback="whole")   # generated images hold no face
-SMALL_TRAINING = TrainingOptions(weights="none", image_size=32, epochs=40, learning_rate=0.01, patience=40)
+SMALL_TRAINING = TrainingOptions(weights="none", image_size=32, epochs=40)
 
 
 @pytest.fixture

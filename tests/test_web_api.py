@@ -107,7 +107,7 @@ def test_bad_training_requests(client, tokens, colours_zip, body, status):
 def test_train_activate_and_predict_through_the_api(client, tokens, colours_zip):
     admin, doctor = bearer(tokens["admin"]), bearer(tokens["doctor"])
     upload_dataset(client, tokens["admin"], colours_zip)
-    options = {"weights": "none", "image_size": 32, "epochs": 40, "learning_rate": 0.01, "patience": 40}
+    options = {"weights": "none", "image_size": 32, "epochs": 40}
     response = client.post("/api/v1/training-jobs", headers=admin, json={"dataset": "colours", "options": options})
     assert response.status_code == 202
     job_id = response.get_json()["id"]

@@ -8,7 +8,7 @@ from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, rend
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import IntegerField, SelectField, StringField
+from wtforms import IntegerField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, NumberRange, Regexp
 
 from ml.datasets import NAME_PATTERN, delete_dataset, get_dataset, import_dataset, list_datasets
@@ -35,13 +35,14 @@ class DatasetForm(FlaskForm):
                        message="1-64 letters, digits, '-' or '_', starting with a letter or digit.")])
     archive = FileField("Zip archive", validators=[FileRequired("Choose a zip archive.")])
     face_fallback = SelectField("When no face is found", choices=[
-        ("none", "reject the photo"), ("whole", "use the whole photo (photos already cropped to the face)")])
+        SelectChoice("none", "reject the photo"),
+        SelectChoice("whole", "use the whole photo (photos already cropped to the face)")])
 
 
 class TrainingForm(FlaskForm):
     dataset = SelectField("Dataset", validators=[DataRequired()])
-    weights = SelectField("Backbone weights", choices=[("imagenet", "ImageNet"),
-                                                       ("none", "none (random: for tests only)")])
+    weights = SelectField("Backbone weights", choices=[SelectChoice("imagenet", "ImageNet"),
+                                                       SelectChoice("none", "none (random: for tests only)")])
     image_size = IntegerField("Image size (px)", default=224, validators=[NumberRange(32, 512)])
     epochs = IntegerField("Head epochs", default=30, validators=[NumberRange(1, 1000)])
     fine_tune_epochs = IntegerField("Fine-tune epochs", default=0, validators=[NumberRange(0, 1000)])
@@ -130,7 +131,7 @@ def all_jobs():
 def training():
     """Choose a dataset and options, start training; list the jobs."""
     form = TrainingForm()
-    form.dataset.choices = [(d.id, d.id) for d in list_datasets(datasets_root())]
+    form.dataset.choices = [SelectChoice(d.id) for d in list_datasets(datasets_root())]
     if request.method == "GET" and request.args.get("dataset"):
         form.dataset.data = request.args["dataset"]
     status = 200

@@ -1,0 +1,166 @@
+"""The whole flow in a real browser: headless Debian Chromium driven by Playwright, against gunicorn.
+
+Set FACEDX_SCREENSHOTS=<folder> to keep a screenshot of every page the test visits.
+"""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests.conftest import coloured_image, png_bytes, synthetic_entries, write_zip
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Chromium must not try to reach the internet: this machine (and a hospital's) has none.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PROJECT = Path(__file__).resolve().parents[1]
+DOCTOR_PASSWORD = "a doctor's long password"
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def flask(env, *args, stdin=None):
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], cwd=PROJECT, env=env,
+                            input=stdin, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """Run the README's set-up and gunicorn on a free port; return (base URL, admin password)."""
+    data = tmp_path_factory.mktemp("live")
+    port = free_port()
+    env = dict(os.environ, FACEDX_DATA_DIR=str(data), FACEDX_BIND=f"127.0.0.1:{port}", FACEDX_THREADS="4")
+    setup = flask(env, "setup")
+    admin_password = setup.split("password:")[1].split()[0]
+    flask(env, "user", "create", "doctor", "--role", "doctor", stdin=DOCTOR_PASSWORD + "\n")
+    log = open(data / "gunicorn.log", "w")
+    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "app:app"],
+                               cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            urllib.request.urlopen(base + "/login", timeout=2)
+            break
+        except OSError:
+            assert process.poll() is None and time.monotonic() < deadline, (data / "gunicorn.log").read_text()
+            time.sleep(0.5)
+    yield base, admin_password, data
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.problems = []
+    page.on("console", lambda message: message.type == "error" and page.problems.append(message.text))
+    page.on("pageerror", lambda error: page.problems.append(str(error)))
+    yield page
+    context.close()
+
+
+def snap(page, name):
+    folder = os.environ.get("FACEDX_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+
+def log_in(page, base, name, password):
+    page.goto(base + "/login")
+    page.fill("#username", name)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+
+
+def test_admin_trains_and_activates_then_a_doctor_predicts(server, page, tmp_path):
+    base, admin_password, _ = server
+    log_in(page, base, "admin", admin_password)
+
+    archive = write_zip(tmp_path / "conditions.zip", synthetic_entries(per_class=8) | {"beta/notes.txt": b"x"})
+    page.goto(base + "/admin/datasets")
+    page.fill("#name", "colours")
+    page.set_input_files("#archive", str(archive))
+    page.select_option("#face_fallback", "whole")
+    page.click("#dataset-form button[type=submit]")
+    page.wait_for_url("**/admin/datasets/colours")
+    assert page.inner_text("#counts").split() == ["Condition", "Photos", "alpha", "8", "beta", "8", "gamma", "8"]
+    assert "beta/notes.txt" in page.inner_text("#rejected")
+    assert page.locator(".thumbs img").count() == 24
+    snap(page, "admin-dataset")
+
+    page.click("text=Train on this dataset")
+    page.select_option("#weights", "none")
+    page.fill("#image_size", "32")
+    page.fill("#epochs", "40")
+    page.click("button:has-text('Start training')")
+    page.wait_for_url("**/admin/training/*")
+    page.locator("#loss-chart polyline.train").wait_for(timeout=120_000)        # curves drawn while it runs
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=180_000)
+    assert page.locator("#loss-chart polyline.val").count() == 1
+    assert page.locator("#accuracy-chart polyline.train").count() == 1
+    assert page.locator("#job-progress").evaluate("bar => bar.value") == 1
+    snap(page, "admin-job")
+
+    version = page.inner_text("#job-version")
+    page.goto(base + "/admin/models")
+    page.click(f"tr:has-text('{version}') button:has-text('Activate')")
+    assert "active" in page.inner_text(f"tr:has-text('{version}')")
+    page.goto(f"{base}/admin/models/{version}")
+    assert page.locator("#confusion tbody tr").count() == 3
+    snap(page, "admin-model")
+    assert page.problems == []
+
+    page.click("button:has-text('Log out')")
+    log_in(page, base, "doctor", DOCTOR_PASSWORD)
+    photo = tmp_path / "patient.png"
+    photo.write_bytes(png_bytes(coloured_image("gamma", seed=21, size=160)))
+    snap(page, "doctor-predict")
+    page.set_input_files("#photo", str(photo))
+    page.click("button:has-text('Analyse')")
+    page.wait_for_selector("#probabilities")
+    rows = page.locator("#probabilities tr")
+    assert rows.count() == 3
+    assert page.inner_text("#top-label") == "gamma"
+    assert "not a diagnosis" in page.inner_text("main")
+    snap(page, "doctor-result")
+    assert page.problems == []
+    page.goto(base + "/admin/models")
+    assert "403" in page.inner_text("main")
+
+
+def test_a_phone_sized_screen_gets_the_camera_picker(server, browser):
+    base, _, _ = server
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    log_in(page, base, "doctor", DOCTOR_PASSWORD)
+    assert page.get_attribute("#photo", "accept") == "image/*"
+    width = page.locator("html").evaluate("html => html.scrollWidth")
+    assert width <= 390
+    snap(page, "doctor-phone")
+    context.close()

@@ -1,0 +1,169 @@
+import io
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import form_token, login, synthetic_entries, write_zip
+from web.db import TrainingJob, db
+from web.jobs import DIED
+
+
+def zip_bytes(tmp_path, entries):
+    return write_zip(tmp_path / "upload.zip", entries).read_bytes()
+
+
+def upload(client, data, name="colours", fallback="whole"):
+    return client.post("/admin/datasets", content_type="multipart/form-data", data={
+        "name": name, "face_fallback": fallback, "archive": (io.BytesIO(data), "upload.zip"),
+        "csrf_token": form_token(client, "/admin/datasets")})
+
+
+def post(client, path, page, **data):
+    return client.post(path, data=dict(data, csrf_token=form_token(client, page)))
+
+
+@pytest.fixture
+def admin(client, tokens):
+    return login(client, "ada")
+
+
+def test_import_shows_counts_samples_and_rejections_escaped(admin, tmp_path):
+    entries = synthetic_entries(per_class=6) | {"<script>alert(1)</script>/a.png": b"x",
+                                                 "alpha/<b>bold</b>.txt": b"not a photo"}
+    response = upload(admin, zip_bytes(tmp_path, entries))
+    assert response.status_code == 302 and response.headers["Location"] == "/admin/datasets/colours"
+    page = admin.get("/admin/datasets/colours").get_data(as_text=True)
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "alpha/&lt;b&gt;bold&lt;/b&gt;.txt" in page
+    assert page.count('src="/admin/datasets/colours/images/') == 18
+    thumbnail = admin.get("/admin/datasets/colours/images/0")
+    assert thumbnail.status_code == 200 and thumbnail.mimetype == "image/png"
+    assert admin.get("/admin/datasets/colours/images/99").status_code == 404
+    assert "colours" in admin.get("/admin/datasets").get_data(as_text=True)
+
+
+def test_a_refused_import_shows_the_reason_and_keeps_nothing(admin, tmp_path, app):
+    response = upload(admin, zip_bytes(tmp_path, synthetic_entries(per_class=3)))
+    assert response.status_code == 400 and "at least 5 usable photos" in response.get_data(as_text=True)
+    assert upload(admin, b"not a zip").status_code == 400
+    assert upload(admin, zip_bytes(tmp_path, synthetic_entries(per_class=5)), name="../evil").status_code == 400
+    leftovers = [p for p in (tmp_path / "data" / "uploads").rglob("*") if p.is_file()]
+    assert leftovers == []
+
+
+def test_delete_removes_the_dataset(admin, tmp_path):
+    upload(admin, zip_bytes(tmp_path, synthetic_entries(per_class=5)))
+    response = post(admin, "/admin/datasets/colours/delete", "/admin/datasets/colours")
+    assert response.status_code == 302
+    assert admin.get("/admin/datasets/colours").status_code == 404
+    assert not (tmp_path / "data" / "uploads" / "datasets" / "colours").exists()
+
+
+def test_training_page_starts_a_job_and_refuses_a_second(admin, tmp_path, app):
+    upload(admin, zip_bytes(tmp_path, synthetic_entries(per_class=6)))
+    form = {"dataset": "colours", "weights": "none", "image_size": 32, "epochs": 1000, "fine_tune_epochs": 0}
+    response = post(admin, "/admin/training", "/admin/training", **form)
+    assert response.status_code == 302
+    job_id = int(response.headers["Location"].rsplit("/", 1)[1])
+    second = post(admin, "/admin/training", "/admin/training", **form)
+    assert second.status_code == 409 and "one training job runs at a time" in second.get_data(as_text=True)
+    page = admin.get(f"/admin/training/{job_id}").get_data(as_text=True)
+    assert 'id="loss-chart"' in page and "Cancel" in page
+    assert post(admin, f"/admin/training/{job_id}/cancel", f"/admin/training/{job_id}").status_code == 302
+    deadline = time.monotonic() + 120
+    while admin.get(f"/admin/training/{job_id}.json").get_json()["status"] not in ("cancelled", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    assert admin.get(f"/admin/training/{job_id}.json").get_json()["status"] == "cancelled"
+    jobs = admin.get("/admin/training").get_data(as_text=True)
+    assert "cancelled" in jobs
+    audit = admin.get("/admin/audit").get_data(as_text=True)
+    assert "training.start" in audit and "training.cancel" in audit and "dataset.import" in audit
+
+
+def test_bad_training_options_are_refused(admin, tmp_path):
+    upload(admin, zip_bytes(tmp_path, synthetic_entries(per_class=5)))
+    response = post(admin, "/admin/training", "/admin/training", dataset="colours", weights="none",
+                    image_size=8, epochs=1, fine_tune_epochs=0)
+    assert response.status_code == 400 and "Number must be between 32 and 512" in response.get_data(as_text=True)
+
+
+def test_killing_the_training_process_fails_the_job_and_frees_the_slot(admin, tmp_path, app):
+    upload(admin, zip_bytes(tmp_path, synthetic_entries(per_class=6)))
+    form = {"dataset": "colours", "weights": "none", "image_size": 32, "epochs": 1000, "fine_tune_epochs": 0}
+    job_id = int(post(admin, "/admin/training", "/admin/training", **form).headers["Location"].rsplit("/", 1)[1])
+    deadline = time.monotonic() + 120
+    while not admin.get(f"/admin/training/{job_id}.json").get_json()["history"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    with app.app_context():
+        pid = db.session.get(TrainingJob, job_id).pid
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while (job := admin.get(f"/admin/training/{job_id}.json").get_json())["status"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert job["status"] == "failed" and job["error"] == DIED
+    models = tmp_path / "data" / "models"
+    assert [p.name for p in models.iterdir() if not p.name.startswith(".active")] == []
+    form["epochs"] = 1
+    assert post(admin, "/admin/training", "/admin/training", **form).status_code == 302
+
+
+@pytest.mark.parametrize("status", ["queued", "running"])
+def test_a_job_left_behind_by_a_restart_is_marked_failed(app, admin, status):
+    with app.app_context():
+        job = TrainingJob(dataset="colours", options_json="{}", status=status, pid=2 ** 22 + 12345)
+        db.session.add(job)
+        db.session.commit()
+        job_id = job.id
+    body = admin.get(f"/admin/training/{job_id}.json").get_json()
+    assert body["status"] == "failed" and body["error"] == DIED
+
+
+def test_models_pages_activate_and_roll_back(admin, app, active_model):
+    import keras
+
+    from web import get_registry
+    with app.app_context():
+        registry = get_registry()
+        model = keras.saving.load_model(registry.get(active_model).model_path, compile=False)
+        newer = registry.save(model, registry.get(active_model).card).version
+    page = admin.get("/admin/models").get_data(as_text=True)
+    assert active_model in page and newer in page
+    detail = admin.get(f"/admin/models/{newer}").get_data(as_text=True)
+    assert 'id="confusion"' in detail and "Random backbone weights" in detail
+    pointer = Path(app.config["MODELS_DIR"]) / "active.json"
+    assert post(admin, f"/admin/models/{newer}/activate", f"/admin/models/{newer}").status_code == 302
+    assert json.loads(pointer.read_text())["version"] == newer
+    assert post(admin, "/admin/models/rollback", "/admin/models").status_code == 302
+    assert json.loads(pointer.read_text())["version"] == active_model
+    assert admin.get("/admin/models/20990101-000000-abcdef").status_code == 404
+    assert post(admin, "/admin/models/nonsense/activate", "/admin/models").status_code == 404
+
+
+def test_every_admin_and_api_route_refuses_doctors_and_anonymous_users(app, tokens):
+    rules = [r for r in app.url_map.iter_rules() if r.rule.startswith(("/admin", "/api"))
+             and r.endpoint != "api.health"]
+    assert len(rules) > 15
+    anonymous, doctor = app.test_client(), login(app.test_client(), "dan")
+    # Valid CSRF tokens, so that what refuses a request is the role check, not the CSRF check.
+    anonymous_csrf, doctor_csrf = form_token(anonymous, "/login"), form_token(doctor, "/")
+    doctor_token = {"Authorization": f"Bearer {tokens['doctor']}"}
+    for rule in rules:
+        path = rule.rule.replace("<int:", "<").replace("<name>", "x").replace("<version>", "x")
+        path = path.replace("<job_id>", "1").replace("<index>", "0")
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            if rule.rule.startswith("/admin"):
+                response = anonymous.open(path, method=method, data={"csrf_token": anonymous_csrf})
+                assert response.status_code == 302 and "/login" in response.headers["Location"], (method, path)
+                response = doctor.open(path, method=method, data={"csrf_token": doctor_csrf})
+                assert response.status_code == 403, (method, path)
+            else:
+                assert anonymous.open(path, method=method).status_code == 401, (method, path)
+                if rule.endpoint != "api.predict":
+                    assert doctor.open(path, method=method, headers=doctor_token).status_code == 403, (method, path)
