@@ -17,6 +17,7 @@ RUN pip install --no-cache-dir -r requirements.txt "tensorflow[and-cuda]==2.21.0
 COPY app.py config.py gunicorn.conf.py ./
 COPY ml ./ml
 COPY web ./web
+COPY migrations ./migrations
 COPY templates ./templates
 COPY static ./static
 COPY models/pretrained/README.md ./models/pretrained/README.md
@@ -29,4 +30,5 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/api/v1/health', timeout=4)"
 
-CMD ["gunicorn", "--config", "gunicorn.conf.py", "app:app"]
+# Schema up to date (and, on the very first start, the admin's password in the log), then serve.
+CMD ["sh", "-c", "flask --app app setup && exec gunicorn --config gunicorn.conf.py app:app"]

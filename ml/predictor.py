@@ -75,13 +75,11 @@ class Predictor:
         stamp = self._stamp()
         if stamp == self._pointer_stamp and self._loaded is not None:
             return self._loaded
-        # While one thread loads a new version, the others keep serving the old one.
-        if self._lock.acquire(blocking=self._loaded is None):
-            try:
-                if stamp != self._pointer_stamp or self._loaded is None:
-                    self._refresh(stamp)
-            finally:
-                self._lock.release()
+        # Requests that see a new pointer wait for the new version (one thread loads it); calls
+        # already running keep the LoadedModel they hold, so nothing in flight fails.
+        with self._lock:
+            if stamp != self._pointer_stamp or self._loaded is None:
+                self._refresh(stamp)
         if self._loaded is None:
             raise NoActiveModel("No model is active yet. An administrator must train or activate one.")
         return self._loaded

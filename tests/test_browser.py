@@ -4,6 +4,7 @@ Set FACEDX_SCREENSHOTS=<folder> to keep a screenshot of every page the test visi
 """
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -48,7 +49,7 @@ def server(tmp_path_factory):
     flask(env, "user", "create", "doctor", "--role", "doctor", stdin=DOCTOR_PASSWORD + "\n")
     log = open(data / "gunicorn.log", "w")
     process = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "app:app"],
-                               cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                               cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while True:
@@ -58,8 +59,8 @@ def server(tmp_path_factory):
         except OSError:
             assert process.poll() is None and time.monotonic() < deadline, (data / "gunicorn.log").read_text()
             time.sleep(0.5)
-    yield base, admin_password, data
-    process.terminate()
+    yield base, admin_password, data, env
+    os.killpg(process.pid, signal.SIGKILL)     # gunicorn, its worker and any training process
     process.wait(timeout=30)
     log.close()
 
@@ -98,8 +99,8 @@ def log_in(page, base, name, password):
     page.wait_for_load_state()
 
 
-def test_admin_trains_and_activates_then_a_doctor_predicts(server, page, tmp_path):
-    base, admin_password, _ = server
+def test_admin_trains_and_activates_then_a_doctor_predicts(server, page, tmp_path, face_photos):
+    base, admin_password, _, _ = server
     log_in(page, base, "admin", admin_password)
 
     archive = write_zip(tmp_path / "conditions.zip", synthetic_entries(per_class=8) | {"beta/notes.txt": b"x"})
@@ -148,6 +149,12 @@ def test_admin_trains_and_activates_then_a_doctor_predicts(server, page, tmp_pat
     assert rows.count() == 3
     assert page.inner_text("#top-label") == "gamma"
     assert "not a diagnosis" in page.inner_text("main")
+    snap(page, "doctor-result-generated")
+    photo.write_bytes(png_bytes(face_photos["astronaut"]))
+    page.set_input_files("#photo", str(photo))
+    page.click("button:has-text('Analyse')")
+    page.wait_for_selector("#probabilities")
+    assert "no face was detected" not in page.inner_text("figcaption")
     snap(page, "doctor-result")
     assert page.problems == []
     page.goto(base + "/admin/models")
@@ -155,7 +162,7 @@ def test_admin_trains_and_activates_then_a_doctor_predicts(server, page, tmp_pat
 
 
 def test_a_phone_sized_screen_gets_the_camera_picker(server, browser):
-    base, _, _ = server
+    base, _, _, _ = server
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     page = context.new_page()
     log_in(page, base, "doctor", DOCTOR_PASSWORD)
@@ -164,3 +171,56 @@ def test_a_phone_sized_screen_gets_the_camera_picker(server, browser):
     assert width <= 390
     snap(page, "doctor-phone")
     context.close()
+
+
+def test_predictions_keep_answering_while_training_and_follow_activation(server, tmp_path):
+    import concurrent.futures
+
+    import requests
+
+    base, _, _, env = server
+    admin = {"Authorization": "Bearer " + flask(env, "token", "create", "admin").split()[-1]}
+    doctor = {"Authorization": "Bearer " + flask(env, "token", "create", "doctor").split()[-1]}
+    archive = write_zip(tmp_path / "load.zip", synthetic_entries(per_class=6))
+    with open(archive, "rb") as stream:
+        created = requests.post(base + "/api/v1/datasets", headers=admin, files={"archive": stream},
+                                data={"name": "load", "face_fallback": "whole"}, timeout=120)
+    assert created.status_code == 201, created.text
+
+    def run_job(options):
+        job = requests.post(base + "/api/v1/training-jobs", headers=admin, timeout=30,
+                            json={"dataset": "load", "options": dict(options, weights="none", image_size=32)})
+        assert job.status_code == 202, job.text
+        return job.json()["id"]
+
+    def wait(job_id, until):
+        deadline = time.monotonic() + 180
+        while True:
+            job = requests.get(f"{base}/api/v1/training-jobs/{job_id}", headers=admin, timeout=30).json()
+            if until(job):
+                return job
+            assert time.monotonic() < deadline, job
+            time.sleep(0.3)
+
+    finished = ("succeeded", "failed", "cancelled")
+    first = wait(run_job({"epochs": 5}), lambda job: job["status"] in finished)["model_version"]
+    assert requests.post(f"{base}/api/v1/models/{first}/activate", headers=admin, timeout=30).status_code == 200
+
+    photo = png_bytes(coloured_image("beta", seed=5))
+
+    def predict(_):
+        response = requests.post(base + "/api/v1/predict", headers=doctor, files={"image": ("p.png", photo)},
+                                 timeout=60)
+        return response.status_code, response.json().get("model_version")
+
+    long_job = run_job({"epochs": 1000, "patience": 1000})
+    wait(long_job, lambda job: job["history"])                     # training is under way
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(predict, range(40)))
+    assert answers == [(200, first)] * 40
+    assert requests.post(f"{base}/api/v1/training-jobs/{long_job}/cancel", headers=admin, timeout=30).ok
+    wait(long_job, lambda job: job["status"] in finished)
+
+    second = wait(run_job({"epochs": 5}), lambda job: job["status"] in finished)["model_version"]
+    assert requests.post(f"{base}/api/v1/models/{second}/activate", headers=admin, timeout=30).status_code == 200
+    assert predict(0) == (200, second)

@@ -26,6 +26,7 @@ def test_result_shows_every_class_the_crop_and_the_disclaimer(client, tokens, ac
     assert 'id="top-label">gamma<' in page
     assert 'src="data:image/png;base64,' in page
     assert active_model in page and "screening aid, not a diagnosis" in page
+    assert "random backbone weights, for testing only" in page      # the trained fixture uses weights none
 
 
 def test_the_photo_is_not_stored(app, client, tokens, active_model, tmp_path):
