@@ -35,6 +35,9 @@ def create_app(test_config=None):
         app.register_blueprint(blueprint)
     cli.init_app(app)
     app.after_request(security_headers)
+    from web.summaries import percent, version_summary
+    app.add_template_filter(percent)
+    app.add_template_global(version_summary)
     return app
 
 

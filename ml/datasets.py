@@ -15,9 +15,11 @@ import numpy as np
 
 from ml.errors import DatasetError, DatasetExists, DatasetNotFound, FaceDxError, ImageError, NoFaceFound
 from ml.faces import CROP_SIZE, FaceOptions, crop_face
-from ml.images import decode_image, encode_png, resize
+from ml.images import decode_image, encode_png
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+SUBJECTS_FILE = "subjects.csv"         # optional, at the archive's root: file,subject
+SUBJECT_IN_NAME = re.compile(r"^(?P<subject>[^_/]+?)__")   # or file names like "<person>__photo1.jpg"
 MANIFEST = "dataset.json"
 MAX_LABEL_LENGTH = 64
 
@@ -47,14 +49,20 @@ class Dataset:
     def labels(self):
         return self.manifest["labels"]
 
-    def load(self, image_size):
-        """Return (pixels uint8 [n, size, size, 3], label indices [n], image sha256s [n])."""
+    @property
+    def grouped(self):
+        """Whether every photo names its person, so evaluation can keep a person out of both sides."""
+        images = self.manifest["images"]
+        return bool(images) and all(item.get("subject") for item in images)
+
+    def load_crops(self):
+        """Return (crops uint8 [n, CROP_SIZE, CROP_SIZE, 3], label indices, image sha256s, person ids or None)."""
         from PIL import Image
 
         images = self.manifest["images"]
-        pixels = np.stack([resize(np.asarray(Image.open(self.path / item["file"]).convert("RGB")), image_size)
-                           for item in images])
-        return pixels, np.array([item["label"] for item in images]), [item["sha256"] for item in images]
+        crops = np.stack([np.asarray(Image.open(self.path / item["file"]).convert("RGB")) for item in images])
+        subjects = [item["subject"] for item in images] if self.grouped else None
+        return crops, np.array([item["label"] for item in images]), [item["sha256"] for item in images], subjects
 
 
 @dataclass(frozen=True)
@@ -91,13 +99,14 @@ def import_dataset(source, name, root, limits=ImportLimits(), face=FaceOptions()
     else:
         raise DatasetError("The upload is neither a zip archive nor a folder.")
     members = _strip_common_folder(members)
+    members, subjects = _take_subjects(members)
     _check_classes({m.parts[0] for m in members if m.problem is None and len(m.parts) > 1}, 2)
 
     root.mkdir(parents=True, exist_ok=True)
     staging = root / f".import-{name}-{uuid.uuid4().hex}"
     staging.mkdir()
     try:
-        manifest = _write_images(members, staging, limits, face, progress)
+        manifest = _write_images(members, staging, limits, face, progress, subjects)
         manifest.update(id=name, source=source.name, face=face.as_dict(), crop_size=CROP_SIZE,
                         created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         _check_counts(manifest, limits.min_per_class)
@@ -109,7 +118,7 @@ def import_dataset(source, name, root, limits=ImportLimits(), face=FaceOptions()
     return Dataset(root / name, manifest)
 
 
-def _write_images(members, staging, limits, face, progress):
+def _write_images(members, staging, limits, face, progress, subjects):
     """Decode, face-crop and store every usable member; return the manifest without its header."""
     labels, counts, images, rejected, seen = [], [], [], [], {}
     for done, member in enumerate(members, 1):
@@ -139,13 +148,42 @@ def _write_images(members, staging, limits, face, progress):
             png = encode_png(crop.image)
             relative = f"{index}/{counts[index]:05d}.png"
             (staging / relative).write_bytes(png)
-            images.append({"file": relative, "label": index, "original": member.name, "face": crop.source,
-                           "sha256": hashlib.sha256(png).hexdigest()})
+            image = {"file": relative, "label": index, "original": member.name, "face": crop.source,
+                     "sha256": hashlib.sha256(png).hexdigest()}
+            subject = subject_of(member, subjects)
+            if subject:
+                image["subject"] = subject
+            images.append(image)
         if progress:
             progress(done, len(members))
     checksum = hashlib.sha256("".join(f"{i['label']}:{i['sha256']}\n" for i in images).encode()).hexdigest()
     return {"labels": labels, "counts": dict(zip(labels, counts)), "images": images,
             "rejected": rejected, "checksum": checksum}
+
+
+def _take_subjects(members):
+    """Remove subjects.csv from the members and return (members, {path inside the archive: person})."""
+    table = next((m for m in members if m.problem is None and m.parts == (SUBJECTS_FILE,)), None)
+    if table is None:
+        return members, {}
+    import csv
+    import io
+
+    try:
+        rows = csv.DictReader(io.StringIO(table.read().decode("utf-8-sig")))
+        subjects = {row["file"].strip().replace("\\", "/"): row["subject"].strip() for row in rows}
+    except (KeyError, UnicodeDecodeError, csv.Error, FaceDxError) as exc:
+        raise DatasetError(f"{SUBJECTS_FILE} must be a UTF-8 CSV with the columns file and subject ({exc}).") from None
+    return [m for m in members if m is not table], subjects
+
+
+def subject_of(member, subjects):
+    """Return the person a photo shows, from subjects.csv or a '<person>__' file-name prefix, or None."""
+    path = "/".join(member.parts)
+    if path in subjects:
+        return subjects[path][:64] or None
+    match = SUBJECT_IN_NAME.match(member.parts[-1])
+    return match.group("subject")[:64] if match else None
 
 
 def _label_problem(member):
@@ -254,10 +292,11 @@ def _split_path(name):
 
 
 def _strip_common_folder(members):
-    """Drop one top folder that holds everything (a zipped folder of class folders)."""
+    """Drop one top folder that holds everything (a zipped folder of class folders and subjects.csv)."""
     usable = [m for m in members if m.problem is None]
+    photos = [m for m in usable if m.parts[-1] != SUBJECTS_FILE]
     tops = {m.parts[0] for m in usable}
-    if len(tops) == 1 and all(len(m.parts) >= 3 for m in usable):
+    if len(tops) == 1 and photos and all(len(m.parts) >= 3 for m in photos):
         return [_Member(m.name, m.parts[1:] if m.problem is None else m.parts, m.read, m.problem)
                 for m in members]
     return members

@@ -4,14 +4,13 @@ import os
 import threading
 from dataclasses import dataclass
 
-import keras
 import numpy as np
-import tensorflow as tf
 
-import ml.backbones  # noqa: F401  (registers the custom layers the saved models use)
+from ml.backbones import load_backbone
 from ml.errors import NoActiveModel
-from ml.faces import FaceBox, FaceOptions, crop_face
-from ml.images import decode_image, resize
+from ml.faces import CROP_SIZE, FaceBox, FaceOptions, crop_face
+from ml.heads import load_head
+from ml.images import decode_image
 from ml.registry import ACTIVE_FILE
 
 log = logging.getLogger(__name__)
@@ -35,28 +34,23 @@ class Prediction:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """An active version in memory with its compiled inference function."""
+    """An active version in memory: its backbone and head, ready to predict."""
     version: str
     card: dict
-    infer: object
+    backbone: object
+    head: object
 
-    @property
-    def image_size(self):
-        return self.card["image_size"]
-
-    def probabilities(self, pixels):
-        """Return class probabilities for a batch of RGB images at the model's size."""
-        return self.infer(tf.constant(pixels, dtype=tf.float32)).numpy()
+    def probabilities(self, crops):
+        """Return class probabilities for a batch of face crops (uint8, CROP_SIZE squares)."""
+        return self.head.probabilities(self.backbone.features(crops))
 
 
 def load_version(model_version):
-    """Load a saved version, compile its fast path and warm it up."""
-    model = keras.saving.load_model(model_version.model_path, compile=False)
-    size = model_version.card["image_size"]
-    infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True,
-                        input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
-    loaded = LoadedModel(model_version.version, model_version.card, infer)
-    loaded.probabilities(np.zeros((1, size, size, 3), np.float32))
+    """Load a saved version's backbone and head, and warm both up with one blank face."""
+    card = model_version.card
+    loaded = LoadedModel(model_version.version, card, load_backbone(card, model_version.path),
+                         load_head(card, model_version.path))
+    loaded.probabilities(np.zeros((1, CROP_SIZE, CROP_SIZE, 3), np.uint8))
     return loaded
 
 
@@ -113,7 +107,6 @@ class Predictor:
         """Return a Prediction for an RGB array, cropped and resized exactly as in training."""
         loaded = self.current()
         crop = crop_face(rgb, FaceOptions(**loaded.card["face"]))
-        pixels = resize(crop.image, loaded.image_size)[np.newaxis]
-        probabilities = loaded.probabilities(pixels)[0]
+        probabilities = loaded.probabilities(crop.image[np.newaxis])[0]
         ranked = sorted(zip(loaded.card["labels"], map(float, probabilities)), key=lambda p: -p[1])
         return Prediction(loaded.version, crop.box, crop.source, ranked, crop.image)

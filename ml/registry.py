@@ -13,7 +13,6 @@ from pathlib import Path
 from ml.errors import NoActiveModel, RegistryError, VersionNotFound
 
 VERSION_PATTERN = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
-MODEL_FILE = "model.keras"
 CARD_FILE = "card.json"
 ACTIVE_FILE = "active.json"
 
@@ -28,9 +27,6 @@ class ModelVersion:
     def version(self):
         return self.path.name
 
-    @property
-    def model_path(self):
-        return self.path / MODEL_FILE
 
 
 class ModelRegistry:
@@ -39,18 +35,22 @@ class ModelRegistry:
     def __init__(self, root):
         self.root = Path(root)
 
-    def save(self, model, card):
-        """Write a new version (model and card) atomically and return it; it is not activated."""
+    def save(self, card, write):
+        """Write a new version atomically and return it; it is not activated.
+
+        `write(folder)` writes the model's files into a staging folder and returns their names.
+        """
         self.root.mkdir(parents=True, exist_ok=True)
         now = datetime.now(timezone.utc)
         version = f"{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-        card = dict(card, version=version, created=now.isoformat(timespec="seconds"))
         staging = self.root / f".tmp-{version}"
         staging.mkdir()
         try:
-            model.save(staging / MODEL_FILE)
+            files = list(write(staging))
+            card = dict(card, version=version, created=now.isoformat(timespec="seconds"), files=files)
             _write_durably(staging / CARD_FILE, json.dumps(card, indent=1))
-            _fsync(staging / MODEL_FILE)
+            for name in files:
+                _fsync(staging / name)
             os.rename(staging, self.root / version)
             _fsync(self.root)
         except BaseException:
@@ -78,7 +78,8 @@ class ModelRegistry:
             card = json.loads((path / CARD_FILE).read_text())
         except (OSError, ValueError):
             return None
-        return ModelVersion(path, card) if (path / MODEL_FILE).is_file() else None
+        complete = all((path / name).is_file() for name in card.get("files", [])) and card.get("files")
+        return ModelVersion(path, card) if complete else None
 
     def pointer(self):
         """Return the content of active.json ({} when nothing was ever activated)."""

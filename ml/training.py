@@ -1,6 +1,13 @@
-"""Transfer learning in two phases: a new head on cached VGG16 features, then optional fine-tuning."""
+"""Training: features of every face from a backbone (cached), a head on top, and an honest evaluation.
+
+Without fine-tuning the evaluation is stratified k-fold cross-validation (grouped by person when
+the dataset names them) with two baselines on the same folds, then the final head is trained on
+all images. Fine-tuning runs keep one held-out test split, which is faster, and say so.
+"""
+import json
 import platform
-from dataclasses import asdict, dataclass, fields
+import time
+from dataclasses import asdict, dataclass, fields, replace
 
 import cv2
 import keras
@@ -8,12 +15,13 @@ import numpy as np
 import sklearn
 import tensorflow as tf
 from sklearn.model_selection import train_test_split
-from sklearn.utils.class_weight import compute_class_weight
 
-from ml.backbones import (build_feature_extractor, build_vgg16, check_image_size, resolve_weights,
-                          unfreeze_last_block)
+from ml.backbones import BACKBONES, DlibFaceBackbone, build_backbone, default_backbone
+from ml.backbones.vgg import check_image_size, unfreeze_last_block
+from ml.baselines import baselines, hog_features
 from ml.errors import TrainingError
-from ml.evaluation import evaluate
+from ml.evaluation import (cross_validation_folds, evaluate, score_predictions, summarize, summarize_baseline)
+from ml.heads import HEADS, SoftmaxHead, build_head, class_weights, fit_with_progress
 
 FEATURES_DIR = "features"
 _KIND_NAMES = {int: "a whole number", float: "a number", str: "text"}
@@ -22,13 +30,17 @@ _KIND_NAMES = {int: "a whole number", float: "a number", str: "text"}
 @dataclass(frozen=True)
 class TrainingOptions:
     """Everything a training run can be told; the names are the same in the CLI, API and forms."""
-    weights: str = "imagenet"
+    backbone: str = "auto"          # the strongest available one
+    head: str = "linear"
+    folds: int = 5
+    weights: str = "pretrained"     # VGG16 backbones: pretrained (imagenet / vggface), none, or a file
     image_size: int = 224
     epochs: int = 30
     fine_tune_epochs: int = 0
     batch_size: int = 16
     learning_rate: float = 1e-3
     fine_tune_learning_rate: float = 1e-5
+    regularization: float = 1.0     # C of the linear head
     dropout: float = 0.3
     patience: int = 5
     test_fraction: float = 0.2
@@ -36,11 +48,19 @@ class TrainingOptions:
     seed: int = 1337
 
     def __post_init__(self):
+        if self.backbone not in ("auto",) + BACKBONES:
+            raise TrainingError(f"Unknown backbone {self.backbone!r}; choose auto or one of {', '.join(BACKBONES)}.")
+        if self.head not in HEADS:
+            raise TrainingError(f"Unknown head {self.head!r}; choose one of {', '.join(HEADS)}.")
         check_image_size(self.image_size)
         if not 1 <= self.epochs <= 1000 or not 0 <= self.fine_tune_epochs <= 1000:
             raise TrainingError("epochs must be 1-1000 and fine_tune_epochs 0-1000.")
-        if not 1 <= self.batch_size <= 512 or self.patience < 1:
-            raise TrainingError("batch_size must be 1-512 and patience at least 1.")
+        if self.fine_tune_epochs and self.head != "softmax":
+            raise TrainingError("Fine-tuning trains the softmax head with the network: use head softmax.")
+        if not 2 <= self.folds <= 20:
+            raise TrainingError("folds must be 2-20.")
+        if not 1 <= self.batch_size <= 512 or self.patience < 1 or self.regularization <= 0:
+            raise TrainingError("batch_size must be 1-512, patience at least 1 and regularization above 0.")
         if not (0 < self.test_fraction < 0.5 and 0 < self.validation_fraction < 0.5):
             raise TrainingError("test_fraction and validation_fraction must each be between 0 and 0.5.")
 
@@ -66,65 +86,58 @@ class TrainingCancelled(Exception):
 
 
 def train(dataset, options, registry, pretrained_dirs=(), progress=None):
-    """Train a model on `dataset`, evaluate it on the held-out test split and save it as a new version."""
+    """Train a model on `dataset`, evaluate it honestly and save it as a new (inactive) version."""
     report = progress or (lambda event: None)
-    source = resolve_weights(options.weights, pretrained_dirs)   # before anything slow: fail fast
+    started = time.monotonic()
+    if options.backbone == "auto":
+        options = replace(options, backbone=default_backbone(pretrained_dirs))
+    backbone = build_backbone(options.backbone, options.weights, options.image_size, pretrained_dirs)  # fail fast
+    if options.fine_tune_epochs and not backbone.fine_tunable:
+        raise TrainingError(f"The {backbone.name} backbone cannot be fine-tuned; set fine_tune_epochs to 0.")
     keras.utils.set_random_seed(options.seed)
     report({"phase": "loading"})
-    pixels, labels, digests = dataset.load(options.image_size)
-    split = split_indices(labels, options)
-    base = build_vgg16(options.image_size, source)
-    extractor = build_feature_extractor(base)
-    cache = dataset.path / FEATURES_DIR / f"vgg16-{source.cache_id}-{options.image_size}" \
-        if source.cache_id else None
-    features = extract_features(extractor, pixels, digests, cache, report)
-    head = build_head(features[split["train"]], len(dataset.labels), options.dropout)
-    history = fit_head(head, features, labels, split, options, report)
-    model = assemble(extractor, head)
+    crops, labels, digests, groups = dataset.load_crops()
+    n_classes = len(dataset.labels)
+    if np.bincount(labels, minlength=n_classes).min() < 3:
+        raise TrainingError("Every class needs at least 3 photos for an evaluation.")
+    cache = dataset.path / FEATURES_DIR / backbone.cache_id if backbone.cache_id else None
+    features = extract_features(backbone, crops, digests, cache, report)
+    report({"phase": "baselines"})
+    aligner = backbone if isinstance(backbone, DlibFaceBackbone) else DlibFaceBackbone()
+    classical = hog_features(crops, aligner)
     if options.fine_tune_epochs:
-        history += fine_tune(model, base, pixels, labels, split, options, report)
-    report({"phase": "evaluating"})
-    probabilities = predict_in_batches(model, pixels[split["test"]])
-    metrics = evaluate(labels[split["test"]], probabilities, dataset.labels)
+        head, history, metrics, tested = held_out_with_fine_tuning(backbone, crops, features, classical, labels,
+                                                                   dataset.labels, options, report)
+    else:
+        metrics, tested = cross_validate(features, classical, labels, groups, dataset.labels, options, report)
+        report({"phase": "final head"})
+        head = build_head(options.head, n_classes, options)
+        history = head.fit(features, labels, report)
     report({"phase": "saving"})
     card = {
         "labels": dataset.labels,
-        "backbone": "vgg16",
-        "weights": dict(source.as_dict(), note="random initialisation, for tests only: no real predictions"
-                        ) if source.name == "none" else source.as_dict(),
-        "image_size": options.image_size,
+        "backbone": backbone.describe(),
+        "head": options.head,
+        "image_size": backbone.input_size,
         "face": dataset.manifest["face"],
         "dataset": {"id": dataset.id, "checksum": dataset.manifest["checksum"], "images": len(labels)},
-        "split": {name: int(len(idx)) for name, idx in split.items()} | {"seed": options.seed},
         "options": asdict(options),
         "history": history,
-        "metrics": {"test": metrics},
+        "metrics": metrics,
+        "training_seconds": round(time.monotonic() - started, 1),
         "software": software_versions(),
     }
-    return registry.save(model, card)
+    evaluation = [{"image": int(i), "file": dataset.manifest["images"][i]["file"], "label": int(labels[i]),
+                   "probabilities": [round(float(p), 6) for p in probabilities]} for i, probabilities in tested]
+
+    def write(folder):
+        (folder / "evaluation.json").write_text(json.dumps(evaluation))
+        return backbone.save(folder) + head.save(folder) + ["evaluation.json"]
+    return registry.save(card, write)
 
 
-def split_indices(labels, options):
-    """Split image indices into stratified train, validation and test sets with a fixed seed."""
-    n_classes = int(labels.max()) + 1
-    counts = np.bincount(labels, minlength=n_classes)
-    if counts.min() < 3:
-        raise TrainingError("Every class needs at least 3 photos to have one in each of training, "
-                            "validation and test.")
-    indices = np.arange(len(labels))
-    test_size = max(n_classes, int(round(options.test_fraction * len(labels))))
-    rest, test = train_test_split(indices, test_size=test_size, stratify=labels,
-                                  random_state=options.seed)
-    val_size = max(n_classes, int(round(options.validation_fraction * len(labels))))
-    if len(rest) - val_size < n_classes:
-        raise TrainingError("The dataset is too small to split into training, validation and test.")
-    train_idx, val = train_test_split(rest, test_size=val_size, stratify=labels[rest],
-                                      random_state=options.seed)
-    return {"train": np.sort(train_idx), "validation": np.sort(val), "test": np.sort(test)}
-
-
-def extract_features(extractor, pixels, digests, cache, report, batch_size=32):
-    """Return one backbone feature vector per image, reusing cached vectors where the cache has them."""
+def extract_features(backbone, crops, digests, cache, report, batch_size=32):
+    """Return one feature vector per crop, reusing cached vectors where the cache has them."""
     cached = {}
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
@@ -136,8 +149,7 @@ def extract_features(extractor, pixels, digests, cache, report, batch_size=32):
     report({"phase": "features", "done": len(digests) - len(missing), "total": len(digests)})
     for start in range(0, len(missing), batch_size):
         chunk = missing[start:start + batch_size]
-        vectors = np.asarray(extractor(pixels[chunk].astype("float32"), training=False))
-        for i, vector in zip(chunk, vectors):
+        for i, vector in zip(chunk, backbone.features(crops[chunk])):
             cached[digests[i]] = vector
             if cache is not None:
                 _save_atomically(cache / f"{digests[i]}.npy", vector)
@@ -152,40 +164,88 @@ def _save_atomically(path, array):
     staging.replace(path)
 
 
-def build_head(train_features, n_classes, dropout):
-    """Return the new classification head: feature standardisation, dropout and a softmax layer.
+def cross_validate(features, classical, labels, groups, label_names, options, report):
+    """Stratified (and, when people are named, grouped) k-fold CV of the head and of the baselines."""
+    folds, grouped, n_folds = cross_validation_folds(labels, groups, options.folds, options.seed)
+    probabilities = np.zeros((len(labels), len(label_names)))
+    fold_metrics = []
+    for number, (train_idx, test_idx) in enumerate(folds, 1):
+        def fold_report(event, number=number):      # epochs inside a fold: progress only, no curves
+            report({"phase": "cross-validation", "fold": number, "folds": n_folds,
+                    "fold_epoch": event["epoch"], "fold_epochs": event["epochs"]})
+        report({"phase": "cross-validation", "fold": number, "folds": n_folds})
+        head = build_head(options.head, len(label_names), options)
+        head.fit(features[train_idx], labels[train_idx], fold_report)
+        probabilities[test_idx] = head.probabilities(features[test_idx])
+        fold_metrics.append(evaluate(labels[test_idx], probabilities[test_idx], label_names))
+    metrics = summarize(fold_metrics, labels, probabilities, label_names)
+    metrics.update(method="cross-validation", folds=n_folds, grouped=grouped,
+                   baselines=baseline_scores(folds, classical, labels, len(label_names), options.seed),
+                   note=f"{n_folds}-fold stratified cross-validation"
+                        + (", grouped by person" if grouped else ", not grouped by person (no subjects given)")
+                        + "; the final model is trained on all images")
+    return metrics, list(enumerate(probabilities))
 
-    The standardisation is fitted on the training features only; pooled VGG16 features span
-    very different scales, and a linear layer learns far faster on standardised inputs.
-    """
-    features = keras.Input((train_features.shape[1],), name="features")
-    scale = keras.layers.Normalization(name="standardise")
-    scale.adapt(train_features)
-    x = keras.layers.Dropout(dropout, name="head_dropout")(scale(features))
-    outputs = keras.layers.Dense(n_classes, activation="softmax", name="predictions")(x)
-    return keras.Model(features, outputs, name="head")
+
+def baseline_scores(folds, classical, labels, n_classes, seed):
+    """Score the majority class and HOG + linear SVM on exactly the model's folds."""
+    scores = {}
+    for name, (make, kind) in baselines(seed).items():
+        x = classical if kind == "hog" else np.zeros((len(labels), 1))
+        per_fold = [score_predictions(labels[test], make().fit(x[train], labels[train]).predict(x[test]), n_classes)
+                    for train, test in folds]
+        scores[name] = summarize_baseline(per_fold)
+    return scores
 
 
-def fit_head(head, features, labels, split, options, report):
-    """Train the head on cached features with early stopping on validation loss; return the history."""
-    head.compile(optimizer=keras.optimizers.Adam(options.learning_rate),
-                 loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    train_idx, val = split["train"], split["validation"]
-    return _fit(head, "head", options.epochs, options, report,
-                x=features[train_idx], y=labels[train_idx], validation_data=(features[val], labels[val]),
-                batch_size=options.batch_size, class_weight=class_weights(labels[train_idx]))
+def split_indices(labels, options):
+    """Split image indices into stratified train, validation and test sets with a fixed seed."""
+    n_classes = int(labels.max()) + 1
+    counts = np.bincount(labels, minlength=n_classes)
+    if counts.min() < 3:
+        raise TrainingError("Every class needs at least 3 photos to have one in each of training, "
+                            "validation and test.")
+    indices = np.arange(len(labels))
+    test_size = max(n_classes, int(round(options.test_fraction * len(labels))))
+    rest, test = train_test_split(indices, test_size=test_size, stratify=labels, random_state=options.seed)
+    val_size = max(n_classes, int(round(options.validation_fraction * len(labels))))
+    if len(rest) - val_size < n_classes:
+        raise TrainingError("The dataset is too small to split into training, validation and test.")
+    train_idx, val = train_test_split(rest, test_size=val_size, stratify=labels[rest], random_state=options.seed)
+    return {"train": np.sort(train_idx), "validation": np.sort(val), "test": np.sort(test)}
 
 
-def fine_tune(model, base, pixels, labels, split, options, report):
+def held_out_with_fine_tuning(backbone, crops, features, classical, labels, label_names, options, report):
+    """Train the softmax head, fine-tune the last block, evaluate once on a held-out test split."""
+    split = split_indices(labels, options)
+    train_idx, val, test = split["train"], split["validation"], split["test"]
+    head = SoftmaxHead(len(label_names), options)
+    history = head.fit(features[train_idx], labels[train_idx], report, validation=(features[val], labels[val]))
+    history += fine_tune(backbone, head, crops, labels, split, options, report)
+    report({"phase": "evaluating"})
+    probabilities = head.probabilities(backbone.features(crops[test]))
+    metrics = evaluate(labels[test], probabilities, label_names)
+    fit_part = np.concatenate([train_idx, val])
+    metrics.update(method="held-out", folds=None, grouped=False, accuracy_std=None, macro_f1_std=None,
+                   split={name: int(len(idx)) for name, idx in split.items()},
+                   baselines=baseline_scores([(fit_part, test)], classical, labels, len(label_names), options.seed),
+                   note=f"one held-out test split of {len(test)} photos (fine-tuning is too slow for k-fold)")
+    return head, history, metrics, list(zip(test, probabilities))
+
+
+def fine_tune(backbone, head, crops, labels, split, options, report):
     """Unfreeze the last convolutional block and train end to end at a low rate, with augmentation."""
+    base = backbone.base
     unfreeze_last_block(base)
+    pixels_in = keras.Input(backbone.extractor.input_shape[1:], name="pixels")
+    model = keras.Model(pixels_in, head.model(backbone.extractor(pixels_in)), name="facedx")
     model.compile(optimizer=keras.optimizers.Adam(options.fine_tune_learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     augment = keras.Sequential([keras.layers.RandomFlip("horizontal"), keras.layers.RandomRotation(0.04),
                                 keras.layers.RandomZoom(0.08)], name="augment")
 
     def batches(indices, augmented):
-        data = tf.data.Dataset.from_tensor_slices((pixels[indices].astype("float32"), labels[indices]))
+        data = tf.data.Dataset.from_tensor_slices((backbone.pixels(crops[indices]), labels[indices]))
         if augmented:
             data = data.shuffle(len(indices), seed=options.seed)
         data = data.batch(options.batch_size)
@@ -193,59 +253,14 @@ def fine_tune(model, base, pixels, labels, split, options, report):
             data = data.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
         return data.prefetch(tf.data.AUTOTUNE)
 
-    history = _fit(model, "fine-tune", options.fine_tune_epochs, options, report,
-                   x=batches(split["train"], True), validation_data=batches(split["validation"], False),
-                   shuffle=False, class_weight=class_weights(labels[split["train"]]))
+    history = fit_with_progress(model, "fine-tune", options.fine_tune_epochs, options, report,
+                                x=batches(split["train"], True), validation_data=batches(split["validation"], False),
+                                shuffle=False, class_weight=class_weights(labels[split["train"]]))
     base.trainable = False
     return history
-
-
-def _fit(model, phase, epochs, options, report, **fit_args):
-    """Run model.fit with early stopping and per-epoch progress; return the epochs as dicts."""
-    progress = _ProgressCallback(phase, epochs, report)
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=options.patience,
-                                         restore_best_weights=True)
-    model.fit(epochs=epochs, verbose=0, callbacks=[progress, stop], **fit_args)
-    return progress.history
-
-
-def class_weights(labels):
-    """Return weights that balance the classes of the training labels."""
-    classes = np.unique(labels)
-    weights = compute_class_weight("balanced", classes=classes, y=labels)
-    return {int(c): float(w) for c, w in zip(classes, weights)}
-
-
-def assemble(extractor, head):
-    """Return one model from RGB pixels to class probabilities: backbone, pooling and the trained head."""
-    pixels = keras.Input(extractor.input_shape[1:], name="pixels")
-    return keras.Model(pixels, head(extractor(pixels)), name="facedx")
-
-
-def predict_in_batches(model, pixels, batch_size=32):
-    """Return the model's probabilities for many images, calling it directly batch by batch."""
-    outputs = [np.asarray(model(pixels[i:i + batch_size].astype("float32"), training=False))
-               for i in range(0, len(pixels), batch_size)]
-    return np.concatenate(outputs) if outputs else np.zeros((0, model.output_shape[-1]))
 
 
 def software_versions():
     """Return the versions of the libraries a model depends on, for its card."""
     return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
             "numpy": np.__version__, "scikit-learn": sklearn.__version__, "opencv": cv2.__version__}
-
-
-class _ProgressCallback(keras.callbacks.Callback):
-    """Report every finished epoch of one phase and keep it for the model card."""
-
-    def __init__(self, phase, epochs, report):
-        super().__init__()
-        self.phase, self.epochs, self.report = phase, epochs, report
-        self.history = []
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        event = {"phase": self.phase, "epoch": epoch + 1, "epochs": self.epochs}
-        event.update({k: float(logs[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs})
-        self.history.append(event)
-        self.report(event)

@@ -14,7 +14,9 @@ from ml.training import TrainingOptions, train
 # Colours that make a learnable difference between generated classes.
 CLASS_COLOURS = {"alpha": (200, 60, 60), "beta": (60, 60, 200), "gamma": (60, 200, 60)}
 SYNTHETIC_FACES = FaceOptions(detector="haar", fallback="whole")   # generated images hold no face
-SMALL_TRAINING = TrainingOptions(weights="none", image_size=32, epochs=40)
+# A VGG16 with random weights at 32 px: fast, and its features still carry the colour signal.
+SMALL_TRAINING = TrainingOptions(backbone="vgg16-imagenet", weights="none", image_size=32, folds=3)
+SMALL_API_OPTIONS = {"backbone": "vgg16-imagenet", "weights": "none", "image_size": 32, "folds": 3}
 
 
 @pytest.fixture
@@ -143,9 +145,36 @@ def face_photos():
     return {"astronaut": skimage.data.astronaut(), "grace_hopper": hopper}
 
 
+def face_variants(photo, count):
+    """Return `count` different JPEGs of one real face photo (flips, brightness, crops)."""
+    variants = []
+    for i in range(count):
+        image = photo[:, ::-1] if i % 2 else photo
+        image = np.clip(image.astype(np.int16) + 8 * i - 16, 0, 255).astype(np.uint8)
+        variants.append(jpeg_bytes(np.ascontiguousarray(image[i * 4:, i * 3:]), quality=90))
+    return variants
+
+
+def clone_version(registry, version):
+    """Save a copy of a version as a new one (a stand-in for a retrained model); return its name."""
+    import shutil
+
+    source = registry.get(version)
+
+    def copy(folder):
+        for name in source.card["files"]:
+            shutil.copy(source.path / name, folder / name)
+        return source.card["files"]
+    return registry.save({k: v for k, v in source.card.items() if k not in ("version", "created", "files")},
+                         copy).version
+
+
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
-    """Train one small model (weights none, 32 px) on the colour task; return (registry, version, dataset)."""
+    """Train one small model (random VGG16 at 32 px, linear head) on the colour task.
+
+    Returns (registry, version, dataset).
+    """
     root = tmp_path_factory.mktemp("trained")
     archive = write_zip(root / "synthetic.zip", synthetic_entries(per_class=14))
     dataset = import_dataset(archive, "colours", root / "datasets", face=SYNTHETIC_FACES)

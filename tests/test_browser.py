@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.conftest import coloured_image, png_bytes, synthetic_entries, write_zip
+from tests.conftest import SMALL_API_OPTIONS, coloured_image, png_bytes, synthetic_entries, write_zip
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Chromium must not try to reach the internet: this machine (and a hospital's) has none.
@@ -116,9 +116,15 @@ def test_admin_trains_and_activates_then_a_doctor_predicts(server, page, tmp_pat
     snap(page, "admin-dataset")
 
     page.click("text=Train on this dataset")
+    assert page.input_value("#backbone") == "dlib-face"                 # the strongest one available here
+    assert "vggface is unavailable" in page.inner_text("#unavailable")
+    page.select_option("#backbone", "vgg16-imagenet")
+    page.select_option("#head", "softmax")
+    page.fill("#folds", "3")
     page.select_option("#weights", "none")
     page.fill("#image_size", "32")
     page.fill("#epochs", "40")
+    snap(page, "admin-training")
     page.click("button:has-text('Start training')")
     page.wait_for_url("**/admin/training/*")
     page.locator("#loss-chart polyline.train").wait_for(timeout=120_000)        # curves drawn while it runs
@@ -134,13 +140,14 @@ def test_admin_trains_and_activates_then_a_doctor_predicts(server, page, tmp_pat
     assert "active" in page.inner_text(f"tr:has-text('{version}')")
     page.goto(f"{base}/admin/models/{version}")
     assert page.locator("#confusion tbody tr").count() == 3
+    assert "baseline: HOG + linear SVM" in page.inner_text("#scores")
     snap(page, "admin-model")
     assert page.problems == []
 
     page.click("button:has-text('Log out')")
     log_in(page, base, "doctor", DOCTOR_PASSWORD)
     photo = tmp_path / "patient.png"
-    photo.write_bytes(png_bytes(coloured_image("gamma", seed=21, size=160)))
+    photo.write_bytes(png_bytes(coloured_image("gamma", seed=21)))    # like the training photos
     snap(page, "doctor-predict")
     page.set_input_files("#photo", str(photo))
     page.click("button:has-text('Analyse')")
@@ -189,7 +196,7 @@ def test_predictions_keep_answering_while_training_and_follow_activation(server,
 
     def run_job(options):
         job = requests.post(base + "/api/v1/training-jobs", headers=admin, timeout=30,
-                            json={"dataset": "load", "options": dict(options, weights="none", image_size=32)})
+                            json={"dataset": "load", "options": dict(SMALL_API_OPTIONS, **options)})
         assert job.status_code == 202, job.text
         return job.json()["id"]
 
@@ -203,7 +210,7 @@ def test_predictions_keep_answering_while_training_and_follow_activation(server,
             time.sleep(0.3)
 
     finished = ("succeeded", "failed", "cancelled")
-    first = wait(run_job({"epochs": 5}), lambda job: job["status"] in finished)["model_version"]
+    first = wait(run_job({}), lambda job: job["status"] in finished)["model_version"]
     assert requests.post(f"{base}/api/v1/models/{first}/activate", headers=admin, timeout=30).status_code == 200
 
     photo = png_bytes(coloured_image("beta", seed=5))
@@ -213,14 +220,14 @@ def test_predictions_keep_answering_while_training_and_follow_activation(server,
                                  timeout=60)
         return response.status_code, response.json().get("model_version")
 
-    long_job = run_job({"epochs": 1000, "patience": 1000})
-    wait(long_job, lambda job: job["history"])                     # training is under way
+    long_job = run_job({"head": "softmax", "epochs": 1000, "patience": 1000})
+    wait(long_job, lambda job: "fold_epoch" in job["progress"])      # training is under way
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(predict, range(40)))
     assert answers == [(200, first)] * 40
     assert requests.post(f"{base}/api/v1/training-jobs/{long_job}/cancel", headers=admin, timeout=30).ok
     wait(long_job, lambda job: job["status"] in finished)
 
-    second = wait(run_job({"epochs": 5}), lambda job: job["status"] in finished)["model_version"]
+    second = wait(run_job({}), lambda job: job["status"] in finished)["model_version"]
     assert requests.post(f"{base}/api/v1/models/{second}/activate", headers=admin, timeout=30).status_code == 200
     assert predict(0) == (200, second)

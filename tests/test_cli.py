@@ -18,10 +18,12 @@ def test_import_train_activate_predict(runner, tmp_path):
     assert "18 photos in 3 classes" in result.output and "alpha/readme.txt: The file is not an image" in result.output
     assert "colours\t18 photos" in run(runner, "dataset", "list").output
 
-    result = run(runner, "train", "--dataset", "colours", "--weights", "none", "--image-size", "32",
-                 "--epochs", "3")
+    result = run(runner, "train", "--dataset", "colours", "--backbone", "vgg16-imagenet", "--weights", "none",
+                 "--image-size", "32", "--folds", "3", "--head", "softmax", "--epochs", "3")
     assert result.exit_code == 0, result.output
-    assert "head epoch 1/3" in result.output and "Test (" in result.output
+    assert "cross-validation fold 3/3" in result.output and "head epoch 1/3" in result.output
+    assert "3-fold stratified cross-validation" in result.output
+    assert "baseline majority" in result.output and "baseline hog-svm" in result.output
     version = result.output.split("Version ", 1)[1].split()[0]
 
     listed = run(runner, "models", "list").output
@@ -42,11 +44,11 @@ def test_import_train_activate_predict(runner, tmp_path):
 def test_imagenet_without_network_fails_fast_naming_the_file(runner, tmp_path, monkeypatch):
     def no_network(*args, **kwargs):
         raise Exception("URL fetch failure: [Errno -2] Name or service not known")
-    monkeypatch.setattr(backbones.keras.utils, "get_file", no_network)
+    monkeypatch.setattr(backbones.vgg.keras.utils, "get_file", no_network)
     archive = write_zip(tmp_path / "c.zip", synthetic_entries(per_class=5))
     run(runner, "dataset", "import", str(archive), "--name", "c", "--face-detector", "haar",
         "--face-fallback", "whole")
-    result = run(runner, "train", "--dataset", "c", "--weights", "imagenet")
+    result = run(runner, "train", "--dataset", "c", "--backbone", "vgg16-imagenet", "--weights", "imagenet")
     assert result.exit_code == 1
     assert backbones.VGG16_NOTOP_FILE in result.output and "models/pretrained" in result.output
     assert "Traceback" not in result.output
@@ -55,6 +57,8 @@ def test_imagenet_without_network_fails_fast_naming_the_file(runner, tmp_path, m
 @pytest.mark.parametrize("args, message", [
     (["train", "--dataset", "absent", "--weights", "none"], "no dataset named 'absent'"),
     (["train", "--dataset", "x", "--image-size", "7"], "image_size must be between"),
+    (["train", "--dataset", "x", "--backbone", "resnet"], "'resnet' is not one of"),
+    (["train", "--dataset", "x", "--folds", "1"], "folds must be 2-20"),
     (["train", "--dataset", "x", "--epochs", "zero"], "'zero' is not a valid integer"),
     (["models", "activate", "../../etc"], "no complete model version"),
     (["models", "rollback"], "no earlier active version"),

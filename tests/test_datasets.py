@@ -10,21 +10,12 @@ import pytest
 from ml.datasets import ImportLimits, delete_dataset, get_dataset, import_dataset, list_datasets
 from ml.errors import DatasetError
 from ml.faces import FaceOptions
-from tests.conftest import SYNTHETIC_FACES, coloured_image, jpeg_bytes, png_bytes, synthetic_entries, write_zip
+from tests.conftest import (SYNTHETIC_FACES, coloured_image, face_variants, png_bytes, synthetic_entries,
+                            write_zip)
 
 
 def tree(folder):
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
-
-
-def face_variants(photo, count):
-    """Return `count` different JPEGs of one real face photo (flips, brightness, crops)."""
-    variants = []
-    for i in range(count):
-        image = photo[:, ::-1] if i % 2 else photo
-        image = np.clip(image.astype(np.int16) + 8 * i, 0, 255).astype(np.uint8)
-        variants.append(jpeg_bytes(np.ascontiguousarray(image[i * 4:, i * 3:]), quality=90))
-    return variants
 
 
 def test_import_zip_stores_crops_under_generated_names(tmp_path, synthetic_zip):
@@ -37,9 +28,9 @@ def test_import_zip_stores_crops_under_generated_names(tmp_path, synthetic_zip):
     for item in manifest["images"]:
         assert re.fullmatch(r"\d/\d{5}\.png", item["file"])
         assert (dataset.path / item["file"]).is_file()
-    pixels, labels, digests = dataset.load(32)
-    assert pixels.shape == (30, 32, 32, 3) and list(np.bincount(labels)) == [10, 10, 10]
-    assert len(set(digests)) == 30
+    crops, labels, digests, subjects = dataset.load_crops()
+    assert crops.shape == (30, 256, 256, 3) and list(np.bincount(labels)) == [10, 10, 10]
+    assert len(set(digests)) == 30 and subjects is None and not dataset.grouped
 
 
 def test_bad_files_are_listed_and_nothing_is_written_outside(tmp_path, face_photos):
@@ -175,3 +166,23 @@ def test_list_get_and_delete(tmp_path, synthetic_zip):
     assert tree(root)[0].startswith("second")
     with pytest.raises(DatasetError, match="no dataset named"):
         get_dataset(root, "first")
+
+
+def test_people_are_named_by_subjects_csv_or_by_file_name(tmp_path):
+    entries = {f"top/{name}": data for name, data in synthetic_entries(per_class=5, labels=("alpha", "beta")).items()}
+    table = "file,subject\n" + "".join(f"{name[4:]},person-{i % 4}\n" for i, name in enumerate(entries))
+    entries["top/subjects.csv"] = table.encode()
+    dataset = import_dataset(write_zip(tmp_path / "a.zip", entries), "named", tmp_path / "d", face=SYNTHETIC_FACES)
+    assert dataset.grouped and dataset.manifest["rejected"] == []
+    assert dataset.load_crops()[3] == [f"person-{i % 4}" for i in range(10)]
+
+    renamed = {f"{label}/p{i % 3}__{i}.png": data for i, (label, data) in
+               enumerate((name.split("/")[0], data) for name, data in synthetic_entries(per_class=5).items())}
+    by_name = import_dataset(write_zip(tmp_path / "b.zip", renamed), "by-name", tmp_path / "d", face=SYNTHETIC_FACES)
+    assert by_name.grouped and {item["subject"] for item in by_name.manifest["images"]} == {"p0", "p1", "p2"}
+
+
+def test_a_broken_subjects_csv_is_refused(tmp_path):
+    entries = synthetic_entries(per_class=5) | {"subjects.csv": b"name,person\nx,y\n"}
+    with pytest.raises(DatasetError, match="columns file and subject"):
+        import_dataset(write_zip(tmp_path / "a.zip", entries), "bad", tmp_path / "d", face=SYNTHETIC_FACES)

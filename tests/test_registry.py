@@ -8,33 +8,38 @@ from ml.errors import NoActiveModel, RegistryError
 from ml.registry import ModelRegistry
 
 
-def tiny_model():
-    return keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+def tiny_model(folder):
+    """Write a small Keras model into a version folder, as a training run writes its files."""
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")]).save(folder / "head.keras")
+    return ["head.keras"]
 
 
 def test_save_writes_a_complete_version_atomically(tmp_path):
     registry = ModelRegistry(tmp_path)
-    version = registry.save(tiny_model(), {"labels": ["a", "b"]})
-    assert version.model_path.is_file()
+    version = registry.save({"labels": ["a", "b"]}, tiny_model)
+    assert (version.path / "head.keras").is_file()
     card = json.loads((version.path / "card.json").read_text())
     assert card["labels"] == ["a", "b"] and card["version"] == version.version and "created" in card
+    assert card["files"] == ["head.keras"]
     assert [p.name for p in tmp_path.iterdir()] == [version.version]
 
 
 def test_a_failed_save_leaves_nothing(tmp_path):
-    class Broken:
-        def save(self, path):
-            raise OSError("No space left on device")
+    def disk_full(folder):
+        (folder / "head.keras").write_bytes(b"half a model")
+        raise OSError("No space left on device")
     registry = ModelRegistry(tmp_path)
     with pytest.raises(OSError):
-        registry.save(Broken(), {})
+        registry.save({}, disk_full)
     assert list(tmp_path.iterdir()) == [] and registry.versions() == []
 
 
 def test_incomplete_folders_are_not_versions(tmp_path):
     registry = ModelRegistry(tmp_path)
-    good = registry.save(tiny_model(), {})
+    good = registry.save({}, tiny_model)
     (tmp_path / "20260101-000000-abcdef").mkdir()
+    missing_file = registry.save({}, tiny_model)
+    (missing_file.path / "head.keras").unlink()
     assert [v.version for v in registry.versions()] == [good.version]
     with pytest.raises(RegistryError):
         registry.activate("20260101-000000-abcdef")
@@ -50,7 +55,7 @@ def test_activate_and_roll_back(tmp_path):
     registry = ModelRegistry(tmp_path)
     with pytest.raises(NoActiveModel):
         registry.active()
-    first, second = registry.save(tiny_model(), {}), registry.save(tiny_model(), {})
+    first, second = registry.save({}, tiny_model), registry.save({}, tiny_model)
     registry.activate(first.version)
     registry.activate(second.version)
     assert registry.active().version == second.version
@@ -62,7 +67,7 @@ def test_activate_and_roll_back(tmp_path):
 
 def test_concurrent_activations_leave_one_valid_pointer(tmp_path):
     registry = ModelRegistry(tmp_path)
-    versions = [registry.save(tiny_model(), {}).version for _ in range(2)]
+    versions = [registry.save({}, tiny_model).version for _ in range(2)]
     threads = [threading.Thread(target=registry.activate, args=(versions[i % 2],)) for i in range(20)]
     for thread in threads:
         thread.start()

@@ -2,12 +2,14 @@ import keras
 import numpy as np
 import pytest
 
-from ml.backbones import WeightsSource, build_vgg16
+from ml.backbones import build_backbone
 from ml.datasets import import_dataset
 from ml.errors import TrainingError
+from ml.evaluation import cross_validation_folds
+from ml.faces import FaceOptions
 from ml.registry import ModelRegistry
-from ml.training import TrainingCancelled, TrainingOptions, split_indices, train
-from tests.conftest import SMALL_TRAINING, SYNTHETIC_FACES, synthetic_entries, write_zip
+from ml.training import TrainingCancelled, TrainingOptions, extract_features, split_indices, train
+from tests.conftest import SMALL_TRAINING, SYNTHETIC_FACES, face_variants, synthetic_entries, write_zip
 
 
 @pytest.fixture
@@ -16,20 +18,60 @@ def colours(tmp_path):
     return import_dataset(archive, "colours", tmp_path / "datasets", face=SYNTHETIC_FACES)
 
 
-def test_training_learns_the_task_and_writes_a_complete_card(trained):
+def test_cross_validated_training_learns_and_writes_a_complete_card(trained):
     registry, version, dataset = trained
-    card = version.card
-    test = card["metrics"]["test"]
-    assert test["accuracy"] >= 0.8, test          # chance is 1/3
-    assert card["labels"] == ["alpha", "beta", "gamma"]
-    assert card["weights"]["name"] == "none" and "tests only" in card["weights"]["note"]
+    card, metrics = version.card, version.card["metrics"]
+    assert metrics["method"] == "cross-validation" and metrics["folds"] == 3 and metrics["grouped"] is False
+    assert metrics["accuracy"] >= 0.8, metrics            # chance is 1/3
+    assert metrics["accuracy"] > metrics["baselines"]["majority"]["accuracy"] + 0.3
+    assert set(metrics["baselines"]) == {"majority", "hog-svm"}
+    assert metrics["n"] == 42 and sum(map(sum, metrics["confusion_matrix"])) == 42
+    assert len(metrics["fold_accuracies"]) == 3 and metrics["accuracy_std"] >= 0
+    assert card["labels"] == ["alpha", "beta", "gamma"] and card["head"] == "linear"
+    assert card["backbone"]["name"] == "vgg16-imagenet" and card["backbone"]["weights"]["name"] == "none"
     assert card["dataset"] == {"id": "colours", "checksum": dataset.manifest["checksum"], "images": 42}
-    assert card["split"]["train"] + card["split"]["validation"] + card["split"]["test"] == 42
-    assert card["image_size"] == 32 and card["face"] == {"detector": "haar", "fallback": "whole"}
+    assert card["face"] == {"detector": "haar", "fallback": "whole"} and card["training_seconds"] > 0
     assert set(card["software"]) >= {"tensorflow", "keras", "numpy", "scikit-learn", "opencv"}
-    assert set(test) >= {"accuracy", "macro_f1", "macro_roc_auc", "per_class", "confusion_matrix"}
-    epochs = [e for e in card["history"] if e["phase"] == "head"]
-    assert epochs and set(epochs[0]) >= {"epoch", "epochs", "loss", "accuracy", "val_loss", "val_accuracy"}
+    assert sorted(card["files"]) == ["backbone.keras", "evaluation.json", "head.joblib"]
+
+
+def test_a_linear_head_on_face_recognition_features_tells_two_people_apart(tmp_path, face_photos):
+    entries = {f"first/{i}.jpg": d for i, d in enumerate(face_variants(face_photos["astronaut"], 6))}
+    entries |= {f"second/{i}.jpg": d for i, d in enumerate(face_variants(face_photos["grace_hopper"], 6))}
+    dataset = import_dataset(write_zip(tmp_path / "people.zip", entries), "people", tmp_path / "d",
+                             face=FaceOptions("mtcnn"))
+    version = train(dataset, TrainingOptions(backbone="dlib-face", folds=3), ModelRegistry(tmp_path / "m"))
+    metrics = version.card["metrics"]
+    assert metrics["accuracy"] == 1.0 and version.card["files"] == ["head.joblib", "evaluation.json"]
+    assert version.card["backbone"]["alignment"].startswith("dlib 5-point")
+
+
+def test_folds_grouped_by_person_never_split_a_person():
+    rng = np.random.default_rng(0)
+    people = [f"p{i}" for i in range(30)]
+    groups = [person for person in people for _ in range(rng.integers(1, 5))]
+    labels = np.array([int(person[1:]) % 3 for person in groups])
+    folds, grouped, n_folds = cross_validation_folds(labels, groups, 5, seed=1)
+    assert grouped and n_folds == 5
+    tested = []
+    for train_idx, test_idx in folds:
+        assert not {groups[i] for i in train_idx} & {groups[i] for i in test_idx}
+        tested.extend(test_idx)
+    assert sorted(tested) == list(range(len(labels)))
+
+
+def test_folds_shrink_to_what_the_smallest_class_allows():
+    folds, grouped, n_folds = cross_validation_folds(np.array([0] * 3 + [1] * 10), None, 5, seed=1)
+    assert (grouped, n_folds, len(folds)) == (False, 3, 3)
+
+
+def test_a_dataset_that_names_people_is_evaluated_with_grouped_folds(tmp_path):
+    entries = {f"{label}/person{i // 2}__{i}.png": data for label, _ in (("alpha", 0), ("beta", 1))
+               for i, data in enumerate(synthetic_entries(per_class=8, labels=(label,)).values())}
+    dataset = import_dataset(write_zip(tmp_path / "p.zip", entries), "people", tmp_path / "d", face=SYNTHETIC_FACES)
+    assert dataset.grouped
+    version = train(dataset, SMALL_TRAINING, ModelRegistry(tmp_path / "m"))
+    assert version.card["metrics"]["grouped"] is True and "grouped by person" in version.card["metrics"]["note"]
 
 
 def test_split_is_stratified_disjoint_and_repeatable():
@@ -51,29 +93,42 @@ def test_a_class_too_small_to_split_is_refused():
 def test_features_are_cached_per_image_and_reused(tmp_path, colours):
     keras.utils.set_random_seed(3)
     weights = tmp_path / "vgg.weights.h5"
-    build_vgg16(32, WeightsSource("none")).save_weights(weights)
-    options = TrainingOptions(weights=str(weights), image_size=32, epochs=2)
+    build_backbone("vgg16-imagenet", "none", 32).base.save_weights(weights)
+    options = TrainingOptions(backbone="vgg16-imagenet", weights=str(weights), image_size=32, folds=2)
     registry = ModelRegistry(tmp_path / "models")
     runs = []
-    for _ in range(2):
+    for head in ("linear", "softmax"):
         events = []
-        train(colours, options, registry, progress=events.append)
+        train(colours, TrainingOptions(**dict(vars(options), head=head)), registry, progress=events.append)
         runs.append([e for e in events if e["phase"] == "features"])
     assert runs[0][0]["done"] == 0 and runs[0][-1]["done"] == 24
     assert runs[1] == [{"phase": "features", "done": 24, "total": 24}]     # nothing recomputed
     assert len(list((colours.path / "features").rglob("*.npy"))) == 24
 
 
-def test_fine_tuning_runs_after_the_head(tmp_path, colours):
-    options = TrainingOptions(weights="none", image_size=32, epochs=2, fine_tune_epochs=2)
+def test_cached_features_match_fresh_ones(tmp_path, colours):
+    backbone = build_backbone("dlib-face")
+    crops, _, digests, _ = colours.load_crops()
+    first = extract_features(backbone, crops, digests, tmp_path / "cache", lambda e: None)
+    again = extract_features(backbone, crops, digests, tmp_path / "cache", lambda e: None)
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_allclose(first, backbone.features(crops), atol=1e-6)
+
+
+def test_fine_tuning_is_evaluated_on_a_held_out_split(tmp_path, colours):
+    options = TrainingOptions(backbone="vgg16-imagenet", head="softmax", weights="none", image_size=32, epochs=2,
+                              fine_tune_epochs=2)
     version = train(colours, options, ModelRegistry(tmp_path / "models"))
     phases = [e["phase"] for e in version.card["history"]]
     assert phases.index("fine-tune") > phases.index("head")
+    metrics = version.card["metrics"]
+    assert metrics["method"] == "held-out" and metrics["accuracy_std"] is None and "held-out" in metrics["note"]
+    assert metrics["n"] == metrics["split"]["test"] and set(metrics["baselines"]) == {"majority", "hog-svm"}
 
 
 def test_a_cancelled_run_writes_nothing(tmp_path, colours):
     def cancel(event):
-        if event.get("epoch") == 2:
+        if event["phase"] == "cross-validation" and event["fold"] == 2:
             raise TrainingCancelled()
     registry = ModelRegistry(tmp_path / "models")
     with pytest.raises(TrainingCancelled):
@@ -87,12 +142,22 @@ def test_a_cancelled_run_writes_nothing(tmp_path, colours):
     ({"epochs": 0}, "epochs must be"),
     ({"image_size": 8}, "image_size"),
     ({"test_fraction": 0.9}, "test_fraction"),
+    ({"backbone": "resnet"}, "Unknown backbone"),
+    ({"head": "forest"}, "Unknown head"),
+    ({"folds": 1}, "folds must be"),
+    ({"fine_tune_epochs": 3}, "use head softmax"),
 ])
 def test_bad_options_are_refused(options, message):
     with pytest.raises(TrainingError, match=message):
         TrainingOptions.from_dict(options)
 
 
+def test_dlib_face_cannot_be_fine_tuned(tmp_path, colours):
+    options = TrainingOptions(backbone="dlib-face", head="softmax", fine_tune_epochs=2)
+    with pytest.raises(TrainingError, match="cannot be fine-tuned"):
+        train(colours, options, ModelRegistry(tmp_path / "models"))
+
+
 def test_options_from_user_input_are_converted():
-    options = TrainingOptions.from_dict({"weights": "none", "image_size": "64", "epochs": 3})
-    assert options.image_size == 64 and options.epochs == 3
+    options = TrainingOptions.from_dict({"weights": "none", "image_size": "64", "epochs": 3, "folds": "4"})
+    assert options.image_size == 64 and options.epochs == 3 and options.folds == 4

@@ -7,9 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import form_token, login, synthetic_entries, write_zip
+from tests.conftest import clone_version, form_token, login, synthetic_entries, write_zip
 from web.db import TrainingJob, db
 from web.jobs import DIED
+
+
+# A softmax head with 1000 epochs: a job that runs until it is stopped.
+LONG_FORM = {"dataset": "colours", "backbone": "vgg16-imagenet", "head": "softmax", "folds": 2, "weights": "none",
+             "image_size": 32, "epochs": 1000, "fine_tune_epochs": 0}
 
 
 def zip_bytes(tmp_path, entries):
@@ -65,7 +70,7 @@ def test_delete_removes_the_dataset(admin, tmp_path):
 
 def test_training_page_starts_a_job_and_refuses_a_second(admin, tmp_path, app):
     upload(admin, zip_bytes(tmp_path, synthetic_entries(per_class=6)))
-    form = {"dataset": "colours", "weights": "none", "image_size": 32, "epochs": 1000, "fine_tune_epochs": 0}
+    form = dict(LONG_FORM)
     response = post(admin, "/admin/training", "/admin/training", **form)
     assert response.status_code == 302
     job_id = int(response.headers["Location"].rsplit("/", 1)[1])
@@ -87,17 +92,20 @@ def test_training_page_starts_a_job_and_refuses_a_second(admin, tmp_path, app):
 
 def test_bad_training_options_are_refused(admin, tmp_path):
     upload(admin, zip_bytes(tmp_path, synthetic_entries(per_class=5)))
-    response = post(admin, "/admin/training", "/admin/training", dataset="colours", weights="none",
-                    image_size=8, epochs=1, fine_tune_epochs=0)
+    response = post(admin, "/admin/training", "/admin/training", **dict(LONG_FORM, image_size=8))
     assert response.status_code == 400 and "Number must be between 32 and 512" in response.get_data(as_text=True)
+    unavailable = post(admin, "/admin/training", "/admin/training", **dict(LONG_FORM, backbone="vggface",
+                                                                          weights="pretrained"))
+    page = unavailable.get_data(as_text=True)
+    assert unavailable.status_code == 400 and "vggface is unavailable: VGG-Face weights not present" in page
 
 
 def test_killing_the_training_process_fails_the_job_and_frees_the_slot(admin, tmp_path, app):
     upload(admin, zip_bytes(tmp_path, synthetic_entries(per_class=6)))
-    form = {"dataset": "colours", "weights": "none", "image_size": 32, "epochs": 1000, "fine_tune_epochs": 0}
+    form = dict(LONG_FORM)
     job_id = int(post(admin, "/admin/training", "/admin/training", **form).headers["Location"].rsplit("/", 1)[1])
     deadline = time.monotonic() + 120
-    while not admin.get(f"/admin/training/{job_id}.json").get_json()["history"]:
+    while "fold_epoch" not in admin.get(f"/admin/training/{job_id}.json").get_json()["progress"]:
         assert time.monotonic() < deadline
         time.sleep(0.2)
     with app.app_context():
@@ -110,7 +118,7 @@ def test_killing_the_training_process_fails_the_job_and_frees_the_slot(admin, tm
     assert job["status"] == "failed" and job["error"] == DIED
     models = tmp_path / "data" / "models"
     assert [p.name for p in models.iterdir() if not p.name.startswith(".active")] == []
-    form["epochs"] = 1
+    form.update(epochs=1, head="linear")
     assert post(admin, "/admin/training", "/admin/training", **form).status_code == 302
 
 
@@ -126,17 +134,16 @@ def test_a_job_left_behind_by_a_restart_is_marked_failed(app, admin, status):
 
 
 def test_models_pages_activate_and_roll_back(admin, app, active_model):
-    import keras
-
     from web import get_registry
     with app.app_context():
-        registry = get_registry()
-        model = keras.saving.load_model(registry.get(active_model).model_path, compile=False)
-        newer = registry.save(model, registry.get(active_model).card).version
+        newer = clone_version(get_registry(), active_model)
     page = admin.get("/admin/models").get_data(as_text=True)
     assert active_model in page and newer in page
     detail = admin.get(f"/admin/models/{newer}").get_data(as_text=True)
     assert 'id="confusion"' in detail and "Random backbone weights" in detail
+    assert "baseline: HOG + linear SVM" in detail and "3-fold stratified cross-validation" in detail
+    compare = admin.get(f"/admin/models/compare?v={newer}&v={active_model}").get_data(as_text=True)
+    assert compare.count("vgg16-imagenet (random)") == 2 and "Recall: gamma" in compare
     pointer = Path(app.config["MODELS_DIR"]) / "active.json"
     assert post(admin, f"/admin/models/{newer}/activate", f"/admin/models/{newer}").status_code == 302
     assert json.loads(pointer.read_text())["version"] == newer

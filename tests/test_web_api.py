@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from tests.conftest import coloured_image, png_bytes, synthetic_entries, write_zip
+from tests.conftest import SMALL_API_OPTIONS, coloured_image, png_bytes, synthetic_entries, write_zip
 
 
 def bearer(token):
@@ -107,7 +107,7 @@ def test_bad_training_requests(client, tokens, colours_zip, body, status):
 def test_train_activate_and_predict_through_the_api(client, tokens, colours_zip):
     admin, doctor = bearer(tokens["admin"]), bearer(tokens["doctor"])
     upload_dataset(client, tokens["admin"], colours_zip)
-    options = {"weights": "none", "image_size": 32, "epochs": 40}
+    options = dict(SMALL_API_OPTIONS, head="softmax", epochs=40)
     response = client.post("/api/v1/training-jobs", headers=admin, json={"dataset": "colours", "options": options})
     assert response.status_code == 202
     job_id = response.get_json()["id"]
@@ -121,6 +121,12 @@ def test_train_activate_and_predict_through_the_api(client, tokens, colours_zip)
     version = job["model_version"]
     models = client.get("/api/v1/models", headers=admin).get_json()
     assert models["active"] is None and models["models"][0]["version"] == version
+    row = models["models"][0]
+    assert row["backbone"] == "vgg16-imagenet" and row["head"] == "softmax" and row["evaluation"] == "cross-validation"
+    assert set(row["baselines"]) == {"majority", "hog-svm"} and set(row["recall"]) == {"alpha", "beta", "gamma"}
+    compared = client.get(f"/api/v1/models?compare={version}", headers=admin).get_json()["models"]
+    assert [r["version"] for r in compared] == [version]
+    assert client.get("/api/v1/models?compare=20990101-000000-abcdef", headers=admin).status_code == 404
 
     assert client.post(f"/api/v1/models/{version}/activate", headers=admin).status_code == 200
     assert client.post("/api/v1/models/20990101-000000-abcdef/activate", headers=admin).status_code == 404
@@ -134,11 +140,11 @@ def test_train_activate_and_predict_through_the_api(client, tokens, colours_zip)
 def test_cancel_a_running_job(client, tokens, colours_zip):
     admin = bearer(tokens["admin"])
     upload_dataset(client, tokens["admin"], colours_zip)
-    options = {"weights": "none", "image_size": 32, "epochs": 1000, "patience": 1000}
+    options = dict(SMALL_API_OPTIONS, head="softmax", epochs=1000, patience=1000)
     job_id = client.post("/api/v1/training-jobs", headers=admin,
                          json={"dataset": "colours", "options": options}).get_json()["id"]
     deadline = time.monotonic() + 120
-    while not client.get(f"/api/v1/training-jobs/{job_id}", headers=admin).get_json()["history"]:
+    while "fold_epoch" not in client.get(f"/api/v1/training-jobs/{job_id}", headers=admin).get_json()["progress"]:
         assert time.monotonic() < deadline
         time.sleep(0.2)
     assert client.post(f"/api/v1/training-jobs/{job_id}/cancel", headers=admin).status_code == 202

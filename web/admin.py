@@ -9,8 +9,9 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import IntegerField, SelectChoice, SelectField, StringField
-from wtforms.validators import DataRequired, NumberRange, Regexp
+from wtforms.validators import DataRequired, NumberRange, Regexp, ValidationError
 
+from ml.backbones import BACKBONES, availability, default_backbone
 from ml.datasets import NAME_PATTERN, delete_dataset, get_dataset, import_dataset, list_datasets
 from ml.errors import FaceDxError
 from ml.faces import FaceOptions
@@ -19,6 +20,7 @@ from web.auth import admin_required
 from web.db import AuditEvent, TrainingJob, audit, db
 from web.errors import status_of
 from web.jobs import JobConflict, cancel, reconcile, start_training
+from web.summaries import version_summary
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 THUMBNAILS_PER_CLASS = 8
@@ -41,11 +43,30 @@ class DatasetForm(FlaskForm):
 
 class TrainingForm(FlaskForm):
     dataset = SelectField("Dataset", validators=[DataRequired()])
-    weights = SelectField("Backbone weights", choices=[SelectChoice("imagenet", "ImageNet"),
-                                                       SelectChoice("none", "none (random: for tests only)")])
-    image_size = IntegerField("Image size (px)", default=224, validators=[NumberRange(32, 512)])
-    epochs = IntegerField("Head epochs", default=30, validators=[NumberRange(1, 1000)])
+    backbone = SelectField("Backbone")
+    head = SelectField("Head", choices=[SelectChoice("linear", "linear"),
+                                        SelectChoice("softmax", "softmax (can fine-tune)")])
+    folds = IntegerField("Cross-validation folds", default=5, validators=[NumberRange(2, 20)])
+    weights = SelectField("VGG16 weights", choices=[SelectChoice("pretrained", "pretrained"),
+                                                    SelectChoice("none", "none (tests only)")])
+    image_size = IntegerField("VGG16 image size (px)", default=224, validators=[NumberRange(32, 512)])
+    epochs = IntegerField("Softmax head epochs", default=30, validators=[NumberRange(1, 1000)])
     fine_tune_epochs = IntegerField("Fine-tune epochs", default=0, validators=[NumberRange(0, 1000)])
+    OPTIONS = ("backbone", "head", "folds", "weights", "image_size", "epochs", "fine_tune_epochs")
+
+    def offer_backbones(self, pretrained_dirs):
+        """List the backbones, strongest first; those unusable here are disabled with the reason."""
+        reasons = availability(pretrained_dirs)
+        self.backbone.choices = [
+            SelectChoice(name, name if reasons[name] is None else f"{name} (unavailable, see below)")
+            for name in BACKBONES]
+        self.unavailable = {name: reason for name, reason in reasons.items() if reason}
+        if not self.is_submitted():
+            self.backbone.data = default_backbone(pretrained_dirs)
+
+    def validate_backbone(self, field):
+        if field.data in self.unavailable and self.weights.data == "pretrained":
+            raise ValidationError(f"{field.data} is unavailable: {self.unavailable[field.data]}.")
 
 
 def save_upload(upload):
@@ -132,11 +153,12 @@ def training():
     """Choose a dataset and options, start training; list the jobs."""
     form = TrainingForm()
     form.dataset.choices = [SelectChoice(d.id) for d in list_datasets(datasets_root())]
+    form.offer_backbones(current_app.config["PRETRAINED_DIRS"])
     if request.method == "GET" and request.args.get("dataset"):
         form.dataset.data = request.args["dataset"]
     status = 200
     if form.validate_on_submit():
-        options = {key: getattr(form, key).data for key in ("weights", "image_size", "epochs", "fine_tune_epochs")}
+        options = {key: getattr(form, key).data for key in form.OPTIONS}
         try:
             job = start_training(form.dataset.data, options, current_user.username)
         except (FaceDxError, JobConflict) as error:
@@ -190,6 +212,16 @@ def models():
     """List model versions; activate or roll back."""
     registry = get_registry()
     return render_template("admin/models.html", versions=registry.versions(), pointer=registry.pointer())
+
+
+@bp.get("/models/compare")
+def compare():
+    """Put chosen versions side by side (`?v=...&v=...`; all versions when none is chosen)."""
+    registry = get_registry()
+    chosen = request.args.getlist("v")
+    versions = [registry.get(v) for v in chosen] if chosen else registry.versions()
+    active = registry.pointer().get("version")
+    return render_template("admin/compare.html", rows=[version_summary(v, active) for v in versions])
 
 
 @bp.get("/models/<version>")

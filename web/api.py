@@ -8,6 +8,7 @@ from web.admin import import_upload
 from web.auth import csrf, user_for_token
 from web.db import TrainingJob, audit, db
 from web.errors import error_response
+from web.summaries import version_summary
 from web.jobs import cancel, reconcile, start_training
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -52,20 +53,14 @@ def predict():
     return response
 
 
-def version_summary(version, active):
-    card = version.card
-    return {"version": version.version, "created": card.get("created"), "active": version.version == active,
-            "dataset": card["dataset"]["id"], "backbone": card["backbone"], "weights": card["weights"]["name"],
-            "image_size": card["image_size"], "labels": card["labels"],
-            "test_accuracy": card["metrics"]["test"]["accuracy"]}
-
-
 @bp.get("/models")
 def list_models():
-    """List model versions, newest first."""
+    """List model versions, newest first; `?compare=v1,v2` returns just those, side by side."""
     registry = get_registry()
     active = registry.pointer().get("version")
-    return jsonify(models=[version_summary(v, active) for v in registry.versions()], active=active)
+    wanted = [v for v in request.args.get("compare", "").split(",") if v]
+    versions = [registry.get(v) for v in wanted] if wanted else registry.versions()
+    return jsonify(models=[version_summary(v, active) for v in versions], active=active)
 
 
 @bp.post("/models/<version>/activate")

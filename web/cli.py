@@ -9,7 +9,10 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
 from ml.errors import FaceDxError
+from ml.backbones import BACKBONES
+from ml.heads import HEADS
 from web import datasets_root, get_predictor, get_registry, import_limits
+from web.summaries import percent, version_summary
 
 dataset_cli = AppGroup("dataset", help="Import and list labelled datasets.")
 models_cli = AppGroup("models", help="List, activate and roll back model versions.")
@@ -83,26 +86,35 @@ def dataset_delete(name):
 @click.command("train")
 @with_appcontext
 @click.option("--dataset", "dataset_name", required=True, help="Name of an imported dataset.")
-@click.option("--weights", default="imagenet", show_default=True, help="imagenet, none, or a weights file.")
-@click.option("--image-size", type=int, default=224, show_default=True)
-@click.option("--epochs", type=int, default=30, show_default=True, help="Head epochs (early stopping applies).")
-@click.option("--fine-tune-epochs", type=int, default=0, show_default=True)
+@click.option("--backbone", type=click.Choice(("auto",) + BACKBONES), default="auto", show_default=True,
+              help="auto: the strongest one available here.")
+@click.option("--head", type=click.Choice(HEADS), default="linear", show_default=True)
+@click.option("--folds", type=int, default=5, show_default=True, help="Cross-validation folds.")
+@click.option("--weights", default="pretrained", show_default=True,
+              help="VGG16 backbones: pretrained (imagenet is a synonym for vgg16-imagenet), none, or a file.")
+@click.option("--image-size", type=int, default=224, show_default=True, help="VGG16 backbones' input size.")
+@click.option("--epochs", type=int, default=30, show_default=True, help="Softmax head epochs (early stopping).")
+@click.option("--fine-tune-epochs", type=int, default=0, show_default=True,
+              help="Softmax head on a VGG16 backbone: fine-tune its last block (evaluated on a held-out split).")
 @user_errors
-def train_command(dataset_name, weights, image_size, epochs, fine_tune_epochs):
-    """Train a model on a dataset; print progress, the new version and its test metrics."""
+def train_command(dataset_name, **options):
+    """Train a model on a dataset; print progress, the new version and its evaluation."""
     from ml.datasets import get_dataset
     from ml.training import TrainingOptions, train
 
-    options = TrainingOptions(weights=weights, image_size=image_size, epochs=epochs,
-                              fine_tune_epochs=fine_tune_epochs)
+    checked = TrainingOptions(**options)
     dataset = get_dataset(datasets_root(), dataset_name)
-    version = train(dataset, options, get_registry(), current_app.config["PRETRAINED_DIRS"], print_progress)
-    test = version.card["metrics"]["test"]
+    version = train(dataset, checked, get_registry(), current_app.config["PRETRAINED_DIRS"], print_progress)
+    summary = version_summary(version)
     click.echo(f"Version {version.version} (not active; `flask --app app models activate {version.version}`)")
-    auc = "n/a" if test["macro_roc_auc"] is None else f"{test['macro_roc_auc']:.3f}"
-    click.echo(f"Test ({test['n']} photos): accuracy {test['accuracy']:.3f}  macro F1 {test['macro_f1']:.3f}  "
-               f"macro ROC-AUC {auc}")
-    for label, row in test["per_class"].items():
+    click.echo(f"{summary['backbone']} + {summary['head']} head, {summary['evaluation_note']}")
+    auc = "n/a" if summary["macro_roc_auc"] is None else f"{summary['macro_roc_auc']:.3f}"
+    click.echo(f"Accuracy {percent(summary['accuracy'], summary['accuracy_std'])}  "
+               f"macro F1 {percent(summary['macro_f1'], summary['macro_f1_std'])}  macro ROC-AUC {auc}")
+    for name, scores in summary["baselines"].items():
+        click.echo(f"  baseline {name:<10} accuracy {percent(scores['accuracy'], scores['accuracy_std'])}  "
+                   f"macro F1 {percent(scores['macro_f1'], scores['macro_f1_std'])}")
+    for label, row in version.card["metrics"]["per_class"].items():
         click.echo(f"  {label:<24} precision {row['precision']:.2f}  recall {row['recall']:.2f}  "
                    f"F1 {row['f1']:.2f}  n {row['support']}")
 
@@ -116,6 +128,8 @@ def print_progress(event):
         click.echo(f"{phase} epoch {event['epoch']}/{event['epochs']}  {numbers}", err=True)
     elif phase == "features":
         click.echo(f"features {event['done']}/{event['total']}", err=True)
+    elif phase == "cross-validation":
+        click.echo(f"cross-validation fold {event['fold']}/{event['folds']}", err=True)
     else:
         click.echo(phase, err=True)
 
@@ -126,11 +140,10 @@ def models_list():
     registry = get_registry()
     active = registry.pointer().get("version")
     for version in registry.versions():
-        card = version.card
-        accuracy = card["metrics"]["test"]["accuracy"]
-        mark = "*" if version.version == active else " "
-        click.echo(f"{mark} {version.version}\t{card['dataset']['id']}\t{card['backbone']}"
-                   f"/{card['weights']['name']}\t{card['image_size']}px\ttest accuracy {accuracy:.3f}")
+        row = version_summary(version, active)
+        mark = "*" if row["active"] else " "
+        click.echo(f"{mark} {row['version']}\t{row['dataset']}\t{row['backbone']}/{row['weights']} + {row['head']}"
+                   f"\taccuracy {percent(row['accuracy'], row['accuracy_std'])} ({row['evaluation']})")
 
 
 @models_cli.command("activate")

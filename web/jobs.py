@@ -165,14 +165,18 @@ class JobRun:
     def fraction(self, event):
         """Estimate how much of the whole run is done, 0..1, from one event."""
         options = self.job.options
-        total = options["epochs"] + options["fine_tune_epochs"] + 1     # +1: feature extraction
-        if event["phase"] == "features":
-            return 0.9 * event["done"] / max(event["total"], 1) / total
-        if event["phase"] == "head":
-            return 0.9 * (1 + event["epoch"]) / total
-        if event["phase"] == "fine-tune":
-            return 0.9 * (1 + options["epochs"] + event["epoch"]) / total
-        return {"loading": 0.0, "evaluating": 0.92, "saving": 0.96}.get(event["phase"], 0.0)
+        phase = event["phase"]
+        if phase == "features":
+            return 0.5 * event["done"] / max(event["total"], 1)
+        if phase == "cross-validation":
+            within = event.get("fold_epoch", 0) / max(event.get("fold_epochs", 1), 1)
+            return 0.55 + 0.3 * (event["fold"] - 1 + within) / event["folds"]
+        if phase == "head" and not options["fine_tune_epochs"]:        # the final head, after cross-validation
+            return 0.85 + 0.1 * event["epoch"] / options["epochs"]
+        if phase in ("head", "fine-tune"):                             # held-out run with fine-tuning
+            done = event["epoch"] + (options["epochs"] if phase == "fine-tune" else 0)
+            return 0.55 + 0.4 * done / (options["epochs"] + options["fine_tune_epochs"])
+        return {"baselines": 0.5, "final head": 0.85, "evaluating": 0.95, "saving": 0.97}.get(phase, 0.0)
 
     def finish(self, status, **fields):
         job = self.job

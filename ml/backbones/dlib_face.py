@@ -1,0 +1,68 @@
+"""dlib's face-recognition ResNet: a 128-d descriptor of a face aligned on its 5 landmarks.
+
+The network and the landmark model ship in the `face-recognition-models` package, so this
+backbone works offline.
+"""
+import threading
+
+import numpy as np
+
+from ml.errors import WeightsUnavailable
+
+CHIP_SIZE = 150           # the network's input: dlib's aligned face chip
+CHIP_PADDING = 0.25       # dlib's default context around the landmarks
+# crop_face() puts the detected box inside a margin of 20% on each side of a 256 px square.
+FACE_IN_CROP = (0.2 / 1.4, 1.2 / 1.4)
+
+
+class DlibFaceBackbone:
+    """Face-recognition features: landmarks, alignment to a 150 px chip, ResNet descriptor."""
+    name = "dlib-face"
+    fine_tunable = False
+    feature_size = 128
+    input_size = CHIP_SIZE
+
+    def __init__(self):
+        try:
+            import dlib
+            import face_recognition_models as files
+        except ImportError as exc:
+            raise WeightsUnavailable(f"The dlib-face backbone needs the dlib-bin and face-recognition-models "
+                                     f"packages ({exc}).") from None
+        self._dlib = dlib
+        self._landmarks = dlib.shape_predictor(files.pose_predictor_five_point_model_location())
+        self._network = dlib.face_recognition_model_v1(files.face_recognition_model_location())
+        self._lock = threading.Lock()      # dlib's models are not documented as thread-safe
+
+    cache_id = "dlib-face-resnet-v1"
+    weights = None
+
+    def describe(self):
+        return {"name": self.name, "input_size": CHIP_SIZE, "feature_size": self.feature_size,
+                "weights": {"name": "dlib_face_recognition_resnet_model_v1", "path": None, "sha256": None},
+                "alignment": "dlib 5-point landmarks, face chip 150 px, padding 0.25"}
+
+    def align(self, crop):
+        """Return the face in `crop` aligned on its 5 landmarks as a 150 px chip."""
+        low, high = (int(round(f * crop.shape[0])) for f in FACE_IN_CROP)
+        box = self._dlib.rectangle(low, low, high, high)
+        with self._lock:
+            shape = self._landmarks(crop, box)
+        return self._dlib.get_face_chip(crop, shape, size=CHIP_SIZE, padding=CHIP_PADDING)
+
+    def features(self, crops, batch_size=32):
+        """Return the 128-d descriptor of each crop."""
+        chips = [self.align(np.ascontiguousarray(crop)) for crop in crops]
+        vectors = []
+        for start in range(0, len(chips), batch_size):
+            with self._lock:
+                batch = self._network.compute_face_descriptor(chips[start:start + batch_size])
+            vectors.extend(np.asarray(v, dtype=np.float32) for v in batch)
+        return np.stack(vectors) if vectors else np.zeros((0, self.feature_size), np.float32)
+
+    def save(self, folder):
+        return []          # the network ships in a package: nothing to copy
+
+    @classmethod
+    def load(cls, card, folder):
+        return cls()
