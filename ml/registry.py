@@ -1,15 +1,14 @@
 """Model versions on disk: written atomically, one of them active."""
-import fcntl
 import json
 import os
 import re
 import shutil
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ml.filelock import exclusive_lock
 from ml.errors import NoActiveModel, RegistryError, VersionNotFound
 
 VERSION_PATTERN = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
@@ -126,16 +125,10 @@ class ModelRegistry:
         os.replace(staging, self.root / ACTIVE_FILE)
         _fsync(self.root)
 
-    @contextmanager
     def _pointer_lock(self):
         """Serialise activations across threads and processes sharing this folder."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".active.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        return exclusive_lock(self.root / ".active.lock")
 
 
 def _write_durably(path, text):

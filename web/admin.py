@@ -19,7 +19,7 @@ from web import datasets_root, get_registry, import_limits
 from web.auth import admin_required
 from web.db import AuditEvent, TrainingJob, audit, db
 from web.errors import status_of
-from web.jobs import JobConflict, cancel, reconcile, start_training
+from web.jobs import JobConflict, cancel, get_job, reconcile, start_training
 from web.summaries import version_summary
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -173,24 +173,15 @@ def training():
     return render_template("admin/training.html", form=form, jobs=all_jobs()), status
 
 
-def get_job(job_id):
-    job = db.session.get(TrainingJob, job_id)
-    if job is None:
-        abort(404, f"There is no training job {job_id}.")
-    return job
-
-
 @bp.get("/training/<int:job_id>")
 def job(job_id):
     """Show one job live: phase, epochs, progress bar and curves."""
-    reconcile()
     return render_template("admin/job.html", job=get_job(job_id))
 
 
 @bp.get("/training/<int:job_id>.json")
 def job_json(job_id):
     """The job's state for the live page."""
-    reconcile()
     response = jsonify(get_job(job_id).as_dict())
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -1,5 +1,5 @@
 """JSON API, version 1: bearer-token authentication, errors as {error, message}."""
-from flask import Blueprint, abort, g, jsonify, request
+from flask import Blueprint, g, jsonify, request
 
 from ml.datasets import list_datasets
 from ml.errors import FaceDxError
@@ -9,7 +9,7 @@ from web.auth import csrf, user_for_token
 from web.db import TrainingJob, audit, db
 from web.errors import error_response
 from web.summaries import version_summary
-from web.jobs import cancel, reconcile, start_training
+from web.jobs import cancel, get_job, reconcile, start_training
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)          # no cookies here: a bearer token cannot be sent by another site's form
@@ -118,24 +118,16 @@ def list_training_jobs():
     return jsonify(jobs=[job.as_dict() for job in jobs])
 
 
-def find_job(job_id):
-    reconcile()
-    job = db.session.get(TrainingJob, job_id)
-    if job is None:
-        abort(404, f"There is no training job {job_id}.")
-    return job
-
-
 @bp.get("/training-jobs/<int:job_id>")
 def get_training_job(job_id):
     """A job's status, progress and history."""
-    return jsonify(find_job(job_id).as_dict())
+    return jsonify(get_job(job_id).as_dict())
 
 
 @bp.post("/training-jobs/<int:job_id>/cancel")
 def cancel_training_job(job_id):
     """Ask a job to stop."""
-    job = find_job(job_id)
+    job = get_job(job_id)
     cancel(job)
     audit(g.api_user, "training.cancel", f"job {job_id}")
     db.session.commit()

@@ -1,17 +1,16 @@
 """Training jobs: each runs in its own OS process (spawned, never forked) and reports into the database."""
-import fcntl
 import json
 import logging
 import multiprocessing
 import os
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
-from flask import current_app
+from flask import abort, current_app
 
 from ml.errors import FaceDxError
+from ml.filelock import exclusive_lock
 from web.db import ACTIVE_STATES, TrainingJob, db, utcnow
 
 log = logging.getLogger(__name__)
@@ -96,16 +95,18 @@ def _alive(pid):
         return True
 
 
-@contextmanager
 def _start_lock():
     """Serialise job starts across the threads and processes of all web workers."""
-    path = Path(current_app.config["INSTANCE_DIR"]) / "training-start.lock"
-    with open(path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    return exclusive_lock(Path(current_app.config["INSTANCE_DIR"]) / "training-start.lock")
+
+
+def get_job(job_id):
+    """Return a job with its state brought up to date, or answer 404."""
+    reconcile()
+    job = db.session.get(TrainingJob, job_id)
+    if job is None:
+        abort(404, f"There is no training job {job_id}.")
+    return job
 
 
 def run_job(job_id, settings):
