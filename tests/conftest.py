@@ -181,3 +181,15 @@ def trained(tmp_path_factory):
     registry = ModelRegistry(root / "models")
     version = train(dataset, SMALL_TRAINING, registry)
     return registry, version, dataset
+
+
+@pytest.fixture(scope="session")
+def trained_people(tmp_path_factory, face_photos):
+    """Train a dlib-face model that tells the astronaut from Grace Hopper; return (registry, version)."""
+    root = tmp_path_factory.mktemp("people")
+    entries = {f"first/{i}.jpg": d for i, d in enumerate(face_variants(face_photos["astronaut"], 6))}
+    entries |= {f"second/{i}.jpg": d for i, d in enumerate(face_variants(face_photos["grace_hopper"], 6))}
+    dataset = import_dataset(write_zip(root / "people.zip", entries), "people", root / "datasets",
+                             face=FaceOptions("mtcnn"))
+    registry = ModelRegistry(root / "models")
+    return registry, train(dataset, TrainingOptions(backbone="dlib-face", folds=3), registry)

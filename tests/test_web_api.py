@@ -150,3 +150,25 @@ def test_cancel_a_running_job(client, tokens, colours_zip):
     assert client.post(f"/api/v1/training-jobs/{job_id}/cancel", headers=admin).status_code == 202
     assert wait_for(client, tokens["admin"], job_id)["status"] == "cancelled"
     assert client.get("/api/v1/models", headers=admin).get_json()["models"] == []
+
+
+def test_a_dlib_face_model_serves_the_api_and_the_doctor_page(app, client, tokens, trained_people, face_photos):
+    import shutil
+
+    from tests.conftest import form_token, jpeg_bytes, login
+    from web import get_registry
+
+    version = trained_people[1]
+    with app.app_context():
+        registry = get_registry()
+        shutil.copytree(version.path, registry.root / version.version)
+        registry.activate(version.version)
+    photo = jpeg_bytes(face_photos["grace_hopper"][::-1][::-1, ::-1])          # a mirrored, unseen variant
+    body = client.post("/api/v1/predict", headers=bearer(tokens["doctor"]), content_type="multipart/form-data",
+                       data={"image": (io.BytesIO(photo), "p.jpg")}).get_json()
+    assert body["model_version"] == version.version and body["face_source"] == "detected"
+    assert body["predictions"][0]["label"] == "second"
+    login(client, "dan")
+    page = client.post("/", content_type="multipart/form-data", data={
+        "photo": (io.BytesIO(photo), "p.jpg"), "csrf_token": form_token(client, "/")}).get_data(as_text=True)
+    assert 'id="top-label">second<' in page and "random backbone weights" not in page
