@@ -11,6 +11,7 @@ from ml.images import resize
 CROP_SIZE = 256          # crops are stored at this size; backbones resize from it
 DETECTORS = ("mtcnn", "haar")
 FALLBACKS = ("none", "whole")
+UNSURE_BELOW = 0.97      # MTCNN confidence under which a detected face is reported as doubtful
 MARGIN = 0.2             # extra context on each side of the detected box, as a share of its size
 # Detectors look for a face with some context around it; a photo that already is a tight
 # face crop has none. When a photo shows no face as it is, it is searched again inside a grey
@@ -55,14 +56,26 @@ class FaceCrop:
     box: FaceBox
     source: str              # "detected" or "whole-image"
     faces_found: int
+    confidence: float | None = None     # the detector's confidence, where it gives one
+
+    def doubts(self):
+        """Return the reasons to doubt this crop as the face of one patient (empty when there are none)."""
+        reasons = []
+        if self.faces_found > 1:
+            reasons.append(f"{self.faces_found} faces are in the photo")
+        if self.source == "whole-image":
+            reasons.append("no face was detected; the whole photo was analysed")
+        elif self.confidence is not None and self.confidence < UNSURE_BELOW:
+            reasons.append(f"the face detector is unsure ({self.confidence:.0%})")
+        return reasons
 
 
 def crop_face(rgb, options=FaceOptions()):
     """Return the largest face in `rgb` as a FaceCrop, or raise NoFaceFound."""
     boxes = detect_faces(rgb, options.detector)
     if boxes:
-        box = max(boxes, key=lambda b: b.width * b.height)
-        return FaceCrop(_square_crop(rgb, box, MARGIN), box, "detected", len(boxes))
+        box, confidence = max(boxes, key=lambda found: found[0].width * found[0].height)
+        return FaceCrop(_square_crop(rgb, box, MARGIN), box, "detected", len(boxes), confidence)
     if options.fallback == "whole":
         height, width = rgb.shape[:2]
         return FaceCrop(_square_crop(rgb, FaceBox(0, 0, width, height), 0.0),
@@ -72,7 +85,7 @@ def crop_face(rgb, options=FaceOptions()):
 
 
 def detect_faces(rgb, detector="mtcnn", borders=DETECTION_BORDERS):
-    """Return every face box the detector finds, in the coordinates of `rgb`.
+    """Return (FaceBox, confidence or None) for every face the detector finds, in the coordinates of `rgb`.
 
     Each entry of `borders` (a share of the longer side, added as a grey frame) is tried in
     turn until one finds a face.
@@ -91,11 +104,11 @@ def _detect_with_border(rgb, detect, border):
         rgb = cv2.copyMakeBorder(rgb, border, border, border, border, cv2.BORDER_CONSTANT,
                                  value=(127, 127, 127))
     boxes = []
-    for x, y, w, h in detect(rgb):
+    for (x, y, w, h), confidence in detect(rgb):
         x0, y0 = max(0, x - border), max(0, y - border)
         x1, y1 = min(width, x + w - border), min(height, y + h - border)
         if x1 - x0 >= 8 and y1 - y0 >= 8:
-            boxes.append(FaceBox(int(x0), int(y0), int(x1 - x0), int(y1 - y0)))
+            boxes.append((FaceBox(int(x0), int(y0), int(x1 - x0), int(y1 - y0)), confidence))
     return boxes
 
 
@@ -127,7 +140,7 @@ class _Mtcnn:
                 from mtcnn import MTCNN
                 self._model = MTCNN()
             faces = self._model.detect_faces(rgb, min_face_size=20)
-        return [tuple(int(v) for v in f["box"]) for f in faces if f["confidence"] >= 0.9]
+        return [(tuple(int(v) for v in f["box"]), float(f["confidence"])) for f in faces if f["confidence"] >= 0.9]
 
 
 class _Haar:
@@ -144,7 +157,7 @@ class _Haar:
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         min_side = max(20, min(grey.shape) // 10)
         found = cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
-        return [tuple(int(v) for v in f) for f in found]
+        return [(tuple(int(v) for v in f), None) for f in found]
 
 
 _DETECTORS = {"mtcnn": _Mtcnn(), "haar": _Haar()}

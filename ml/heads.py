@@ -24,6 +24,16 @@ def load_head(card, folder):
     return (LinearHead if card["head"] == "linear" else SoftmaxHead).load(card, folder)
 
 
+def validation_split(labels, options):
+    """Split indices into a training and a stratified validation part, or raise TrainingError if too few."""
+    classes = len(np.unique(labels))
+    size = max(classes, int(round(options.validation_fraction * len(labels))))
+    if len(labels) - size < classes:
+        raise TrainingError("Too few photos to keep a validation part (for early stopping or calibration); "
+                            "use fewer folds or more photos.")
+    return train_test_split(np.arange(len(labels)), test_size=size, stratify=labels, random_state=options.seed)
+
+
 def class_weights(labels):
     """Return weights that balance the classes of the training labels."""
     classes = np.unique(labels)
@@ -53,6 +63,17 @@ class LinearHead:
         full = np.zeros((len(features), self.n_classes))
         full[:, self.model.classes_] = found
         return full
+
+    def log_probability(self, features, class_index):
+        """Return log p(class) as a differentiable TensorFlow expression of the features (for Grad-CAM)."""
+        scaler, regression = self.model[0], self.model[-1]
+        scaled = (features - tf.constant(scaler.mean_, tf.float32)) / tf.constant(scaler.scale_, tf.float32)
+        logits = tf.matmul(scaled, tf.constant(regression.coef_.T, tf.float32)) + \
+            tf.constant(regression.intercept_, tf.float32)
+        if regression.coef_.shape[0] == 1:                   # binary: sklearn keeps one logit
+            logits = tf.concat([tf.zeros_like(logits), logits], axis=1)
+        column = list(regression.classes_).index(class_index)
+        return tf.nn.log_softmax(logits)[:, column]
 
     def save(self, folder):
         joblib.dump(self.model, folder / "head.joblib")
@@ -86,13 +107,7 @@ class SoftmaxHead:
     def fit(self, features, labels, report=None, validation=None, phase="head"):
         """Train with early stopping on a validation part of the given data; return the epoch history."""
         if validation is None:
-            classes = len(np.unique(labels))
-            size = max(classes, int(round(self.options.validation_fraction * len(labels))))
-            if len(labels) - size < classes:
-                raise TrainingError("Too few photos to keep some for early stopping of the softmax head; "
-                                    "use the linear head.")
-            train_idx, val_idx = train_test_split(np.arange(len(labels)), test_size=size, stratify=labels,
-                                                  random_state=self.options.seed)
+            train_idx, val_idx = validation_split(labels, self.options)
             validation = (features[val_idx], labels[val_idx])
             features, labels = features[train_idx], labels[train_idx]
         self.build(features)
@@ -103,6 +118,10 @@ class SoftmaxHead:
     def probabilities(self, features):
         # A direct call: the head is one small layer, and a tf.function per head would retrace per fold.
         return np.asarray(self.model(tf.constant(features, tf.float32), training=False), dtype=np.float64)
+
+    def log_probability(self, features, class_index):
+        """Return log p(class) as a differentiable TensorFlow expression of the features (for Grad-CAM)."""
+        return tf.math.log(self.model(features, training=False)[:, class_index] + 1e-12)
 
     def save(self, folder):
         self.model.save(folder / "head.keras")

@@ -1,13 +1,17 @@
 """The model held in memory by a server: thread-safe predictions, swapped when the active version changes."""
+import base64
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ml.backbones import load_backbone
+from ml.calibration import apply_temperature, decide
 from ml.errors import NoActiveModel
+from ml.explain import explain as explain_prediction
+from ml.explain import overlay_png
 from ml.faces import CROP_SIZE, FaceBox, FaceOptions, crop_face
 from ml.heads import load_head
 from ml.images import decode_image
@@ -16,20 +20,39 @@ from ml.registry import ACTIVE_FILE
 log = logging.getLogger(__name__)
 
 
+UNCERTAIN = "uncertain - refer for clinical assessment"
+
+
 @dataclass(frozen=True)
 class Prediction:
-    """Every class with its probability, highest first, for one face."""
+    """Every class with its calibrated probability, highest first, for one face, and whether to abstain."""
     model_version: str
     face: FaceBox
     face_source: str
     probabilities: list          # [(label, probability)], sorted
     crop: np.ndarray             # the face that was analysed, CROP_SIZE square
+    abstention_reasons: list = field(default_factory=list)
+    explanation: dict | None = None     # {"method", "heatmap": PNG bytes}
+
+    @property
+    def abstained(self):
+        return bool(self.abstention_reasons)
+
+    @property
+    def decision(self):
+        """The label to show, or the uncertain message when the model abstains."""
+        return UNCERTAIN if self.abstained else self.probabilities[0][0]
 
     def as_dict(self):
         """Return the prediction as the API's JSON object."""
-        return {"model_version": self.model_version, "face": self.face.as_dict(),
-                "face_source": self.face_source,
-                "predictions": [{"label": label, "probability": p} for label, p in self.probabilities]}
+        body = {"model_version": self.model_version, "face": self.face.as_dict(), "face_source": self.face_source,
+                "predictions": [{"label": label, "probability": p} for label, p in self.probabilities],
+                "decision": self.decision, "abstained": self.abstained,
+                "abstention_reasons": self.abstention_reasons}
+        if self.explanation:
+            body["explanation"] = {"method": self.explanation["method"],
+                                   "heatmap_png_base64": base64.b64encode(self.explanation["heatmap"]).decode()}
+        return body
 
 
 @dataclass(frozen=True)
@@ -40,9 +63,10 @@ class LoadedModel:
     backbone: object
     head: object
 
-    def probabilities(self, crops):
-        """Return class probabilities for a batch of face crops (uint8, CROP_SIZE squares)."""
-        return self.head.probabilities(self.backbone.features(crops))
+    def probabilities(self, crops, reference=None, calibrated=True):
+        """Return (calibrated) class probabilities for a batch of face crops (uint8, CROP_SIZE squares)."""
+        raw = self.head.probabilities(self.backbone.features(crops, reference=reference))
+        return apply_temperature(raw, self.card["calibration"]["temperature"]) if calibrated else raw
 
 
 def load_version(model_version):
@@ -99,14 +123,19 @@ class Predictor:
             return None
         return info.st_ino, info.st_mtime_ns, info.st_size
 
-    def predict(self, data):
-        """Decode photo bytes, crop the face and return a Prediction."""
-        return self.predict_image(decode_image(data, self.max_pixels))
+    def predict(self, data, explain=False):
+        """Decode photo bytes, crop the face and return a Prediction (with a heat map if `explain`)."""
+        return self.predict_image(decode_image(data, self.max_pixels), explain)
 
-    def predict_image(self, rgb):
-        """Return a Prediction for an RGB array, cropped and resized exactly as in training."""
+    def predict_image(self, rgb, explain=False):
+        """Return a Prediction for an RGB array, cropped exactly as in training."""
         loaded = self.current()
         crop = crop_face(rgb, FaceOptions(**loaded.card["face"]))
         probabilities = loaded.probabilities(crop.image[np.newaxis])[0]
         ranked = sorted(zip(loaded.card["labels"], map(float, probabilities)), key=lambda p: -p[1])
-        return Prediction(loaded.version, crop.box, crop.source, ranked, crop.image)
+        reasons = decide(probabilities, self.registry.thresholds(loaded.version), crop.doubts())
+        explanation = None
+        if explain:
+            heat, method = explain_prediction(loaded, crop.image, int(np.argmax(probabilities)))
+            explanation = {"method": method, "heatmap": overlay_png(crop.image, heat)}
+        return Prediction(loaded.version, crop.box, crop.source, ranked, crop.image, reasons, explanation)

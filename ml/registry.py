@@ -14,6 +14,7 @@ from ml.errors import NoActiveModel, RegistryError, VersionNotFound
 VERSION_PATTERN = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
 CARD_FILE = "card.json"
 ACTIVE_FILE = "active.json"
+THRESHOLDS_FILE = "abstention.json"      # an administrator's thresholds, beside the immutable card
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,23 @@ class ModelRegistry:
             return None
         complete = all((path / name).is_file() for name in card.get("files", [])) and card.get("files")
         return ModelVersion(path, card) if complete else None
+
+    def thresholds(self, version):
+        """Return a version's abstention thresholds: an administrator's setting, else the trained ones."""
+        try:
+            return json.loads((self.root / version / THRESHOLDS_FILE).read_text())
+        except FileNotFoundError:
+            return self.get(version).card["abstention"]
+
+    def set_thresholds(self, version, min_probability, min_margin):
+        """Store an administrator's abstention thresholds for a version (replaced atomically)."""
+        found = self.get(version)
+        for value in (min_probability, min_margin):
+            if not 0 <= value <= 1:
+                raise RegistryError("Thresholds are probabilities between 0 and 1.")
+        staging = found.path / f".{THRESHOLDS_FILE}.{uuid.uuid4().hex}"
+        _write_durably(staging, json.dumps({"min_probability": min_probability, "min_margin": min_margin}))
+        os.replace(staging, found.path / THRESHOLDS_FILE)
 
     def pointer(self):
         """Return the content of active.json ({} when nothing was ever activated)."""

@@ -19,9 +19,10 @@ from sklearn.model_selection import train_test_split
 from ml.backbones import BACKBONES, DlibFaceBackbone, build_backbone, default_backbone
 from ml.backbones.vgg import check_image_size, unfreeze_last_block
 from ml.baselines import baselines, hog_features
+from ml.calibration import apply_temperature, choose_thresholds, fit_temperature, reliability
 from ml.errors import TrainingError
 from ml.evaluation import (cross_validation_folds, evaluate, score_predictions, summarize, summarize_baseline)
-from ml.heads import HEADS, SoftmaxHead, build_head, class_weights, fit_with_progress
+from ml.heads import HEADS, SoftmaxHead, build_head, class_weights, fit_with_progress, validation_split
 
 FEATURES_DIR = "features"
 _KIND_NAMES = {int: "a whole number", float: "a number", str: "text"}
@@ -106,10 +107,11 @@ def train(dataset, options, registry, pretrained_dirs=(), progress=None):
     aligner = backbone if isinstance(backbone, DlibFaceBackbone) else DlibFaceBackbone()
     classical = hog_features(crops, aligner)
     if options.fine_tune_epochs:
-        head, history, metrics, tested = held_out_with_fine_tuning(backbone, crops, features, classical, labels,
-                                                                   dataset.labels, options, report)
+        head, history, metrics, tested, thresholds = held_out_with_fine_tuning(
+            backbone, crops, features, classical, labels, dataset.labels, options, report)
     else:
-        metrics, tested = cross_validate(features, classical, labels, groups, dataset.labels, options, report)
+        metrics, tested, thresholds = cross_validate(features, classical, labels, groups, dataset.labels, options,
+                                                     report)
         report({"phase": "final head"})
         head = build_head(options.head, n_classes, options)
         history = head.fit(features, labels, report)
@@ -124,6 +126,8 @@ def train(dataset, options, registry, pretrained_dirs=(), progress=None):
         "options": asdict(options),
         "history": history,
         "metrics": metrics,
+        "calibration": {"temperature": metrics["calibration"]["temperature"]},
+        "abstention": thresholds,
         "training_seconds": round(time.monotonic() - started, 1),
         "software": software_versions(),
     }
@@ -165,9 +169,14 @@ def _save_atomically(path, array):
 
 
 def cross_validate(features, classical, labels, groups, label_names, options, report):
-    """Stratified (and, when people are named, grouped) k-fold CV of the head and of the baselines."""
+    """Stratified (and, when people are named, grouped) k-fold CV of the head and of the baselines.
+
+    Each fold's head is calibrated on a validation part of that fold's training images only, so
+    the calibration figures are measured on images that played no part in it.
+    """
     folds, grouped, n_folds = cross_validation_folds(labels, groups, options.folds, options.seed)
-    probabilities = np.zeros((len(labels), len(label_names)))
+    raw = np.zeros((len(labels), len(label_names)))
+    calibrated = np.zeros_like(raw)
     fold_metrics = []
     for number, (train_idx, test_idx) in enumerate(folds, 1):
         def fold_report(event, number=number):      # epochs inside a fold: progress only, no curves
@@ -176,15 +185,39 @@ def cross_validate(features, classical, labels, groups, label_names, options, re
         report({"phase": "cross-validation", "fold": number, "folds": n_folds})
         head = build_head(options.head, len(label_names), options)
         head.fit(features[train_idx], labels[train_idx], fold_report)
-        probabilities[test_idx] = head.probabilities(features[test_idx])
-        fold_metrics.append(evaluate(labels[test_idx], probabilities[test_idx], label_names))
-    metrics = summarize(fold_metrics, labels, probabilities, label_names)
+        raw[test_idx] = head.probabilities(features[test_idx])
+        temperature = fold_temperature(features[train_idx], labels[train_idx], label_names, options, fold_report)
+        calibrated[test_idx] = apply_temperature(raw[test_idx], temperature)
+        fold_metrics.append(evaluate(labels[test_idx], calibrated[test_idx], label_names))
+    metrics = summarize(fold_metrics, labels, calibrated, label_names)
     metrics.update(method="cross-validation", folds=n_folds, grouped=grouped,
                    baselines=baseline_scores(folds, classical, labels, len(label_names), options.seed),
+                   calibration=calibration_report(raw, calibrated, labels, fit_temperature(raw, labels),
+                                                  "each fold on a validation part of its training images; "
+                                                  "the final model on all out-of-fold predictions"),
                    note=f"{n_folds}-fold stratified cross-validation"
                         + (", grouped by person" if grouped else ", not grouped by person (no subjects given)")
                         + "; the final model is trained on all images")
-    return metrics, list(enumerate(probabilities))
+    return metrics, list(enumerate(calibrated)), choose_thresholds(calibrated, labels)
+
+
+def fold_temperature(features, labels, label_names, options, report):
+    """Fit a temperature for one fold on a validation part of its training images (1.0 if it is too small)."""
+    try:
+        train_idx, val_idx = validation_split(labels, options)
+        head = build_head(options.head, len(label_names), options)
+        head.fit(features[train_idx], labels[train_idx], report)
+    except TrainingError:
+        return 1.0
+    return fit_temperature(head.probabilities(features[val_idx]), labels[val_idx])
+
+
+def calibration_report(raw, calibrated, labels, temperature, fitted_on):
+    """Return the card's calibration figures: ECE and reliability bins before and after."""
+    ece_before, bins_before = reliability(raw, labels)
+    ece_after, bins_after = reliability(calibrated, labels)
+    return {"temperature": temperature, "ece_before": ece_before, "ece_after": ece_after,
+            "reliability_before": bins_before, "reliability_after": bins_after, "fitted_on": fitted_on}
 
 
 def baseline_scores(folds, classical, labels, n_classes, seed):
@@ -223,14 +256,20 @@ def held_out_with_fine_tuning(backbone, crops, features, classical, labels, labe
     history = head.fit(features[train_idx], labels[train_idx], report, validation=(features[val], labels[val]))
     history += fine_tune(backbone, head, crops, labels, split, options, report)
     report({"phase": "evaluating"})
-    probabilities = head.probabilities(backbone.features(crops[test]))
+    validation = head.probabilities(backbone.features(crops[val]))
+    temperature = fit_temperature(validation, labels[val])
+    raw = head.probabilities(backbone.features(crops[test]))
+    probabilities = apply_temperature(raw, temperature)
     metrics = evaluate(labels[test], probabilities, label_names)
     fit_part = np.concatenate([train_idx, val])
     metrics.update(method="held-out", folds=None, grouped=False, accuracy_std=None, macro_f1_std=None,
                    split={name: int(len(idx)) for name, idx in split.items()},
                    baselines=baseline_scores([(fit_part, test)], classical, labels, len(label_names), options.seed),
+                   calibration=calibration_report(raw, probabilities, labels[test], temperature,
+                                                  "the validation split"),
                    note=f"one held-out test split of {len(test)} photos (fine-tuning is too slow for k-fold)")
-    return head, history, metrics, list(zip(test, probabilities))
+    thresholds = choose_thresholds(apply_temperature(validation, temperature), labels[val])
+    return head, history, metrics, list(zip(test, probabilities)), thresholds
 
 
 def fine_tune(backbone, head, crops, labels, split, options, report):

@@ -42,17 +42,25 @@ class DlibFaceBackbone:
                 "weights": {"name": "dlib_face_recognition_resnet_model_v1", "path": None, "sha256": None},
                 "alignment": "dlib 5-point landmarks, face chip 150 px, padding 0.25"}
 
-    def align(self, crop):
-        """Return the face in `crop` aligned on its 5 landmarks as a 150 px chip."""
+    def landmarks(self, crop):
+        """Return dlib's 5 landmarks of the face in the middle of a crop."""
         low, high = (int(round(f * crop.shape[0])) for f in FACE_IN_CROP)
-        box = self._dlib.rectangle(low, low, high, high)
         with self._lock:
-            shape = self._landmarks(crop, box)
-        return self._dlib.get_face_chip(crop, shape, size=CHIP_SIZE, padding=CHIP_PADDING)
+            return self._landmarks(crop, self._dlib.rectangle(low, low, high, high))
 
-    def features(self, crops, batch_size=32):
-        """Return the 128-d descriptor of each crop."""
-        chips = [self.align(np.ascontiguousarray(crop)) for crop in crops]
+    def align(self, crop, shape=None):
+        """Return the face in `crop` aligned on its 5 landmarks (or those of `shape`) as a 150 px chip."""
+        crop = np.ascontiguousarray(crop)
+        return self._dlib.get_face_chip(crop, shape or self.landmarks(crop), size=CHIP_SIZE, padding=CHIP_PADDING)
+
+    def features(self, crops, batch_size=8, reference=None):
+        """Return the 128-d descriptor of each crop.
+
+        With `reference`, every crop is aligned on the reference crop's landmarks (occlusion maps
+        must not move the alignment). Batches are small so other threads get the network in between.
+        """
+        shape = self.landmarks(np.ascontiguousarray(reference)) if reference is not None else None
+        chips = [self.align(crop, shape) for crop in crops]
         vectors = []
         for start in range(0, len(chips), batch_size):
             with self._lock:

@@ -239,6 +239,7 @@ class VGGBackbone:
         self.input_size = extractor.input_shape[1]
         self.feature_size = extractor.output_shape[-1]
         self._infer = None
+        self._submodels = {}
 
     @classmethod
     def build(cls, name, weights, image_size, pretrained_dirs):
@@ -265,12 +266,18 @@ class VGGBackbone:
         return {"name": self.name, "input_size": self.input_size, "feature_size": self.feature_size,
                 "weights": weights, "alignment": "face crop resized, no landmark alignment"}
 
+    def submodel(self, layer_name):
+        """Return VGG16 from its input to `layer_name`'s output (built once; used by Grad-CAM)."""
+        if layer_name not in self._submodels:
+            self._submodels[layer_name] = keras.Model(self.base.inputs, self.base.get_layer(layer_name).output)
+        return self._submodels[layer_name]
+
     def pixels(self, crops):
         """Return crops resized to the network's input, as float32."""
         return np.stack([resize(c, self.input_size) for c in crops]).astype("float32")
 
-    def features(self, crops, batch_size=32):
-        """Return one pooled feature vector per crop (uint8 squares of any size)."""
+    def features(self, crops, batch_size=32, reference=None):
+        """Return one pooled feature vector per crop (uint8 squares of any size); `reference` is unused."""
         if self._infer is None:
             import tensorflow as tf
 
