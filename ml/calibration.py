@@ -63,7 +63,9 @@ def choose_thresholds(probabilities, labels, target=TARGET_ACCURACY):
 
 
 def _lowest_accurate(scores, correct, target):
-    """Return the smallest cut-off whose predictions at or above it reach `target` accuracy."""
+    """Return the smallest cut-off whose predictions at or above it reach `target` accuracy (0 if all do)."""
+    if correct.mean() >= target:
+        return 0.0
     for cut in np.unique(scores):
         kept = scores >= cut
         if correct[kept].mean() >= target:
@@ -76,8 +78,8 @@ def decide(probabilities, thresholds, face_reasons=()):
     ordered = sorted(probabilities, reverse=True)
     reasons = list(face_reasons)
     if ordered[0] < thresholds["min_probability"]:
-        reasons.append(f"the top probability {ordered[0]:.0%} is below this model's threshold "
-                       f"{thresholds['min_probability']:.0%}")
+        reasons.append(f"the top probability {ordered[0]:.1%} is below this model's threshold "
+                       f"{thresholds['min_probability']:.1%}")
     if len(ordered) > 1 and ordered[0] - ordered[1] < thresholds["min_margin"]:
         reasons.append(f"the first two conditions are within {thresholds['min_margin']:.0%} of each other")
     return reasons

@@ -60,12 +60,12 @@ class FaceCrop:
 
     def doubts(self):
         """Return the reasons to doubt this crop as the face of one patient (empty when there are none)."""
+        # A whole-image crop is not doubted here: the model's own face options asked for it, and
+        # the result page says that no face was detected.
         reasons = []
         if self.faces_found > 1:
             reasons.append(f"{self.faces_found} faces are in the photo")
-        if self.source == "whole-image":
-            reasons.append("no face was detected; the whole photo was analysed")
-        elif self.confidence is not None and self.confidence < UNSURE_BELOW:
+        if self.confidence is not None and self.confidence < UNSURE_BELOW:
             reasons.append(f"the face detector is unsure ({self.confidence:.0%})")
         return reasons
 

@@ -92,10 +92,10 @@ def train(dataset, options, registry, pretrained_dirs=(), progress=None):
     started = time.monotonic()
     if options.backbone == "auto":
         options = replace(options, backbone=default_backbone(pretrained_dirs))
+    keras.utils.set_random_seed(options.seed)       # first: random backbone weights (tests) depend on it too
     backbone = build_backbone(options.backbone, options.weights, options.image_size, pretrained_dirs)  # fail fast
     if options.fine_tune_epochs and not backbone.fine_tunable:
         raise TrainingError(f"The {backbone.name} backbone cannot be fine-tuned; set fine_tune_epochs to 0.")
-    keras.utils.set_random_seed(options.seed)
     report({"phase": "loading"})
     crops, labels, digests, groups = dataset.load_crops()
     n_classes = len(dataset.labels)

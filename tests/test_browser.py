@@ -141,7 +141,16 @@ def test_admin_trains_and_activates_then_a_doctor_predicts(server, page, tmp_pat
     page.goto(f"{base}/admin/models/{version}")
     assert page.locator("#confusion tbody tr").count() == 3
     assert "baseline: HOG + linear SVM" in page.inner_text("#scores")
+    assert "Expected calibration error" in page.inner_text("#calibration")
+    assert page.locator("#reliability rect").count() >= 2
     snap(page, "admin-model")
+    page.fill("#min_probability", "0")        # never abstain on the result, so the label can be checked
+    page.fill("#min_margin", "0")
+    page.click("#thresholds button")
+    assert "set by an administrator" in page.inner_text("#calibration")
+    page.click("#confusion tbody tr:nth-child(2) td.diagonal a")               # beta predicted as beta
+    assert page.locator("#cell-photos img").count() >= 1
+    snap(page, "admin-cell")
     assert page.problems == []
 
     page.click("button:has-text('Log out')")
@@ -155,7 +164,11 @@ def test_admin_trains_and_activates_then_a_doctor_predicts(server, page, tmp_pat
     rows = page.locator("#probabilities tr")
     assert rows.count() == 3
     assert page.inner_text("#top-label") == "gamma"
-    assert "not a diagnosis" in page.inner_text("main")
+    assert "not a diagnosis" in page.inner_text("main") and "Calibrated probabilities" in page.inner_text("main")
+    expect(page.locator("#heatmap")).to_be_visible()
+    page.uncheck("#show-heatmap")
+    expect(page.locator("#heatmap")).to_be_hidden()
+    page.check("#show-heatmap")
     snap(page, "doctor-result-generated")
     photo.write_bytes(png_bytes(face_photos["astronaut"]))
     page.set_input_files("#photo", str(photo))
@@ -166,6 +179,19 @@ def test_admin_trains_and_activates_then_a_doctor_predicts(server, page, tmp_pat
     assert page.problems == []
     page.goto(base + "/admin/models")
     assert "403" in page.inner_text("main")
+
+    page.click("button:has-text('Log out')")                  # an administrator demands certainty
+    log_in(page, base, "admin", admin_password)
+    page.goto(f"{base}/admin/models/{version}")
+    page.fill("#min_probability", "1")
+    page.click("#thresholds button")
+    page.click("button:has-text('Log out')")
+    log_in(page, base, "doctor", DOCTOR_PASSWORD)
+    page.set_input_files("#photo", str(photo))
+    page.click("button:has-text('Analyse')")
+    expect(page.locator("#decision")).to_contain_text("Uncertain: refer for clinical assessment")
+    assert page.locator("#probabilities tr").count() == 3
+    snap(page, "doctor-uncertain")
 
 
 def test_a_phone_sized_screen_gets_the_camera_picker(server, browser):

@@ -1,10 +1,12 @@
 import io
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import clone_version, form_token, login, synthetic_entries, write_zip
@@ -174,3 +176,39 @@ def test_every_admin_and_api_route_refuses_doctors_and_anonymous_users(app, toke
                 assert anonymous.open(path, method=method).status_code == 401, (method, path)
                 if rule.endpoint != "api.predict":
                     assert doctor.open(path, method=method, headers=doctor_token).status_code == 403, (method, path)
+
+
+def test_model_page_shows_calibration_and_takes_thresholds(admin, app, active_model):
+    page = admin.get(f"/admin/models/{active_model}").get_data(as_text=True)
+    assert "Expected calibration error" in page and 'id="reliability"' in page and "<rect" in page
+    response = post(admin, f"/admin/models/{active_model}/thresholds", f"/admin/models/{active_model}",
+                    min_probability="0.75", min_margin="0.2")
+    assert response.status_code == 302
+    from web import get_registry
+    with app.app_context():
+        assert get_registry().thresholds(active_model) == {"min_probability": 0.75, "min_margin": 0.2}
+    assert "set by an administrator" in admin.get(f"/admin/models/{active_model}").get_data(as_text=True)
+    bad = post(admin, f"/admin/models/{active_model}/thresholds", f"/admin/models/{active_model}",
+               min_probability="2", min_margin="0.1")
+    assert bad.status_code == 400
+
+
+def test_a_confusion_matrix_cell_lists_the_photos_behind_it(admin, app, active_model, trained):
+    _, version, dataset = trained
+    rows = json.loads((version.path / "evaluation.json").read_text())
+    truth = [r for r in rows if r["label"] == 1 and np.argmax(r["probabilities"]) == 1]
+    # The app's copy of the model points at a dataset that is not in the app's folder: no photos shown.
+    page = admin.get(f"/admin/models/{active_model}/predictions?true=1&predicted=1").get_data(as_text=True)
+    assert "cannot be shown" in page and page.count('class="thumb"') == len(truth) > 0
+    import shutil
+    shutil.copytree(dataset.path, Path(app.config["UPLOAD_DIR"]) / "datasets" / dataset.id)
+    page = admin.get(f"/admin/models/{active_model}/predictions?true=1&predicted=1").get_data(as_text=True)
+    shown = sorted(int(i) for i in re.findall(r"/admin/datasets/colours/images/(\d+)", page))
+    assert shown == sorted(r["image"] for r in truth)
+    assert admin.get(f"/admin/models/{active_model}/predictions?true=9&predicted=0").status_code == 404
+    assert admin.get(f"/admin/models/{active_model}/predictions").status_code == 400
+
+
+def test_doctors_cannot_open_the_error_analysis(client, tokens, active_model):
+    login(client, "dan")
+    assert client.get(f"/admin/models/{active_model}/predictions?true=0&predicted=0").status_code == 403

@@ -172,3 +172,20 @@ def test_a_dlib_face_model_serves_the_api_and_the_doctor_page(app, client, token
     page = client.post("/", content_type="multipart/form-data", data={
         "photo": (io.BytesIO(photo), "p.jpg"), "csrf_token": form_token(client, "/")}).get_data(as_text=True)
     assert 'id="top-label">second<' in page and "random backbone weights" not in page
+
+
+def test_predict_can_return_the_explanation_and_always_returns_the_decision(client, tokens, active_model):
+    import base64
+
+    photo = png_bytes(coloured_image("gamma", seed=13))
+    body = client.post("/api/v1/predict?explain=true", headers=bearer(tokens["doctor"]),
+                       content_type="multipart/form-data", data={"image": (io.BytesIO(photo), "p.png")}).get_json()
+    assert body["explanation"]["method"] == "grad-cam"
+    assert base64.b64decode(body["explanation"]["heatmap_png_base64"]).startswith(b"\x89PNG")
+    assert body["abstained"] is False and body["decision"] == body["predictions"][0]["label"]
+    plain = client.post("/api/v1/predict", headers=bearer(tokens["doctor"]), content_type="multipart/form-data",
+                        data={"image": (io.BytesIO(photo), "p.png")}).get_json()
+    assert "explanation" not in plain and set(plain) >= {"decision", "abstained", "abstention_reasons"}
+    bad = client.post("/api/v1/predict?explain=maybe", headers=bearer(tokens["doctor"]),
+                      content_type="multipart/form-data", data={"image": (io.BytesIO(photo), "p.png")})
+    assert bad.status_code == 400

@@ -1,5 +1,7 @@
 import io
 
+import numpy as np
+
 from tests.conftest import coloured_image, form_token, jpeg_bytes, login, png_bytes
 
 
@@ -53,3 +55,31 @@ def test_bad_photos_get_a_message_and_the_form_again(app, client, tokens, active
     assert response.status_code == 413 and "too large" in response.get_data(as_text=True)
     response = client.post("/", data={"csrf_token": form_token(client, "/")}, content_type="multipart/form-data")
     assert response.status_code == 400 and "Choose a photo first" in response.get_data(as_text=True)
+
+
+def test_result_shows_the_heat_map_calibrated_probabilities_and_a_print_view(client, tokens, active_model):
+    login(client, "dan")
+    page = post_photo(client, png_bytes(coloured_image("alpha", seed=6))).get_data(as_text=True)
+    assert 'id="heatmap" src="data:image/png;base64,' in page and 'id="show-heatmap"' in page
+    assert "Calibrated probabilities" in page and "Grad-CAM" in page
+    assert 'class="print-only"' in page and 'id="print-result"' in page
+
+
+def test_the_doctor_is_told_to_refer_when_a_result_is_below_the_thresholds(app, client, tokens, active_model,
+                                                                           face_photos):
+    from web import get_registry
+
+    login(client, "dan")
+    photo = png_bytes(coloured_image("beta", seed=8))
+    clear = post_photo(client, photo).get_data(as_text=True)
+    assert 'id="top-label">beta<' in clear and "Uncertain" not in clear
+    with app.app_context():
+        get_registry().set_thresholds(active_model, 1.0, 0.1)       # an administrator demands certainty
+    page = post_photo(client, photo).get_data(as_text=True)
+    assert "Uncertain: refer for clinical assessment" in page and "is below this model" in page
+    assert 'id="top-label"' not in page and page.count('<th scope="row">') == 3      # still the ranked list
+    with app.app_context():
+        get_registry().set_thresholds(active_model, 0.0, 0.0)
+    two_faces = np.concatenate([face_photos["astronaut"], face_photos["astronaut"]], axis=1)
+    page = post_photo(client, png_bytes(np.ascontiguousarray(two_faces))).get_data(as_text=True)
+    assert "Uncertain: refer for clinical assessment" in page and "2 faces are in the photo" in page

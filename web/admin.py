@@ -8,7 +8,7 @@ from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, rend
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import IntegerField, SelectChoice, SelectField, StringField
+from wtforms import DecimalField, IntegerField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, NumberRange, Regexp, ValidationError
 
 from ml.backbones import BACKBONES, availability, default_backbone
@@ -218,9 +218,55 @@ def compare():
 @bp.get("/models/<version>")
 def model(version):
     """Show one version: curves, confusion matrix, per-class metrics, card."""
+    registry = get_registry()
+    found = registry.get(version)
+    thresholds = registry.thresholds(version)
+    form = ThresholdsForm(formdata=None, min_probability=thresholds["min_probability"],
+                          min_margin=thresholds["min_margin"])
+    return render_template("admin/model.html", version=found, active=registry.pointer().get("version"),
+                           card_json=json.dumps(found.card, indent=1), thresholds_form=form,
+                           thresholds_changed=thresholds != found.card["abstention"])
+
+
+class ThresholdsForm(FlaskForm):
+    min_probability = DecimalField("Lowest top probability", places=2, validators=[NumberRange(0, 1)])
+    min_margin = DecimalField("Smallest margin to the second condition", places=2, validators=[NumberRange(0, 1)])
+
+
+@bp.post("/models/<version>/thresholds")
+def model_thresholds(version):
+    """Set the abstention thresholds of a version."""
+    form = ThresholdsForm()
+    if not form.validate_on_submit():
+        abort(400, "Thresholds are numbers between 0 and 1.")
+    registry = get_registry()
+    registry.set_thresholds(version, float(form.min_probability.data), float(form.min_margin.data))
+    audit(current_user, "model.thresholds", f"{version} {form.min_probability.data}/{form.min_margin.data}")
+    db.session.commit()
+    flash(f"Abstention thresholds of {version} saved; they apply to the next prediction.", "info")
+    return redirect(url_for("admin.model", version=version))
+
+
+@bp.get("/models/<version>/predictions")
+def model_predictions(version):
+    """The held-out images behind one cell of the confusion matrix, with their probabilities."""
     found = get_registry().get(version)
-    return render_template("admin/model.html", version=found, active=get_registry().pointer().get("version"),
-                           card_json=json.dumps(found.card, indent=1))
+    try:
+        true, predicted = int(request.args["true"]), int(request.args["predicted"])
+    except (KeyError, ValueError):
+        abort(400, "Give the cell as ?true=<row>&predicted=<column>.")
+    labels = found.card["labels"]
+    if not (0 <= true < len(labels) and 0 <= predicted < len(labels)):
+        abort(404, "There is no such cell.")
+    rows = [row for row in json.loads((found.path / "evaluation.json").read_text())
+            if row["label"] == true and max(range(len(labels)), key=lambda i: row["probabilities"][i]) == predicted]
+    try:
+        dataset = get_dataset(datasets_root(), found.card["dataset"]["id"])
+        present = dataset.manifest["checksum"] == found.card["dataset"]["checksum"]
+    except FaceDxError:
+        present = False
+    return render_template("admin/predictions.html", version=found, rows=rows, true=labels[true],
+                           predicted=labels[predicted], dataset_present=present)
 
 
 @bp.post("/models/<version>/activate")

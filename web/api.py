@@ -44,11 +44,14 @@ def health():
 
 @bp.post("/predict")
 def predict():
-    """Predict from the multipart field `image`; the photo is processed in memory only."""
+    """Predict from the multipart field `image` (`explain=true` adds a heat map); processed in memory only."""
     upload = request.files.get("image")
     if upload is None:
         return error_response(400, "Send the photo as the multipart form field 'image'.")
-    response = jsonify(get_predictor().predict(upload.read()).as_dict())
+    explain = (request.args.get("explain") or request.form.get("explain") or "").lower()
+    if explain not in ("", "true", "false", "1", "0"):
+        return error_response(400, "explain must be true or false.")
+    response = jsonify(get_predictor().predict(upload.read(), explain=explain in ("true", "1")).as_dict())
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -1,5 +1,6 @@
 """The doctor's page: upload a face photo, get every condition with its probability."""
 import base64
+from datetime import datetime, timezone
 
 from flask import Blueprint, current_app, render_template, request
 from flask_login import login_required
@@ -40,14 +41,16 @@ def predict():
     if not form.validate_on_submit():
         return render_template("doctor/predict.html", form=form, version=version), 400
     try:
-        prediction = get_predictor().predict(form.photo.data.read())
+        prediction = get_predictor().predict(form.photo.data.read(), explain=True)
     except FaceDxError as error:
         return render_template("doctor/predict.html", form=form, version=version, error=str(error)), \
             status_of(error)
     served = get_registry().get(prediction.model_version)
     response = current_app.make_response(render_template(
         "doctor/result.html", form=PredictForm(formdata=None), prediction=prediction, version=served,
-        crop=base64.b64encode(encode_png(prediction.crop)).decode()))
+        crop=base64.b64encode(encode_png(prediction.crop)).decode(),
+        heatmap=base64.b64encode(prediction.explanation["heatmap"]).decode(),
+        analysed_at=datetime.now(timezone.utc)))
     response.headers["Cache-Control"] = "no-store"
     return response
 

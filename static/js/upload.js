@@ -59,6 +59,15 @@
     });
   }
 
+  var printButton = document.getElementById("print-result");
+  if (printButton) {
+    printButton.addEventListener("click", function () {
+      var reference = document.getElementById("patient-reference").value;
+      document.querySelectorAll(".reference-line").forEach(function (line) { line.textContent = reference; });
+      window.print();
+    });
+  }
+
   document.querySelectorAll("form.confirm").forEach(function (confirmForm) {
     confirmForm.addEventListener("submit", function (event) {
       if (!window.confirm(confirmForm.dataset.confirm)) { event.preventDefault(); }
