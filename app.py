@@ -20,6 +20,10 @@ def create_app(test_config=None):
         app.config.update(test_config)
     for key in ("UPLOAD_DIR", "MODELS_DIR", "INSTANCE_DIR"):
         Path(app.config[key]).mkdir(parents=True, exist_ok=True)
+    if app.config["TRUSTED_PROXIES"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = instance_secret(Path(app.config["INSTANCE_DIR"]) / "secret_key")
 

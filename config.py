@@ -43,4 +43,8 @@ class Config:
         self.SESSION_COOKIE_SAMESITE = "Lax"
         self.SESSION_COOKIE_SECURE = os.environ.get("FACEDX_HTTPS", "") == "1"
         self.REMEMBER_COOKIE_SECURE = self.SESSION_COOKIE_SECURE
+        # Reverse proxies in front of FaceDx whose X-Forwarded-For/-Proto are trusted (0: none).
+        self.TRUSTED_PROXIES = _int("FACEDX_TRUSTED_PROXIES", 0)
+        # Keep uploaded patient photos? Off (0) by default; else for this many days, then purged.
+        self.KEEP_PHOTOS_DAYS = _int("FACEDX_KEEP_PHOTOS_DAYS", 0)
         self.WTF_CSRF_TIME_LIMIT = None    # the token lives as long as the session

@@ -42,6 +42,10 @@ def runner(app):
 PASSWORD = "correct horse battery"
 
 
+def bearer_headers(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
 def make_user(app, name, role):
     """Create an account with PASSWORD and return an API token for it."""
     from web.db import ApiToken, User, db

@@ -8,6 +8,7 @@ from web.admin import import_upload
 from web.auth import csrf, user_for_token
 from web.db import TrainingJob, audit, db
 from web.errors import error_response
+from web.privacy import keep_photo
 from web.summaries import version_summary
 from web.jobs import cancel, get_job, reconcile, start_training
 
@@ -51,7 +52,9 @@ def predict():
     explain = (request.args.get("explain") or request.form.get("explain") or "").lower()
     if explain not in ("", "true", "false", "1", "0"):
         return error_response(400, "explain must be true or false.")
-    response = jsonify(get_predictor().predict(upload.read(), explain=explain in ("true", "1")).as_dict())
+    photo = upload.read()
+    keep_photo(photo)
+    response = jsonify(get_predictor().predict(photo, explain=explain in ("true", "1")).as_dict())
     response.headers["Cache-Control"] = "no-store"
     return response
 

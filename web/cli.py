@@ -18,6 +18,7 @@ dataset_cli = AppGroup("dataset", help="Import and list labelled datasets.")
 models_cli = AppGroup("models", help="List, activate and roll back model versions.")
 user_cli = AppGroup("user", help="Create accounts and set passwords.")
 token_cli = AppGroup("token", help="Create API tokens.")
+photos_cli = AppGroup("photos", help="Kept patient photos (only with FACEDX_KEEP_PHOTOS_DAYS > 0).")
 MIN_PASSWORD_LENGTH = 10
 USER_NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
 
@@ -218,6 +219,7 @@ def user_password(name):
 
     user = find_user(name)
     user.set_password(read_password())
+    user.session_version += 1          # sessions opened with the old password end
     db.session.commit()
     click.echo(f"Password of {name} changed.")
 
@@ -234,6 +236,14 @@ def token_create(name):
     click.echo(f"API token for {name} (shown once): {token}")
 
 
+@photos_cli.command("purge")
+def photos_purge():
+    """Delete kept photos older than FACEDX_KEEP_PHOTOS_DAYS (all of them when keeping is off)."""
+    from web.privacy import purge_photos
+
+    click.echo(f"Deleted {purge_photos()} kept photo(s).")
+
+
 @click.command("setup")
 @with_appcontext
 def setup_command():
@@ -245,8 +255,11 @@ def setup_command():
     from web.db import User, db
     from web.jobs import reconcile
 
+    from web.privacy import purge_photos
+
     upgrade()
     reconcile()
+    purge_photos()
     if db.session.execute(db.select(User).limit(1)).scalar_one_or_none() is None:
         password = secrets.token_urlsafe(12)
         admin = User(username="admin", role="admin")
@@ -259,5 +272,6 @@ def setup_command():
 
 def init_app(app):
     """Register the commands with the application."""
-    for command in (dataset_cli, models_cli, user_cli, token_cli, train_command, predict_command, setup_command):
+    for command in (dataset_cli, models_cli, user_cli, token_cli, photos_cli, train_command, predict_command,
+                    setup_command):
         app.cli.add_command(command)

@@ -37,6 +37,11 @@ class User(UserMixin, db.Model):
     password_hash = db.Column(db.String(255), nullable=False)
     role = db.Column(db.String(16), nullable=False)
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+    # Part of the session cookie's user id: raising it on logout voids every copy of old cookies.
+    session_version = db.Column(db.Integer, nullable=False, default=0, server_default="0")
+
+    def get_id(self):
+        return f"{self.id}:{self.session_version}"
 
     def set_password(self, password):
         self.password_hash = generate_password_hash(password)
@@ -104,6 +109,14 @@ class TrainingJob(db.Model):
         if self.error:
             body["error"] = self.error
         return body
+
+
+class LoginFailure(db.Model):
+    """A failed login, kept for a while to slow down password guessing."""
+    id = db.Column(db.Integer, primary_key=True)
+    username = db.Column(db.String(64), nullable=False, index=True)
+    address = db.Column(db.String(64), nullable=False, index=True)
+    at = db.Column(db.DateTime, nullable=False, default=utcnow, index=True)
 
 
 class AuditEvent(db.Model):

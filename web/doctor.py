@@ -12,6 +12,7 @@ from ml.errors import FaceDxError, NoActiveModel
 from ml.images import encode_png
 from web import get_predictor, get_registry
 from web.errors import status_of
+from web.privacy import keep_photo
 
 bp = Blueprint("doctor", __name__)
 
@@ -41,7 +42,9 @@ def predict():
     if not form.validate_on_submit():
         return render_template("doctor/predict.html", form=form, version=version), 400
     try:
-        prediction = get_predictor().predict(form.photo.data.read(), explain=True)
+        photo = form.photo.data.read()
+        keep_photo(photo)
+        prediction = get_predictor().predict(photo, explain=True)
     except FaceDxError as error:
         return render_template("doctor/predict.html", form=form, version=version, error=str(error)), \
             status_of(error)

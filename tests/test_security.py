@@ -1,0 +1,62 @@
+"""Authentication and web security: rate limiting, cookies, sessions, headers."""
+from tests.conftest import PASSWORD, form_token, login
+
+
+def failed_login(client, name="dan"):
+    return client.post("/login", data={"username": name, "password": "not the password",
+                                       "csrf_token": form_token(client, "/login")})
+
+
+def test_password_guessing_is_slowed_down(client, tokens):
+    assert [failed_login(client).status_code for _ in range(5)] == [401] * 5
+    blocked = failed_login(client)
+    assert blocked.status_code == 429 and "Too many failed logins" in blocked.get_data(as_text=True)
+    assert int(blocked.headers["Retry-After"]) > 0
+    right = client.post("/login", data={"username": "dan", "password": PASSWORD,
+                                        "csrf_token": form_token(client, "/login")})
+    assert right.status_code == 429                     # even the right password waits
+    assert login(client, "ada").get("/admin/models").status_code == 200     # other users are not locked out
+
+
+def test_session_cookie_flags(app, client, tokens):
+    response = client.post("/login", data={"username": "dan", "password": PASSWORD,
+                                           "csrf_token": form_token(client, "/login")})
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+
+
+def test_cookies_are_secure_behind_https(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACEDX_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("FACEDX_HTTPS", "1")
+    from app import create_app
+    assert create_app().config["SESSION_COOKIE_SECURE"] is True
+
+
+def test_logout_voids_every_copy_of_the_session_cookie(app, tokens):
+    browser = login(app.test_client(), "dan")
+    stolen = app.test_client()
+    stolen.set_cookie("session", browser.get_cookie("session").value)
+    assert stolen.get("/").status_code == 200
+    browser.post("/logout", data={"csrf_token": form_token(browser, "/")})
+    assert stolen.get("/").status_code == 302            # the copied cookie no longer works
+
+
+def test_security_headers_on_every_kind_of_response(client, tokens):
+    for response in (client.get("/login"), client.get("/api/v1/health"), client.get("/no-such-page"),
+                     client.get("/static/style.css")):
+        policy = response.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+        assert "frame-ancestors 'none'" in policy
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_no_page_uses_inline_script(app, client, tokens, active_model):
+    import re
+
+    login(client, "ada")
+    for path in ("/", "/admin/datasets", "/admin/training", "/admin/models", f"/admin/models/{active_model}",
+                 "/admin/audit"):
+        page = client.get(path).get_data(as_text=True)
+        for tag in re.findall(r"<script[^>]*>", page):
+            assert "src=" in tag or 'type="application/json"' in tag, (path, tag)
+        assert not re.search(r"\son[a-z]+=", page), path          # no inline event handlers
