@@ -34,6 +34,11 @@ class Config:
         self.MAX_ARCHIVE_ENTRIES = _int("FACEDX_MAX_ARCHIVE_ENTRIES", 20_000)
         self.MAX_ARCHIVE_BYTES = _int("FACEDX_MAX_ARCHIVE_BYTES", 4 * 1024 ** 3)
         self.MIN_IMAGES_PER_CLASS = _int("FACEDX_MIN_IMAGES_PER_CLASS", 5)
+        # Concurrent predictions gathered into one batch: the window in ms (0: off), its size,
+        # and how many may wait before the server answers 503.
+        self.BATCH_WINDOW_MS = _int("FACEDX_BATCH_WINDOW_MS", 5)
+        self.MAX_BATCH = _int("FACEDX_MAX_BATCH", 16)
+        self.MAX_PENDING_PREDICTIONS = _int("FACEDX_MAX_PENDING_PREDICTIONS", 64)
         # Largest request body: a dataset archive. Photo routes lower it to MAX_IMAGE_BYTES.
         self.MAX_CONTENT_LENGTH = _int("FACEDX_MAX_UPLOAD_BYTES", 2 * 1024 ** 3)
         self.SQLALCHEMY_DATABASE_URI = (os.environ.get("FACEDX_DATABASE_URL")

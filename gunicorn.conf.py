@@ -12,3 +12,21 @@ graceful_timeout = 30
 accesslog = "-"
 # Query strings could identify a patient; log the request line without them.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss'
+
+
+def post_worker_init(worker):
+    """Load and warm up the active model and the face detector before the worker takes requests."""
+    import numpy as np
+
+    from ml.errors import FaceDxError
+    from ml.faces import FaceOptions, crop_face
+    from web import get_predictor
+
+    app = worker.app.wsgi()
+    with app.app_context():
+        try:
+            loaded = get_predictor().current()
+        except FaceDxError:
+            return                    # nothing active yet: the first activation loads it
+        # The detector the model uses loads its own network on first use: do it now.
+        crop_face(np.full((160, 160, 3), 127, np.uint8), FaceOptions(loaded.card["face"]["detector"], "whole"))

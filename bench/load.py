@@ -8,52 +8,13 @@ Usage: .venv/bin/python -m bench.load [--clients 20] [--seconds 60] [--image-siz
 """
 import argparse
 import concurrent.futures
-import io
-import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-import urllib.request
-import zipfile
-from pathlib import Path
 
-import numpy as np
 import requests
-from PIL import Image
 
-PROJECT = Path(__file__).resolve().parents[1]
-
-
-def colour_png(colour, seed, size=96):
-    rng = np.random.default_rng(seed)
-    pixels = np.clip(rng.normal(colour, 35, (size, size, 3)), 0, 255).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-COLOURS = {"alpha": (200, 60, 60), "beta": (60, 60, 200), "gamma": (60, 200, 60)}
-
-
-def flask(env, *args, stdin=None):
-    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], cwd=PROJECT, env=env,
-                            input=stdin, capture_output=True, text=True, check=True)
-    return result.stdout
-
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
-
-
-def worker_pid(master):
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    return int(children[0])
+from bench.server import gunicorn, photos, prepared_data, rss_mib
 
 
 def percentile(values, share):
@@ -91,64 +52,32 @@ def main():
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--image-size", type=int, default=224)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as data:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        env = dict(os.environ, FACEDX_DATA_DIR=data, FACEDX_BIND=f"127.0.0.1:{port}")
-        flask(env, "setup")
-        flask(env, "user", "create", "doctor", "--role", "doctor", stdin="a long doctor password\n")
-        admin = {"Authorization": "Bearer " + flask(env, "token", "create", "admin").split()[-1]}
-        doctor = {"Authorization": "Bearer " + flask(env, "token", "create", "doctor").split()[-1]}
-        archive = Path(data) / "load.zip"
-        with zipfile.ZipFile(archive, "w") as zf:
-            for label, colour in COLOURS.items():
-                for i in range(12):
-                    zf.writestr(f"{label}/{i}.png", colour_png(colour, 100 * len(label) + i))
-        flask(env, "dataset", "import", str(archive), "--name", "load", "--face-detector", "haar",
-              "--face-fallback", "whole")
-        output = flask(env, "train", "--dataset", "load", "--backbone", "vgg16-imagenet", "--weights", "none",
-                       "--image-size", str(args.image_size), "--folds", "3")
-        flask(env, "models", "activate", output.split("Version ", 1)[1].split()[0])
-        server = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "app:app"],
-                                  cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  start_new_session=True)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            while True:
-                try:
-                    if urllib.request.urlopen(base + "/api/v1/health", timeout=5).status == 200:
-                        break
-                except OSError:
-                    time.sleep(0.5)
-            photos = [colour_png(COLOURS[label], 9000 + i) for i, label in enumerate(list(COLOURS) * 4)]
-            url = base + "/api/v1/predict"
-            for photo in photos[:3]:
-                requests.post(url, headers=doctor, files={"image": ("p.png", photo)}, timeout=60)
-            worker = worker_pid(server.pid)
-            rss_start = rss_mib(worker)
-            job = requests.post(base + "/api/v1/training-jobs", headers=admin, timeout=30, json={
-                "dataset": "load", "options": {"backbone": "vgg16-imagenet", "weights": "none",
-                                               "image_size": args.image_size, "head": "softmax",
-                                               "epochs": 1000, "patience": 1000}}).json()
-            deadline = time.monotonic() + args.seconds
-            started = time.monotonic()
-            latencies, statuses = hammer(url, doctor, photos, args.clients, lambda: time.monotonic() > deadline)
-            elapsed = time.monotonic() - started
-            training = requests.get(f"{base}/api/v1/training-jobs/{job['id']}", headers=admin, timeout=30).json()
-            requests.post(f"{base}/api/v1/training-jobs/{job['id']}/cancel", headers=admin, timeout=30)
-            rss_end = rss_mib(worker)
-            counter = {"n": 0}
+    with prepared_data(args.image_size) as (env, admin, doctor, _), gunicorn(env) as (base, worker):
+        sample = photos()
+        url = base + "/api/v1/predict"
+        for photo in sample[:3]:
+            requests.post(url, headers=doctor, files={"image": ("p.png", photo)}, timeout=60)
+        rss_start = rss_mib(worker)
+        job = requests.post(base + "/api/v1/training-jobs", headers=admin, timeout=30, json={
+            "dataset": "bench", "options": {"backbone": "vgg16-imagenet", "weights": "none",
+                                            "image_size": args.image_size, "head": "softmax",
+                                            "epochs": 1000, "patience": 1000}}).json()
+        deadline = time.monotonic() + args.seconds
+        started = time.monotonic()
+        latencies, statuses = hammer(url, doctor, sample, args.clients, lambda: time.monotonic() > deadline)
+        elapsed = time.monotonic() - started
+        training = requests.get(f"{base}/api/v1/training-jobs/{job['id']}", headers=admin, timeout=30).json()
+        requests.post(f"{base}/api/v1/training-jobs/{job['id']}/cancel", headers=admin, timeout=30)
+        rss_end = rss_mib(worker)
+        counter = {"n": 0}
 
-            def thousand():
-                counter["n"] += 1
-                return counter["n"] > 1000
-            time.sleep(5)
-            rss_before_1000 = rss_mib(worker)
-            more, more_statuses = hammer(url, doctor, photos, 4, thousand)
-            rss_after_1000 = rss_mib(worker)
-        finally:
-            os.killpg(server.pid, signal.SIGKILL)
+        def thousand():
+            counter["n"] += 1
+            return counter["n"] > 1000
+        time.sleep(5)
+        rss_before_1000 = rss_mib(worker)
+        more, more_statuses = hammer(url, doctor, sample, 4, thousand)
+        rss_after_1000 = rss_mib(worker)
     errors_5xx = sum(n for status, n in statuses.items() if not isinstance(status, int) or status >= 500)
     print(f"{args.clients} clients for {elapsed:.0f} s against gunicorn (1 worker x 8 threads), VGG16 "
           f"{args.image_size} px + linear head, a training job {training['status']} meanwhile "

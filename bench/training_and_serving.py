@@ -79,7 +79,8 @@ def assemble(backbone, head_model):
 def bench_latency(backbone, head, crop, repeats):
     """Return median single-image seconds of the serving path and of model.predict."""
     with tempfile.TemporaryDirectory() as root:
-        card = {"labels": ["a", "b", "c"], "head": "softmax", "backbone": backbone.describe()}
+        card = {"labels": ["a", "b", "c"], "head": "softmax", "backbone": backbone.describe(),
+                "calibration": {"temperature": 1.0}}
         version = ModelRegistry(root).save(card, lambda folder: backbone.save(folder) + head.save(folder))
         loaded = load_version(version)
         model = assemble(backbone, head.model)

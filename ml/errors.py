@@ -47,3 +47,7 @@ class VersionNotFound(RegistryError):
 
 class NoActiveModel(RegistryError):
     """No model version is active, so nothing can be predicted."""
+
+
+class Overloaded(FaceDxError):
+    """Too many predictions are waiting; the caller should try again shortly."""

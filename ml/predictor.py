@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ml.backbones import load_backbone
+from ml.batching import MicroBatcher
 from ml.calibration import apply_temperature, decide
 from ml.errors import NoActiveModel
 from ml.explain import explain as explain_prediction
@@ -81,9 +82,12 @@ def load_version(model_version):
 class Predictor:
     """Serve the active model; notice a new active version and swap to it without failing calls in flight."""
 
-    def __init__(self, registry, max_pixels=40_000_000):
+    def __init__(self, registry, max_pixels=40_000_000, batch_window_ms=5, max_batch=16, max_pending=64):
         self.registry = registry
         self.max_pixels = max_pixels
+        # Concurrent requests share one backbone call; 0 ms turns batching off.
+        self._batcher = MicroBatcher(lambda loaded, crops: loaded.probabilities(crops), max_batch,
+                                     batch_window_ms / 1000, max_pending) if batch_window_ms > 0 else None
         self._loaded = None
         self._pointer_stamp = None
         self._lock = threading.Lock()
@@ -131,7 +135,10 @@ class Predictor:
         """Return a Prediction for an RGB array, cropped exactly as in training."""
         loaded = self.current()
         crop = crop_face(rgb, FaceOptions(**loaded.card["face"]))
-        probabilities = loaded.probabilities(crop.image[np.newaxis])[0]
+        if self._batcher is not None:
+            probabilities = self._batcher.submit(loaded, crop.image)
+        else:
+            probabilities = loaded.probabilities(crop.image[np.newaxis])[0]
         ranked = sorted(zip(loaded.card["labels"], map(float, probabilities)), key=lambda p: -p[1])
         reasons = decide(probabilities, self.registry.thresholds(loaded.version), crop.doubts())
         explanation = None

@@ -31,8 +31,10 @@ def get_predictor():
 
     predictor = current_app.extensions.get("facedx.predictor")
     if predictor is None:
-        predictor = current_app.extensions.setdefault(
-            "facedx.predictor", Predictor(get_registry(), current_app.config["MAX_IMAGE_PIXELS"]))
+        config = current_app.config
+        predictor = current_app.extensions.setdefault("facedx.predictor", Predictor(
+            get_registry(), config["MAX_IMAGE_PIXELS"], config["BATCH_WINDOW_MS"], config["MAX_BATCH"],
+            config["MAX_PENDING_PREDICTIONS"]))
     return predictor
 
 

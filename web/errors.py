@@ -5,7 +5,8 @@ from flask import jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from ml.errors import (DatasetError, DatasetExists, DatasetNotFound, FaceDxError, ImageError, NoActiveModel,
-                       NoFaceFound, TrainingError, UnsupportedImage, VersionNotFound, WeightsUnavailable)
+                       NoFaceFound, Overloaded, TrainingError, UnsupportedImage, VersionNotFound,
+                       WeightsUnavailable)
 from web.jobs import JobConflict
 
 log = logging.getLogger(__name__)
@@ -15,6 +16,7 @@ STATUS_OF = [
     (UnsupportedImage, 415), (ImageError, 422), (NoFaceFound, 422),
     (DatasetNotFound, 404), (VersionNotFound, 404), (DatasetExists, 409), (JobConflict, 409),
     (DatasetError, 400), (TrainingError, 422), (WeightsUnavailable, 422), (NoActiveModel, 503),
+    (Overloaded, 503),
     (FaceDxError, 400),
 ]
 
@@ -50,7 +52,10 @@ def init_app(app):
 
     @app.errorhandler(FaceDxError)
     def user_error(error):
-        return error_response(status_of(error), str(error))
+        response = error_response(status_of(error), str(error))
+        if isinstance(error, Overloaded):
+            response[0].headers["Retry-After"] = "2"
+        return response
 
     @app.errorhandler(JobConflict)
     def job_conflict(error):

@@ -1,0 +1,89 @@
+"""One table, one run: each FaceDx figure beside its baseline measured the same way on this machine.
+
+- model-only single-image latency: serving path (compiled tf.function) vs `model.predict`
+- training, 10 head epochs: cached features vs end-to-end `model.fit` through the frozen base
+- HTTP predict through gunicorn on 127.0.0.1, one client: p50 / p95, against the model-only latency
+- throughput with 8 concurrent clients: requests gathered into batches vs one at a time
+- resident memory of the web worker with the model loaded
+Usage: .venv/bin/python -m bench.speed [--image-size 224] [--seconds 20]
+"""
+import argparse
+import statistics
+import time
+
+import keras
+import requests
+
+from bench.load import hammer, percentile
+from bench.server import gunicorn, photos, prepared_data, rss_mib
+from bench.training_and_serving import bench_latency, bench_training, make_task
+from ml.backbones import build_backbone
+from ml.training import TrainingOptions
+
+
+def http_latencies(base, headers, sample, count=40):
+    """Return the latencies of `count` predictions sent one after another."""
+    session, latencies = requests.Session(), []
+    for i in range(count + 3):
+        start = time.perf_counter()
+        response = session.post(base + "/api/v1/predict", headers=headers,
+                                files={"image": ("p.png", sample[i % len(sample)])}, timeout=60)
+        assert response.status_code == 200, response.text
+        if i >= 3:                                     # the first ones warm up
+            latencies.append(time.perf_counter() - start)
+    return latencies
+
+
+def throughput(base, headers, sample, clients, seconds):
+    """Return (requests per second, statuses) for `clients` concurrent clients over `seconds`."""
+    deadline = time.monotonic() + seconds
+    start = time.monotonic()
+    latencies, statuses = hammer(base + "/api/v1/predict", headers, sample, clients,
+                                 lambda: time.monotonic() > deadline)
+    return len(latencies) / (time.monotonic() - start), statuses
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--seconds", type=int, default=20)
+    args = parser.parse_args()
+    keras.utils.set_random_seed(0)
+    options = TrainingOptions(backbone="vgg16-imagenet", head="softmax", weights="none", image_size=args.image_size,
+                              epochs=10, patience=11)
+    crops, labels = make_task(60)
+    backbone = build_backbone("vgg16-imagenet", "none", args.image_size)
+    cold, warm, e2e, head = bench_training(backbone, crops, labels, options)
+    serving, predict = bench_latency(backbone, head, crops[0], 30)
+    sample = photos()
+    with prepared_data(args.image_size) as (env, _, doctor, _):
+        with gunicorn(env) as (base, worker):
+            one = http_latencies(base, doctor, sample)
+            batched, batched_statuses = throughput(base, doctor, sample, 8, args.seconds)
+            rss = rss_mib(worker)
+        with gunicorn(env, FACEDX_BATCH_WINDOW_MS=0) as (base, _):
+            unbatched, unbatched_statuses = throughput(base, doctor, sample, 8, args.seconds)
+    p50, p95 = statistics.median(one), percentile(one, 0.95)
+    rows = [
+        ("model-only latency, 1 image", f"{serving * 1000:.1f} ms", "model.predict", f"{predict * 1000:.1f} ms",
+         f"{predict / serving:.2f}x faster"),
+        ("training, 10 head epochs", f"{cold:.1f} s", "model.fit end to end", f"{e2e:.1f} s",
+         f"{e2e / cold:.1f}x faster"),
+        ("  same, features already cached", f"{warm:.1f} s", "model.fit end to end", f"{e2e:.1f} s",
+         f"{e2e / warm:.1f}x faster"),
+        ("HTTP predict, 1 client, p50", f"{p50 * 1000:.0f} ms", "model-only latency", f"{serving * 1000:.0f} ms",
+         f"+{(p50 - serving) * 1000:.0f} ms"),
+        ("HTTP predict, 1 client, p95", f"{p95 * 1000:.0f} ms", "", "", ""),
+        ("8 clients, batched", f"{batched:.1f} req/s", "one at a time", f"{unbatched:.1f} req/s",
+         f"{batched / unbatched:.2f}x"),
+        ("web worker memory, model loaded", f"{rss:.0f} MiB", "", "", ""),
+    ]
+    print(f"VGG16 at {args.image_size} px, random weights (ImageNet's cost the same), linear head for HTTP rows; "
+          f"statuses batched {batched_statuses}, unbatched {unbatched_statuses}")
+    print(f"{'measure':<34} {'FaceDx':>12}   {'baseline':<22} {'':>12} {'ratio':>14}")
+    for name, ours, baseline, theirs, ratio in rows:
+        print(f"{name:<34} {ours:>12}   {baseline:<22} {theirs:>12} {ratio:>14}")
+
+
+if __name__ == "__main__":
+    main()
