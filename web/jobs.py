@@ -5,6 +5,7 @@ import multiprocessing
 import os
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from flask import abort, current_app
@@ -40,7 +41,7 @@ def start_training(dataset_name, options, username):
         if running is not None:
             raise JobConflict(f"Training job {running.id} is still {running.status}; "
                               "one training job runs at a time. Wait for it or cancel it.")
-        job = TrainingJob(dataset=dataset_name, options_json=json.dumps(options_of(checked)), created_by=username)
+        job = TrainingJob(dataset=dataset_name, options_json=json.dumps(asdict(checked)), created_by=username)
         db.session.add(job)
         db.session.commit()
         settings = {key: current_app.config[key] for key in CHILD_SETTINGS}
@@ -51,13 +52,6 @@ def start_training(dataset_name, options, username):
         db.session.commit()
     threading.Thread(target=process.join, daemon=True).start()     # reap it when it ends
     return job
-
-
-def options_of(options):
-    """Return the options as they are shown and stored: every field, defaults included."""
-    from dataclasses import asdict
-
-    return asdict(options)
 
 
 def cancel(job):
