@@ -4,13 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench chromium
+.PHONY: run test bench system-packages
 
 run: $(VENV)/.runtime
 	$(BIN)/flask --app app setup
 	$(BIN)/gunicorn --config gunicorn.conf.py app:app
 
-test: $(VENV)/.test chromium
+test: $(VENV)/.test system-packages
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
@@ -30,6 +30,9 @@ $(VENV)/.test: $(VENV)/.runtime requirements-test.txt
 	$(BIN)/pip install --quiet -r requirements-test.txt
 	touch $@
 
-# Browser tests drive Debian's Chromium; it is installed from the distribution, never downloaded.
-chromium:
-	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; }
+# The tests also need Debian's Chromium (browser tests; never a downloaded browser) and a
+# PostgreSQL server (the database tests start their own on 127.0.0.1).
+system-packages:
+	@missing=""; command -v chromium >/dev/null || missing="chromium"; \
+	 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	 if [ -n "$$missing" ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; fi

@@ -1,0 +1,97 @@
+"""The same application on PostgreSQL (FACEDX_DATABASE_URL), against a real server started here."""
+import glob
+import io
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PASSWORD, SMALL_API_OPTIONS, bearer_headers, form_token, make_user, synthetic_entries, \
+    write_zip
+
+
+def postgres_program(name):
+    found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))[-1:]
+    return found if isinstance(found, str) else found[0]
+
+
+def as_postgres_user(command):
+    """PostgreSQL refuses to run as root: run its programs as the postgres system user when we are root."""
+    return ["runuser", "-u", "postgres", "--"] + command if os.geteuid() == 0 else command
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """Start a throw-away PostgreSQL server on 127.0.0.1; return its URL."""
+    folder = Path(tempfile.mkdtemp(prefix="facedx-pg-"))
+    os.chmod(folder, 0o777)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data = folder / "data"
+    subprocess.run(as_postgres_user([postgres_program("initdb"), "-D", str(data), "-U", "facedx", "--auth=trust"]),
+                   check=True, capture_output=True)
+    subprocess.run(as_postgres_user([postgres_program("pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w",
+                                     "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start"]),
+                   check=True, capture_output=True)
+    try:
+        subprocess.run([postgres_program("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "facedx", "facedx"],
+                       check=True, capture_output=True)
+        yield f"postgresql://facedx@127.0.0.1:{port}/facedx"
+    finally:
+        subprocess.run(as_postgres_user([postgres_program("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+                       capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_app(tmp_path, monkeypatch, postgres_url):
+    from flask_migrate import downgrade, upgrade
+
+    from app import create_app
+
+    monkeypatch.setenv("FACEDX_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("FACEDX_DATABASE_URL", postgres_url)
+    app = create_app({"TESTING": True})
+    with app.app_context():
+        upgrade()                               # the same Alembic migrations as on SQLite
+    yield app
+    with app.app_context():
+        from web.db import db
+        db.session.remove()
+        downgrade(revision="base")              # the next test starts from an empty database
+
+
+def test_migrations_accounts_and_a_training_job_on_postgres(pg_app):
+    assert pg_app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql://")
+    tokens = {"admin": make_user(pg_app, "ada", "admin"), "doctor": make_user(pg_app, "dan", "doctor")}
+    client = pg_app.test_client()
+    response = client.post("/login", data={"username": "dan", "password": PASSWORD,
+                                           "csrf_token": form_token(client, "/login")})
+    assert response.status_code == 302
+    admin = bearer_headers(tokens["admin"])
+    archive = write_zip(Path(pg_app.config["DATA_DIR"]) / "c.zip", synthetic_entries(per_class=6))
+    with open(archive, "rb") as stream:
+        created = client.post("/api/v1/datasets", headers=admin, content_type="multipart/form-data",
+                              data={"archive": (stream, "c.zip"), "name": "colours", "face_fallback": "whole"})
+    assert created.status_code == 201
+    job = client.post("/api/v1/training-jobs", headers=admin, json={"dataset": "colours", "options": SMALL_API_OPTIONS})
+    assert job.status_code == 202
+    deadline = time.monotonic() + 180                  # the training process writes to PostgreSQL too
+    while (body := client.get(f"/api/v1/training-jobs/{job.get_json()['id']}", headers=admin).get_json())[
+            "status"] not in ("succeeded", "failed", "cancelled"):
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    assert body["status"] == "succeeded", body
+    assert client.post(f"/api/v1/models/{body['model_version']}/activate", headers=admin).status_code == 200
+    audit = client.get("/api/v1/health").get_json()
+    assert audit["model_version"] == body["model_version"]
+    photo = io.BytesIO(synthetic_entries(per_class=1)["alpha/photo0.png"])
+    result = client.post("/api/v1/predict", headers=bearer_headers(tokens["doctor"]),
+                         content_type="multipart/form-data", data={"image": (photo, "p.png")})
+    assert result.status_code == 200
