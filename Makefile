@@ -30,9 +30,10 @@ $(VENV)/.test: $(VENV)/.runtime requirements-test.txt
 	$(BIN)/pip install --quiet -r requirements-test.txt
 	touch $@
 
-# The tests also need Debian's Chromium (browser tests; never a downloaded browser) and a
-# PostgreSQL server (the database tests start their own on 127.0.0.1).
+# The tests also need Debian's Chromium (browser tests; never a downloaded browser), PostgreSQL
+# and Redis (the scale-out tests start their own servers on 127.0.0.1).
 system-packages:
 	@missing=""; command -v chromium >/dev/null || missing="chromium"; \
 	 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	 command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	 if [ -n "$$missing" ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; fi

@@ -48,6 +48,10 @@ class Config:
         self.SESSION_COOKIE_SAMESITE = "Lax"
         self.SESSION_COOKIE_SECURE = os.environ.get("FACEDX_HTTPS", "") == "1"
         self.REMEMBER_COOKIE_SECURE = self.SESSION_COOKIE_SECURE
+        # Training on other machines through a Redis queue (RQ) when set; else a local process per job.
+        self.REDIS_URL = os.environ.get("FACEDX_REDIS_URL") or None
+        # A queued job whose training process has not written a heartbeat for this long is dead.
+        self.JOB_HEARTBEAT_TIMEOUT = _int("FACEDX_JOB_HEARTBEAT_TIMEOUT", 60)
         # Reverse proxies in front of FaceDx whose X-Forwarded-For/-Proto are trusted (0: none).
         self.TRUSTED_PROXIES = _int("FACEDX_TRUSTED_PROXIES", 0)
         # Keep uploaded patient photos? Off (0) by default; else for this many days, then purged.

@@ -1,6 +1,14 @@
 """Fixtures: an application on a temporary data folder, real face photos, and generated datasets."""
+import glob
 import io
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -199,3 +207,68 @@ def trained_people(tmp_path_factory, face_photos):
                              face=FaceOptions("mtcnn"))
     registry = ModelRegistry(root / "models")
     return registry, train(dataset, TrainingOptions(backbone="dlib-face", folds=3), registry)
+
+
+def postgres_program(name):
+    found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))[-1:]
+    return found if isinstance(found, str) else found[0]
+
+
+def as_postgres_user(command):
+    """PostgreSQL refuses to run as root: run its programs as the postgres system user when we are root."""
+    return ["runuser", "-u", "postgres", "--"] + command if os.geteuid() == 0 else command
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """Start a throw-away PostgreSQL server on 127.0.0.1 (user facedx, no password); return its port."""
+    folder = Path(tempfile.mkdtemp(prefix="facedx-pg-"))
+    os.chmod(folder, 0o777)
+    port = free_port()
+    data = folder / "data"
+    subprocess.run(as_postgres_user([postgres_program("initdb"), "-D", str(data), "-U", "facedx", "--auth=trust"]),
+                   check=True, capture_output=True)
+    subprocess.run(as_postgres_user([postgres_program("pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w",
+                                     "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start"]),
+                   check=True, capture_output=True)
+    try:
+        yield port
+    finally:
+        subprocess.run(as_postgres_user([postgres_program("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+                       capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def new_database(port, name):
+    """Create an empty database on the test server; return its URL."""
+    subprocess.run([postgres_program("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "facedx", name],
+                   check=True, capture_output=True)
+    return f"postgresql://facedx@127.0.0.1:{port}/{name}"
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """Start a throw-away Redis server on 127.0.0.1 (Debian's redis-server); return its URL."""
+    port = free_port()
+    server = subprocess.Popen([shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(port),
+                               "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "redis-server did not start"
+                time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.kill()
+        server.wait()

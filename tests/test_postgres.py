@@ -1,56 +1,17 @@
 """The same application on PostgreSQL (FACEDX_DATABASE_URL), against a real server started here."""
-import glob
 import io
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PASSWORD, SMALL_API_OPTIONS, bearer_headers, form_token, make_user, synthetic_entries, \
-    write_zip
-
-
-def postgres_program(name):
-    found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))[-1:]
-    return found if isinstance(found, str) else found[0]
-
-
-def as_postgres_user(command):
-    """PostgreSQL refuses to run as root: run its programs as the postgres system user when we are root."""
-    return ["runuser", "-u", "postgres", "--"] + command if os.geteuid() == 0 else command
-
-
-@pytest.fixture(scope="module")
-def postgres_url():
-    """Start a throw-away PostgreSQL server on 127.0.0.1; return its URL."""
-    folder = Path(tempfile.mkdtemp(prefix="facedx-pg-"))
-    os.chmod(folder, 0o777)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    data = folder / "data"
-    subprocess.run(as_postgres_user([postgres_program("initdb"), "-D", str(data), "-U", "facedx", "--auth=trust"]),
-                   check=True, capture_output=True)
-    subprocess.run(as_postgres_user([postgres_program("pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w",
-                                     "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start"]),
-                   check=True, capture_output=True)
-    try:
-        subprocess.run([postgres_program("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "facedx", "facedx"],
-                       check=True, capture_output=True)
-        yield f"postgresql://facedx@127.0.0.1:{port}/facedx"
-    finally:
-        subprocess.run(as_postgres_user([postgres_program("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-                       capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
+from tests.conftest import (PASSWORD, SMALL_API_OPTIONS, bearer_headers, form_token, make_user, new_database,
+                            synthetic_entries, write_zip)
 
 
 @pytest.fixture
-def pg_app(tmp_path, monkeypatch, postgres_url):
+def pg_app(tmp_path, monkeypatch, postgres_server):
+    postgres_url = new_database(postgres_server, "single")
     from flask_migrate import downgrade, upgrade
 
     from app import create_app

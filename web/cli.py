@@ -244,6 +244,20 @@ def photos_purge():
     click.echo(f"Deleted {purge_photos()} kept photo(s).")
 
 
+@click.command("worker")
+@with_appcontext
+def worker_command():
+    """Run training jobs from the Redis queue (FACEDX_REDIS_URL), one at a time, on this machine."""
+    from rq import Worker
+
+    from web.jobs import redis_connection, training_queue
+
+    if not current_app.config["REDIS_URL"]:
+        raise click.ClickException("Set FACEDX_REDIS_URL to the Redis server the web nodes use.")
+    click.echo(f"Waiting for training jobs on {current_app.config['REDIS_URL']} ...")
+    Worker([training_queue()], connection=redis_connection()).work()
+
+
 @click.command("setup")
 @with_appcontext
 def setup_command():
@@ -273,5 +287,5 @@ def setup_command():
 def init_app(app):
     """Register the commands with the application."""
     for command in (dataset_cli, models_cli, user_cli, token_cli, photos_cli, train_command, predict_command,
-                    setup_command):
+                    worker_command, setup_command):
         app.cli.add_command(command)

@@ -85,6 +85,8 @@ class TrainingJob(db.Model):
     error = db.Column(db.Text)
     cancel_requested = db.Column(db.Boolean, nullable=False, default=False)
     pid = db.Column(db.Integer)
+    # Set by the training process every few seconds; how a queue's job on another machine is known alive.
+    heartbeat_at = db.Column(db.DateTime)
     created_by = db.Column(db.String(64))
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
     started_at = db.Column(db.DateTime)

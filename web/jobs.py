@@ -20,6 +20,10 @@ CHILD_SETTINGS = ("DATA_DIR", "UPLOAD_DIR", "MODELS_DIR", "INSTANCE_DIR", "PRETR
                   "SQLALCHEMY_DATABASE_URI", "SECRET_KEY")
 DIED = "The training process stopped unexpectedly (it was killed, or the server restarted)."
 PROGRESS_INTERVAL_S = 0.5
+HEARTBEAT_S = 5
+QUEUE_NAME = "facedx-training"
+QUEUE_JOB_TIMEOUT = 7 * 24 * 3600          # RQ's default (3 minutes) would kill any real training
+QUEUE_KEEP_S = 7 * 24 * 3600
 
 
 class JobConflict(Exception):
@@ -44,6 +48,11 @@ def start_training(dataset_name, options, username):
         job = TrainingJob(dataset=dataset_name, options_json=json.dumps(asdict(checked)), created_by=username)
         db.session.add(job)
         db.session.commit()
+        if current_app.config["REDIS_URL"]:
+            # A worker (`flask --app app worker`, on a GPU host) runs the same run_job with its own settings.
+            training_queue().enqueue(run_job, job.id, None, job_id=queue_id(job.id), job_timeout=QUEUE_JOB_TIMEOUT,
+                                     result_ttl=QUEUE_KEEP_S, failure_ttl=QUEUE_KEEP_S)
+            return job
         settings = {key: current_app.config[key] for key in CHILD_SETTINGS}
         process = multiprocessing.get_context("spawn").Process(target=run_job, args=(job.id, settings),
                                                                name=f"facedx-training-{job.id}")
@@ -52,6 +61,23 @@ def start_training(dataset_name, options, username):
         db.session.commit()
     threading.Thread(target=process.join, daemon=True).start()     # reap it when it ends
     return job
+
+
+def redis_connection():
+    from redis import Redis
+
+    return Redis.from_url(current_app.config["REDIS_URL"])
+
+
+def training_queue():
+    """Return the Redis queue that workers take training jobs from."""
+    from rq import Queue
+
+    return Queue(QUEUE_NAME, connection=redis_connection())
+
+
+def queue_id(job_id):
+    return f"facedx-training-{job_id}"
 
 
 def cancel(job):
@@ -66,11 +92,27 @@ def reconcile():
     stale = db.session.execute(db.select(TrainingJob).filter(TrainingJob.status.in_(ACTIVE_STATES))).scalars()
     changed = False
     for job in stale:
-        if not _alive(job.pid):
+        alive = _alive(job.pid) if job.pid is not None or not current_app.config["REDIS_URL"] else _queued_alive(job)
+        if not alive:
             job.status, job.error, job.finished_at = "failed", DIED, utcnow()
             changed = True
     if changed:
         db.session.commit()
+
+
+def _queued_alive(job):
+    """A queued job lives while it waits in the queue, and while its process keeps writing heartbeats."""
+    if job.heartbeat_at is not None:
+        age = (utcnow() - job.heartbeat_at).total_seconds()
+        return age < current_app.config["JOB_HEARTBEAT_TIMEOUT"]
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    try:
+        status = Job.fetch(queue_id(job.id), connection=redis_connection()).get_status()
+    except NoSuchJobError:
+        return False
+    return status in ("queued", "started", "deferred", "scheduled")
 
 
 def _alive(pid):
@@ -90,7 +132,9 @@ def _alive(pid):
 
 
 def _start_lock():
-    """Serialise job starts across the threads and processes of all web workers."""
+    """Serialise job starts across the threads, processes and (with a queue) machines of all web workers."""
+    if current_app.config["REDIS_URL"]:
+        return redis_connection().lock("facedx:training-start", timeout=30, blocking_timeout=30)
     return exclusive_lock(Path(current_app.config["INSTANCE_DIR"]) / "training-start.lock")
 
 
@@ -104,12 +148,27 @@ def get_job(job_id):
 
 
 def run_job(job_id, settings):
-    """Entry point of the training process: run one job and record how it ended."""
+    """Entry point of a training process (spawned locally, or a queue worker's): run one job, record its end.
+
+    `settings` come from the web process that spawned it; a queue worker passes None and uses its own
+    environment (the same FACEDX_* settings on the worker host).
+    """
     from app import create_app
 
     app = create_app(settings)
     with app.app_context():
         JobRun(db.session.get(TrainingJob, job_id)).run()
+
+
+def _heartbeat(engine, job_id, stop):
+    """Write the job's heartbeat every few seconds until `stop` is set (a thread of the training process)."""
+    from sqlalchemy import update
+
+    while not stop.is_set():
+        with engine.begin() as connection:
+            connection.execute(update(TrainingJob.__table__).where(TrainingJob.__table__.c.id == job_id)
+                               .values(heartbeat_at=utcnow()))
+        stop.wait(HEARTBEAT_S)
 
 
 class JobRun:
@@ -127,6 +186,8 @@ class JobRun:
         job = self.job
         job.status, job.started_at = "running", utcnow()
         db.session.commit()
+        beating = threading.Event()
+        threading.Thread(target=_heartbeat, args=(db.engine, job.id, beating), daemon=True).start()
         try:
             dataset = get_dataset(datasets_root(), job.dataset)
             version = train(dataset, TrainingOptions.from_dict(job.options), get_registry(),
@@ -140,6 +201,8 @@ class JobRun:
             self.finish("failed", error=f"Internal error during training ({type(exc).__name__}); see the server log.")
         else:
             self.finish("succeeded", model_version=version.version)
+        finally:
+            beating.set()
 
     def progress(self, event):
         """Store a progress event (epochs always, others at most twice a second); stop if cancelled."""
