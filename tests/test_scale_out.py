@@ -25,7 +25,11 @@ def descendants(pid):
     """Every process below `pid` (RQ's work horse starts a session of its own, so killpg misses it)."""
     found = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
-        for child in (task / "children").read_text().split():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:                        # the thread or process ended meanwhile
+            continue
+        for child in children:
             found += [int(child)] + descendants(int(child))
     return found
 
