@@ -69,7 +69,10 @@ def test_too_many_waiting_requests_are_refused_at_once():
     for thread in waiting:
         thread.start()
     import time
-    time.sleep(0.2)                      # one is being predicted, two wait: the queue is full
+    deadline = time.monotonic() + 10      # one is being predicted, two wait: the queue is full
+    while batcher._queue.qsize() < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     with pytest.raises(Overloaded, match="busy"):
         batcher.submit(1, np.zeros(1))
     release.set()

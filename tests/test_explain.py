@@ -1,5 +1,6 @@
 from types import SimpleNamespace
 
+import keras
 import numpy as np
 import pytest
 
@@ -28,6 +29,7 @@ def patch_model():
     """A random VGG16 at 224 px with a linear head trained to tell photos with a patch from those without."""
     labels = np.arange(40) % 2
     crops = np.stack([patch_image(label, seed)[0] for seed, label in enumerate(labels)])
+    keras.utils.set_random_seed(0)                       # the same random network on every run
     backbone = build_backbone("vgg16-imagenet", "none", 224)
     head = LinearHead(2, TrainingOptions(weights="none"))
     head.fit(backbone.features(crops), labels)
