@@ -19,7 +19,7 @@ from web import datasets_root, get_registry, import_limits
 from web.auth import admin_required
 from web.db import AuditEvent, TrainingJob, audit, db
 from web.errors import status_of
-from web.jobs import JobConflict, cancel, get_job, reconcile, start_training
+from web.jobs import cancel, get_job, reconcile, start_training
 from web.summaries import version_summary
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -161,9 +161,9 @@ def training():
         options = {key: getattr(form, key).data for key in form.OPTIONS}
         try:
             job = start_training(form.dataset.data, options, current_user.username)
-        except (FaceDxError, JobConflict) as error:
+        except FaceDxError as error:
             flash(str(error), "error")
-            status = 409 if isinstance(error, JobConflict) else status_of(error)
+            status = status_of(error)
         else:
             audit(current_user, "training.start", f"job {job.id} on {job.dataset}")
             db.session.commit()

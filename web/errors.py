@@ -57,10 +57,6 @@ def init_app(app):
             response[0].headers["Retry-After"] = "2"
         return response
 
-    @app.errorhandler(JobConflict)
-    def job_conflict(error):
-        return error_response(409, str(error))
-
     @app.errorhandler(Exception)
     def unexpected(error):
         log.exception("unexpected error on %s %s", request.method, request.path)

@@ -26,8 +26,8 @@ QUEUE_JOB_TIMEOUT = 7 * 24 * 3600          # RQ's default (3 minutes) would kill
 QUEUE_KEEP_S = 7 * 24 * 3600
 
 
-class JobConflict(Exception):
-    """Another training job is queued or running."""
+class JobConflict(FaceDxError):
+    """Another training job is queued or running (409, through the shared status table)."""
 
 
 def start_training(dataset_name, options, username):
