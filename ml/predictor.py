@@ -140,7 +140,7 @@ class Predictor:
         else:
             probabilities = loaded.probabilities(crop.image[np.newaxis])[0]
         ranked = sorted(zip(loaded.card["labels"], map(float, probabilities)), key=lambda p: -p[1])
-        reasons = decide(probabilities, self.registry.thresholds(loaded.version), crop.doubts())
+        reasons = decide(probabilities, self.registry.thresholds(loaded.version, loaded.card), crop.doubts())
         explanation = None
         if explain:
             heat, method = explain_prediction(loaded, crop.image, int(np.argmax(probabilities)))

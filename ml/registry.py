@@ -81,12 +81,15 @@ class ModelRegistry:
         complete = all((path / name).is_file() for name in card.get("files", [])) and card.get("files")
         return ModelVersion(path, card) if complete else None
 
-    def thresholds(self, version):
-        """Return a version's abstention thresholds: an administrator's setting, else the trained ones."""
+    def thresholds(self, version, card=None):
+        """Return a version's abstention thresholds: an administrator's setting, else the trained ones.
+
+        `card`, when the caller holds it already, saves reading the version's card again.
+        """
         try:
             return json.loads((self.root / version / THRESHOLDS_FILE).read_text())
         except FileNotFoundError:
-            return self.get(version).card["abstention"]
+            return (card or self.get(version).card)["abstention"]
 
     def set_thresholds(self, version, min_probability, min_margin):
         """Store an administrator's abstention thresholds for a version (replaced atomically)."""
