@@ -272,3 +272,36 @@ def redis_url():
     finally:
         server.kill()
         server.wait()
+
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def flask_command(env, *args, stdin=None):
+    """Run `flask --app app ARGS` in the project with `env`; return its output, failing the test on an error."""
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], cwd=PROJECT, env=env,
+                            input=stdin, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def start_web_node(env, output=subprocess.DEVNULL):
+    """Start gunicorn as `make run` does, on a free port in its own session; return (process, base URL)."""
+    import sys
+    import urllib.request
+
+    port = free_port()
+    node = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "app:app"],
+                            cwd=PROJECT, env=dict(env, FACEDX_BIND=f"127.0.0.1:{port}"), stdout=output,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            urllib.request.urlopen(base + "/login", timeout=2)
+            return node, base
+        except OSError:
+            assert node.poll() is None and time.monotonic() < deadline, "gunicorn did not start"
+            time.sleep(0.5)

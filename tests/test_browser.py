@@ -5,60 +5,32 @@ Set FACEDX_SCREENSHOTS=<folder> to keep a screenshot of every page the test visi
 import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.conftest import SMALL_API_OPTIONS, coloured_image, png_bytes, synthetic_entries, write_zip
+from tests.conftest import SMALL_API_OPTIONS, coloured_image, png_bytes, start_web_node, synthetic_entries, write_zip
+from tests.conftest import flask_command as flask
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Chromium must not try to reach the internet: this machine (and a hospital's) has none.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PROJECT = Path(__file__).resolve().parents[1]
 DOCTOR_PASSWORD = "a doctor's long password"
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def flask(env, *args, stdin=None):
-    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], cwd=PROJECT, env=env,
-                            input=stdin, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """Run the README's set-up and gunicorn on a free port; return (base URL, admin password)."""
     data = tmp_path_factory.mktemp("live")
-    port = free_port()
-    env = dict(os.environ, FACEDX_DATA_DIR=str(data), FACEDX_BIND=f"127.0.0.1:{port}", FACEDX_THREADS="4")
+    env = dict(os.environ, FACEDX_DATA_DIR=str(data), FACEDX_THREADS="4")
     setup = flask(env, "setup")
     admin_password = setup.split("password:")[1].split()[0]
     flask(env, "user", "create", "doctor", "--role", "doctor", stdin=DOCTOR_PASSWORD + "\n")
     log = open(data / "gunicorn.log", "w")
-    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "app:app"],
-                               cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            urllib.request.urlopen(base + "/login", timeout=2)
-            break
-        except OSError:
-            assert process.poll() is None and time.monotonic() < deadline, (data / "gunicorn.log").read_text()
-            time.sleep(0.5)
+    process, base = start_web_node(env, log)
     yield base, admin_password, data, env
     os.killpg(process.pid, signal.SIGKILL)     # gunicorn, its worker and any training process
     process.wait(timeout=30)

@@ -4,16 +4,14 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.conftest import SMALL_API_OPTIONS, coloured_image, free_port, new_database, png_bytes, synthetic_entries, \
-    write_zip
-
-PROJECT = Path(__file__).resolve().parents[1]
+from tests.conftest import (PROJECT, SMALL_API_OPTIONS, coloured_image, new_database, png_bytes, start_web_node,
+                            synthetic_entries, write_zip)
+from tests.conftest import flask_command as flask
 
 
 def start(env, *args):
@@ -46,31 +44,14 @@ def stop(process):
     process.wait()
 
 
-def flask(env, *args, stdin=None):
-    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], cwd=PROJECT, env=env,
-                            input=stdin, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
 class Cluster:
     def __init__(self, env):
         self.env, self.processes = env, []
 
     def web_node(self):
-        port = free_port()
-        node = start(dict(self.env, FACEDX_BIND=f"127.0.0.1:{port}"), "gunicorn", "--config", "gunicorn.conf.py",
-                     "app:app")
+        node, base = start_web_node(self.env)
         self.processes.append(node)
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(base + "/login", timeout=2)
-                return base
-            except OSError:
-                assert node.poll() is None and time.monotonic() < deadline, "a web node did not start"
-                time.sleep(0.5)
+        return base
 
     def worker(self):
         process = start(self.env, "flask", "--app", "app", "worker")
