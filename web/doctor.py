@@ -48,7 +48,8 @@ def predict():
     except FaceDxError as error:
         return render_template("doctor/predict.html", form=form, version=version, error=str(error)), \
             status_of(error)
-    served = get_registry().get(prediction.model_version)
+    # The version read at the start of the request, unless an activation came in between.
+    served = version if version.version == prediction.model_version else get_registry().get(prediction.model_version)
     response = current_app.make_response(render_template(
         "doctor/result.html", form=PredictForm(formdata=None), prediction=prediction, version=served,
         crop=base64.b64encode(encode_png(prediction.crop)).decode(),
