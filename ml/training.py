@@ -6,6 +6,7 @@ all images. Fine-tuning runs keep one held-out test split, which is faster, and 
 """
 import json
 import platform
+import resource
 import time
 from dataclasses import asdict, dataclass, fields, replace
 
@@ -25,6 +26,7 @@ from ml.evaluation import (cross_validation_folds, evaluate, score_predictions, 
 from ml.heads import HEADS, SoftmaxHead, build_head, class_weights, fit_with_progress, validation_split
 
 FEATURES_DIR = "features"
+MIXED_PRECISION = ("auto", "on", "off")
 _KIND_NAMES = {int: "a whole number", float: "a number", str: "text"}
 
 
@@ -41,6 +43,7 @@ class TrainingOptions:
     batch_size: int = 16
     learning_rate: float = 1e-3
     fine_tune_learning_rate: float = 1e-5
+    mixed_precision: str = "auto"   # fine-tuning in float16 with float32 weights: auto = on a GPU
     regularization: float = 1.0     # C of the linear head
     dropout: float = 0.3
     patience: int = 5
@@ -58,6 +61,8 @@ class TrainingOptions:
             raise TrainingError("epochs must be 1-1000 and fine_tune_epochs 0-1000.")
         if self.fine_tune_epochs and self.head != "softmax":
             raise TrainingError("Fine-tuning trains the softmax head with the network: use head softmax.")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise TrainingError(f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}.")
         if not 2 <= self.folds <= 20:
             raise TrainingError("folds must be 2-20.")
         if not 1 <= self.batch_size <= 512 or self.patience < 1 or self.regularization <= 0:
@@ -129,6 +134,7 @@ def train(dataset, options, registry, pretrained_dirs=(), progress=None):
         "calibration": {"temperature": metrics["calibration"]["temperature"]},
         "abstention": thresholds,
         "training_seconds": round(time.monotonic() - started, 1),
+        "training_peak_memory_mib": peak_memory_mib(),
         "software": software_versions(),
     }
     evaluation = [{"image": int(i), "file": dataset.manifest["images"][i]["file"], "label": int(labels[i]),
@@ -254,7 +260,8 @@ def held_out_with_fine_tuning(backbone, crops, features, classical, labels, labe
     train_idx, val, test = split["train"], split["validation"], split["test"]
     head = SoftmaxHead(len(label_names), options)
     history = head.fit(features[train_idx], labels[train_idx], report, validation=(features[val], labels[val]))
-    history += fine_tune(backbone, head, crops, labels, split, options, report)
+    tuned, precision = fine_tune(backbone, head, crops, labels, split, options, report)
+    history += tuned
     report({"phase": "evaluating"})
     validation = head.probabilities(backbone.features(crops[val]))
     temperature = fit_temperature(validation, labels[val])
@@ -267,19 +274,30 @@ def held_out_with_fine_tuning(backbone, crops, features, classical, labels, labe
                    baselines=baseline_scores([(fit_part, test)], classical, labels, len(label_names), options.seed),
                    calibration=calibration_report(raw, probabilities, labels[test], temperature,
                                                   "the validation split"),
+                   fine_tune_precision=precision,
                    note=f"one held-out test split of {len(test)} photos (fine-tuning is too slow for k-fold)")
     thresholds = choose_thresholds(apply_temperature(validation, temperature), labels[val])
     return head, history, metrics, list(zip(test, probabilities)), thresholds
 
 
 def fine_tune(backbone, head, crops, labels, split, options, report):
-    """Unfreeze the last convolutional block and train end to end at a low rate, with augmentation."""
+    """Unfreeze the last convolutional block and train end to end at a low rate, with augmentation.
+
+    Returns (epochs, precision). With mixed precision the network is trained as a copy computing
+    in float16 with float32 weights and loss scaling; its weights are copied back, so the saved
+    model and serving stay float32.
+    """
     base = backbone.base
     unfreeze_last_block(base)
     pixels_in = keras.Input(backbone.extractor.input_shape[1:], name="pixels")
     model = keras.Model(pixels_in, head.model(backbone.extractor(pixels_in)), name="facedx")
-    model.compile(optimizer=keras.optimizers.Adam(options.fine_tune_learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    precision = fine_tune_precision(options.mixed_precision)
+    optimizer = keras.optimizers.Adam(options.fine_tune_learning_rate)
+    trained = model
+    if precision == MIXED_FLOAT16:
+        trained = convolutions_in(model, MIXED_FLOAT16)
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    trained.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     augment = keras.Sequential([keras.layers.RandomFlip("horizontal"), keras.layers.RandomRotation(0.04),
                                 keras.layers.RandomZoom(0.08)], name="augment")
 
@@ -292,11 +310,45 @@ def fine_tune(backbone, head, crops, labels, split, options, report):
             data = data.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
         return data.prefetch(tf.data.AUTOTUNE)
 
-    history = fit_with_progress(model, "fine-tune", options.fine_tune_epochs, options, report,
+    history = fit_with_progress(trained, "fine-tune", options.fine_tune_epochs, options, report,
                                 x=batches(split["train"], True), validation_data=batches(split["validation"], False),
                                 shuffle=False, class_weight=class_weights(labels[split["train"]]))
+    if trained is not model:
+        model.set_weights(trained.get_weights())
     base.trainable = False
-    return history
+    return history, precision
+
+
+MIXED_FLOAT16 = "mixed_float16"
+
+
+def fine_tune_precision(setting):
+    """Return the dtype policy fine-tuning runs in: mixed float16 when asked, or on a GPU when `auto`."""
+    if setting == "on" or (setting == "auto" and tf.config.list_physical_devices("GPU")):
+        return MIXED_FLOAT16
+    return "float32"
+
+
+def convolutions_in(model, policy):
+    """Return a copy of `model` whose convolutions and pooling compute in `policy`, with the same weights.
+
+    The preprocessing, the standardisation and the softmax head stay float32: standardising
+    features whose spread is small loses too much in float16, and they cost next to nothing.
+    """
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.MaxPooling2D)):
+            config["dtype"] = policy
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def peak_memory_mib():
+    """Return the peak resident memory of this process so far, in MiB (what a training run needed)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)     # KiB on Linux
 
 
 def software_versions():

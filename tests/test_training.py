@@ -7,7 +7,8 @@ from ml.datasets import import_dataset
 from ml.errors import TrainingError
 from ml.evaluation import cross_validation_folds
 from ml.registry import ModelRegistry
-from ml.training import TrainingCancelled, TrainingOptions, extract_features, split_indices, train
+from ml.training import (MIXED_FLOAT16, TrainingCancelled, TrainingOptions, convolutions_in, extract_features,
+                         fine_tune_precision, split_indices, train)
 from tests.conftest import SMALL_TRAINING, SYNTHETIC_FACES, synthetic_entries, write_zip
 
 
@@ -30,6 +31,7 @@ def test_cross_validated_training_learns_and_writes_a_complete_card(trained):
     assert card["backbone"]["name"] == "vgg16-imagenet" and card["backbone"]["weights"]["name"] == "none"
     assert card["dataset"] == {"id": "colours", "checksum": dataset.manifest["checksum"], "images": 42}
     assert card["face"] == {"detector": "haar", "fallback": "whole"} and card["training_seconds"] > 0
+    assert card["training_peak_memory_mib"] > 100          # TensorFlow and VGG16 alone take more
     assert set(card["software"]) >= {"tensorflow", "keras", "numpy", "scikit-learn", "opencv"}
     assert sorted(card["files"]) == ["backbone.keras", "evaluation.json", "head.joblib"]
 
@@ -120,6 +122,50 @@ def test_fine_tuning_is_evaluated_on_a_held_out_split(tmp_path, colours):
     assert metrics["n"] == metrics["split"]["test"] and set(metrics["baselines"]) == {"majority", "hog-svm"}
 
 
+def test_fine_tuning_in_mixed_precision_trains_the_saved_float32_network(tmp_path, colours):
+    options = TrainingOptions(backbone="vgg16-imagenet", head="softmax", weights="none", image_size=32, epochs=2,
+                              fine_tune_epochs=2, mixed_precision="on")
+    keras.utils.set_random_seed(options.seed)             # what train() starts from
+    initial = build_backbone("vgg16-imagenet", "none", 32).base
+    version = train(colours, options, ModelRegistry(tmp_path / "models"))
+    assert version.card["metrics"]["fine_tune_precision"] == MIXED_FLOAT16
+    saved = keras.saving.load_model(version.path / "backbone.keras", compile=False).get_layer("vgg16")
+    assert all(w.dtype == "float32" for w in saved.weights)
+    assert all(layer.compute_dtype == "float32" for layer in saved.layers)      # serving stays float32
+
+    def kernel(model, name):
+        return model.get_layer(name).weights[0].numpy()
+    # The float16 copy's training reached the saved network: the last block moved, the frozen ones did not.
+    assert not np.allclose(kernel(saved, "block5_conv3"), kernel(initial, "block5_conv3"))
+    np.testing.assert_array_equal(kernel(saved, "block1_conv1"), kernel(initial, "block1_conv1"))
+
+
+def test_convolutions_in_float16_keep_the_weights_and_a_float32_head():
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = keras.layers.MaxPooling2D(name="pool")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="average")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="predictions")(x))
+    copy = convolutions_in(model, MIXED_FLOAT16)
+    assert copy.get_layer("conv").compute_dtype == "float16" and copy.get_layer("pool").compute_dtype == "float16"
+    assert copy.get_layer("predictions").compute_dtype == "float32"
+    assert all(w.dtype == "float32" for w in copy.weights)
+    for ours, theirs in zip(copy.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
+    pixels = np.random.default_rng(0).uniform(0, 1, (2, 16, 16, 3)).astype("float32")
+    out = copy(pixels)
+    assert out.dtype == "float32"
+    np.testing.assert_allclose(np.asarray(out), np.asarray(model(pixels)), atol=1e-2)
+
+
+def test_mixed_precision_is_automatic_on_a_gpu_only(monkeypatch):
+    import tensorflow as tf
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"] if kind == "GPU" else [])
+    assert fine_tune_precision("auto") == MIXED_FLOAT16 and fine_tune_precision("off") == "float32"
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    assert fine_tune_precision("auto") == "float32" and fine_tune_precision("on") == MIXED_FLOAT16
+
+
 def test_a_cancelled_run_writes_nothing(tmp_path, colours):
     def cancel(event):
         if event["phase"] == "cross-validation" and event["fold"] == 2:
@@ -140,6 +186,7 @@ def test_a_cancelled_run_writes_nothing(tmp_path, colours):
     ({"head": "forest"}, "Unknown head"),
     ({"folds": 1}, "folds must be"),
     ({"fine_tune_epochs": 3}, "use head softmax"),
+    ({"mixed_precision": "yes"}, "mixed_precision must be one of auto, on, off"),
 ])
 def test_bad_options_are_refused(options, message):
     with pytest.raises(TrainingError, match=message):

@@ -144,8 +144,10 @@ def test_models_pages_activate_and_roll_back(admin, app, active_model):
     detail = admin.get(f"/admin/models/{newer}").get_data(as_text=True)
     assert 'id="confusion"' in detail and "Random backbone weights" in detail
     assert "baseline: HOG + linear SVM" in detail and "3-fold stratified cross-validation" in detail
+    assert re.search(r"at most \d+ MiB\s+of memory", detail)
     compare = admin.get(f"/admin/models/compare?v={newer}&v={active_model}").get_data(as_text=True)
     assert compare.count("vgg16-imagenet (random)") == 2 and "Recall: gamma" in compare
+    assert "Training memory (peak)" in compare
     pointer = Path(app.config["MODELS_DIR"]) / "active.json"
     assert post(admin, f"/admin/models/{newer}/activate", f"/admin/models/{newer}").status_code == 302
     assert json.loads(pointer.read_text())["version"] == newer

@@ -11,6 +11,7 @@ from flask.cli import AppGroup, with_appcontext
 from ml.errors import FaceDxError
 from ml.backbones import BACKBONES
 from ml.heads import HEADS
+from ml.training import MIXED_PRECISION
 from web import datasets_root, get_predictor, get_registry, import_limits
 from web.summaries import percent, version_summary
 
@@ -97,6 +98,8 @@ def dataset_delete(name):
 @click.option("--epochs", type=int, default=30, show_default=True, help="Softmax head epochs (early stopping).")
 @click.option("--fine-tune-epochs", type=int, default=0, show_default=True,
               help="Softmax head on a VGG16 backbone: fine-tune its last block (evaluated on a held-out split).")
+@click.option("--mixed-precision", type=click.Choice(MIXED_PRECISION), default="auto", show_default=True,
+              help="Fine-tuning in float16 arithmetic with float32 weights; auto: when a GPU is present.")
 @user_errors
 def train_command(dataset_name, **options):
     """Train a model on a dataset; print progress, the new version and its evaluation."""

@@ -18,6 +18,8 @@ def version_summary(version, active=None):
         "recall": {label: row["recall"] for label, row in per_class.items()},
         "baselines": metrics.get("baselines", {}),
         "training_seconds": card.get("training_seconds"),
+        "training_memory_mib": card.get("training_peak_memory_mib"),
+        "fine_tune_precision": metrics.get("fine_tune_precision"),
     }
 
 
