@@ -3,20 +3,26 @@
 - model-only single-image latency: serving path (compiled tf.function) vs `model.predict`
 - training, 10 head epochs: cached features vs end-to-end `model.fit` through the frozen base
 - HTTP predict through gunicorn on 127.0.0.1, one client: p50 / p95, against the model-only latency
-- throughput with 8 concurrent clients: requests gathered into batches vs one at a time
-- resident memory of the web worker with the model loaded
+- throughput with 8 concurrent clients: requests gathered into batches vs the same server without
+  batching (8 threads each running its own model call)
+- the most batching can gain here: the model alone on a batch of 8 vs 8 concurrent single calls
+- resident memory of the web worker with the model loaded, and peak memory of a training process
 Usage: .venv/bin/python -m bench.speed [--image-size 224] [--seconds 20]
 """
 import argparse
+import json
+import os
+import platform
 import statistics
 import time
+from pathlib import Path
 
 import keras
 import requests
 
 from bench.load import hammer, percentile
 from bench.server import gunicorn, photos, prepared_data, rss_mib
-from bench.training_and_serving import bench_latency, bench_training, make_task
+from bench.training_and_serving import bench_batch_ceiling, bench_latency, bench_training, conv_gflops, make_task
 from ml.backbones import build_backbone
 from ml.training import TrainingOptions
 
@@ -43,6 +49,17 @@ def throughput(base, headers, sample, clients, seconds):
     return len(latencies) / (time.monotonic() - start), statuses
 
 
+def machine():
+    """Describe the processor (and GPU, when TensorFlow sees one) the figures come from."""
+    import tensorflow as tf
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    gpus = [tf.config.experimental.get_device_details(d).get("device_name", d.name)
+            for d in tf.config.list_physical_devices("GPU")]
+    return f"{cpu}, {os.cpu_count()} cores, " + (f"GPU {', '.join(gpus)}" if gpus else "no GPU")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image-size", type=int, default=224)
@@ -55,8 +72,10 @@ def main():
     backbone = build_backbone("vgg16-imagenet", "none", args.image_size)
     cold, warm, e2e, head = bench_training(backbone, crops, labels, options)
     serving, predict = bench_latency(backbone, head, crops[0], 30)
+    batch_rate, singles_rate = bench_batch_ceiling(backbone, head, crops[:8])
     sample = photos()
-    with prepared_data(args.image_size) as (env, _, doctor, _):
+    with prepared_data(args.image_size) as (env, _, doctor, version):
+        card = json.loads((Path(env["FACEDX_DATA_DIR"]) / "models" / version / "card.json").read_text())
         with gunicorn(env) as (base, worker):
             one = http_latencies(base, doctor, sample)
             batched, batched_statuses = throughput(base, doctor, sample, 8, args.seconds)
@@ -74,12 +93,18 @@ def main():
         ("HTTP predict, 1 client, p50", f"{p50 * 1000:.0f} ms", "model-only latency", f"{serving * 1000:.0f} ms",
          f"+{(p50 - serving) * 1000:.0f} ms"),
         ("HTTP predict, 1 client, p95", f"{p95 * 1000:.0f} ms", "", "", ""),
-        ("8 clients, batched", f"{batched:.1f} req/s", "one at a time", f"{unbatched:.1f} req/s",
+        ("8 clients, batched", f"{batched:.1f} req/s", "no batching", f"{unbatched:.1f} req/s",
          f"{batched / unbatched:.2f}x"),
+        ("model only, batch of 8", f"{batch_rate:.1f} img/s", "8 concurrent calls", f"{singles_rate:.1f} img/s",
+         f"{batch_rate / singles_rate:.2f}x"),
         ("web worker memory, model loaded", f"{rss:.0f} MiB", "", "", ""),
+        ("training process, peak memory", f"{card['training_peak_memory_mib']} MiB", "", "", ""),
     ]
-    print(f"VGG16 at {args.image_size} px, random weights (ImageNet's cost the same), linear head for HTTP rows; "
-          f"statuses batched {batched_statuses}, unbatched {unbatched_statuses}")
+    gflops = conv_gflops(backbone)
+    print(f"{machine()}; VGG16 at {args.image_size} px ({gflops:.1f} GFLOP per image), random weights (ImageNet's "
+          f"cost the same), linear head for HTTP rows; statuses batched {batched_statuses}, "
+          f"unbatched {unbatched_statuses}")
+    print(f"Arithmetic rate: one image {gflops / serving:.0f} GFLOP/s, batches of 8 {gflops * batch_rate:.0f} GFLOP/s")
     print(f"{'measure':<34} {'FaceDx':>12}   {'baseline':<22} {'':>12} {'ratio':>14}")
     for name, ours, baseline, theirs, ratio in rows:
         print(f"{name:<34} {ours:>12}   {baseline:<22} {theirs:>12} {ratio:>14}")

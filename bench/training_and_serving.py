@@ -12,6 +12,8 @@ import argparse
 import statistics
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import keras
@@ -76,13 +78,18 @@ def assemble(backbone, head_model):
     return keras.Model(pixels, head_model(backbone.extractor(pixels)))
 
 
-def bench_latency(backbone, head, crop, repeats):
-    """Return median single-image seconds of the serving path and of model.predict."""
+@contextmanager
+def served(backbone, head):
+    """Yield the LoadedModel the server would hold for this backbone and head."""
     with tempfile.TemporaryDirectory() as root:
         card = {"labels": ["a", "b", "c"], "head": "softmax", "backbone": backbone.describe(),
                 "calibration": {"temperature": 1.0}}
-        version = ModelRegistry(root).save(card, lambda folder: backbone.save(folder) + head.save(folder))
-        loaded = load_version(version)
+        yield load_version(ModelRegistry(root).save(card, lambda folder: backbone.save(folder) + head.save(folder)))
+
+
+def bench_latency(backbone, head, crop, repeats):
+    """Return median single-image seconds of the serving path and of model.predict."""
+    with served(backbone, head) as loaded:
         model = assemble(backbone, head.model)
         pixels = backbone.pixels(crop[np.newaxis])
         model.predict(pixels, verbose=0)
@@ -91,6 +98,34 @@ def bench_latency(backbone, head, crop, repeats):
         np.testing.assert_allclose(loaded.probabilities(crop[np.newaxis]), model.predict(pixels, verbose=0),
                                    atol=1e-5)
     return statistics.median(serving), statistics.median(predict)
+
+
+def bench_batch_ceiling(backbone, head, crops, rounds=4):
+    """Return images/s of the serving path for batches of len(crops) and for as many concurrent single calls.
+
+    Their ratio is the most that gathering requests into batches can gain on this machine.
+    """
+    with served(backbone, head) as loaded:
+        loaded.probabilities(crops)
+        batched, _ = timed(lambda: [loaded.probabilities(crops) for _ in range(rounds)])
+
+        def singles(crop):
+            for _ in range(rounds):
+                loaded.probabilities(crop[np.newaxis])
+        with ThreadPoolExecutor(len(crops)) as pool:
+            concurrent, _ = timed(lambda: list(pool.map(singles, crops)))
+    return rounds * len(crops) / batched, rounds * len(crops) / concurrent
+
+
+def conv_gflops(backbone):
+    """Return the multiply-add work of VGG16's convolutions for one image, in GFLOPs (2 per multiply-add)."""
+    total = 0
+    for layer in backbone.base.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            _, height, width, out_channels = layer.output.shape
+            kh, kw, in_channels, _ = layer.kernel.shape
+            total += 2 * height * width * kh * kw * in_channels * out_channels
+    return total / 1e9
 
 
 def main():
