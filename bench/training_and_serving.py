@@ -92,29 +92,39 @@ def bench_latency(backbone, head, crop, repeats):
     with served(backbone, head) as loaded:
         model = assemble(backbone, head.model)
         pixels = backbone.pixels(crop[np.newaxis])
-        model.predict(pixels, verbose=0)
-        serving = [timed(lambda: loaded.probabilities(crop[np.newaxis]))[0] for _ in range(repeats)]
-        predict = [timed(lambda: model.predict(pixels, verbose=0))[0] for _ in range(repeats)]
+        serving = timed_median(lambda: loaded.probabilities(crop[np.newaxis]), repeats)
+        predict = timed_median(lambda: model.predict(pixels, verbose=0), repeats)
         np.testing.assert_allclose(loaded.probabilities(crop[np.newaxis]), model.predict(pixels, verbose=0),
                                    atol=1e-5)
-    return statistics.median(serving), statistics.median(predict)
+    return serving, predict
 
 
-def bench_batch_ceiling(backbone, head, crops, rounds=4):
+def bench_batch_ceiling(backbone, head, crops):
     """Return images/s of the serving path for batches of len(crops) and for as many concurrent single calls.
 
     Their ratio is the most that gathering requests into batches can gain on this machine.
     """
     with served(backbone, head) as loaded:
-        loaded.probabilities(crops)
-        batched, _ = timed(lambda: [loaded.probabilities(crops) for _ in range(rounds)])
+        return bench_batch_ceiling_of(loaded.probabilities, crops)
 
-        def singles(crop):
-            for _ in range(rounds):
-                loaded.probabilities(crop[np.newaxis])
-        with ThreadPoolExecutor(len(crops)) as pool:
-            concurrent, _ = timed(lambda: list(pool.map(singles, crops)))
+
+def bench_batch_ceiling_of(predict, crops, rounds=4):
+    """Return images/s of `predict` on batches of len(crops), and on single crops from as many threads."""
+    predict(crops)
+    batched, _ = timed(lambda: [predict(crops) for _ in range(rounds)])
+
+    def singles(crop):
+        for _ in range(rounds):
+            predict(crop[np.newaxis])
+    with ThreadPoolExecutor(len(crops)) as pool:
+        concurrent, _ = timed(lambda: list(pool.map(singles, crops)))
     return rounds * len(crops) / batched, rounds * len(crops) / concurrent
+
+
+def timed_median(function, repeats=20):
+    """Return the median seconds of `repeats` calls, after two to warm up."""
+    function(), function()
+    return statistics.median(timed(function)[0] for _ in range(repeats))
 
 
 def conv_gflops(backbone):
