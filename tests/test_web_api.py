@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from tests.conftest import SMALL_API_OPTIONS, coloured_image, png_bytes, synthetic_entries, write_zip
+from tests.conftest import SMALL_API_OPTIONS, coloured_image, login, png_bytes, synthetic_entries, write_zip
 
 
 def bearer(token):
@@ -189,3 +189,34 @@ def test_predict_can_return_the_explanation_and_always_returns_the_decision(clie
     bad = client.post("/api/v1/predict?explain=maybe", headers=bearer(tokens["doctor"]),
                       content_type="multipart/form-data", data={"image": (io.BytesIO(photo), "p.png")})
     assert bad.status_code == 400
+
+
+def test_a_queued_job_says_whether_a_worker_will_take_it(app, client, tokens, colours_zip, redis_url):
+    from redis import Redis
+    from rq import Worker
+
+    from tests.conftest import free_port
+    from web.jobs import training_queue
+    admin = bearer(tokens["admin"])
+    upload_dataset(client, tokens["admin"], colours_zip)
+    app.config["REDIS_URL"] = redis_url.rsplit("/", 1)[0] + "/3"      # a database no other test's worker reads
+    started = client.post("/api/v1/training-jobs", headers=admin, json={"dataset": "colours",
+                                                                       "options": SMALL_API_OPTIONS})
+    assert started.status_code == 202 and started.get_json()["status"] == "queued"
+    assert "No training worker is connected" in started.get_json()["waiting"]
+    job_url = f"/api/v1/training-jobs/{started.get_json()['id']}"
+    login(client, "ada")
+    page = client.get(f"/admin/training/{started.get_json()['id']}").get_data(as_text=True)
+    assert 'id="job-waiting"' in page and "flask --app app worker" in page
+    with app.app_context():
+        queue = training_queue()
+        worker = Worker([queue], connection=Redis.from_url(app.config["REDIS_URL"]))
+        worker.register_birth()
+        try:
+            assert "(1 connected)" in client.get(job_url, headers=admin).get_json()["waiting"]
+        finally:
+            worker.register_death()
+            queue.empty()
+    app.config["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"           # the queue goes away
+    job = client.get(job_url, headers=admin).get_json()
+    assert job["status"] == "queued" and "cannot be reached" in job["waiting"]   # not declared dead

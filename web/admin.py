@@ -19,7 +19,7 @@ from web import datasets_root, get_registry, import_limits
 from web.auth import admin_required
 from web.db import AuditEvent, TrainingJob, audit, db
 from web.errors import status_of
-from web.jobs import cancel, get_job, reconcile, start_training
+from web.jobs import cancel, get_job, job_state, reconcile, start_training
 from web.summaries import version_summary
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -176,13 +176,14 @@ def training():
 @bp.get("/training/<int:job_id>")
 def job(job_id):
     """Show one job live: phase, epochs, progress bar and curves."""
-    return render_template("admin/job.html", job=get_job(job_id))
+    found = get_job(job_id)
+    return render_template("admin/job.html", job=found, state=job_state(found))
 
 
 @bp.get("/training/<int:job_id>.json")
 def job_json(job_id):
     """The job's state for the live page."""
-    response = jsonify(get_job(job_id).as_dict())
+    response = jsonify(job_state(get_job(job_id)))
     response.headers["Cache-Control"] = "no-store"
     return response
 

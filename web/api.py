@@ -10,7 +10,7 @@ from web.db import TrainingJob, audit, db
 from web.errors import error_response
 from web.privacy import keep_photo
 from web.summaries import version_summary
-from web.jobs import cancel, get_job, reconcile, start_training
+from web.jobs import cancel, get_job, job_state, reconcile, start_training
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)          # no cookies here: a bearer token cannot be sent by another site's form
@@ -111,7 +111,7 @@ def create_training_job():
     job = start_training(body["dataset"], body.get("options", {}), g.api_user.username)
     audit(g.api_user, "training.start", f"job {job.id} on {job.dataset}")
     db.session.commit()
-    response = jsonify(job.as_dict())
+    response = jsonify(job_state(job))
     response.headers["Location"] = f"/api/v1/training-jobs/{job.id}"
     return response, 202
 
@@ -121,13 +121,13 @@ def list_training_jobs():
     """List training jobs, newest first."""
     reconcile()
     jobs = db.session.execute(db.select(TrainingJob).order_by(TrainingJob.id.desc()).limit(100)).scalars()
-    return jsonify(jobs=[job.as_dict() for job in jobs])
+    return jsonify(jobs=[job_state(job) for job in jobs])
 
 
 @bp.get("/training-jobs/<int:job_id>")
 def get_training_job(job_id):
     """A job's status, progress and history."""
-    return jsonify(get_job(job_id).as_dict())
+    return jsonify(job_state(get_job(job_id)))
 
 
 @bp.post("/training-jobs/<int:job_id>/cancel")
@@ -137,4 +137,4 @@ def cancel_training_job(job_id):
     cancel(job)
     audit(g.api_user, "training.cancel", f"job {job_id}")
     db.session.commit()
-    return jsonify(job.as_dict()), 202
+    return jsonify(job_state(job)), 202

@@ -80,6 +80,29 @@ def queue_id(job_id):
     return f"facedx-training-{job_id}"
 
 
+def job_state(job):
+    """Return the job as the API's JSON object; a queued job also says what it is waiting for."""
+    body = job.as_dict()
+    if job.status == "queued" and current_app.config["REDIS_URL"]:
+        body["waiting"] = waiting_for_worker()
+    return body
+
+
+def waiting_for_worker():
+    """Say whether any training worker listens to the queue, so nobody waits on a job no one will run."""
+    from redis.exceptions import RedisError
+    from rq import Worker
+
+    try:
+        workers = Worker.count(queue=training_queue())
+    except RedisError:
+        return "The job queue (Redis) cannot be reached; the job starts once it is back and a worker takes it."
+    if workers == 0:
+        return ("No training worker is connected to the queue: start `flask --app app worker` on a training "
+                "host; the job starts as soon as one connects.")
+    return f"Waiting for a training worker to take the job ({workers} connected)."
+
+
 def cancel(job):
     """Ask a queued or running job to stop; it ends as cancelled and writes nothing."""
     if job.active:
@@ -105,6 +128,7 @@ def _queued_alive(job):
     if job.heartbeat_at is not None:
         age = (utcnow() - job.heartbeat_at).total_seconds()
         return age < current_app.config["JOB_HEARTBEAT_TIMEOUT"]
+    from redis.exceptions import RedisError
     from rq.exceptions import NoSuchJobError
     from rq.job import Job
 
@@ -112,6 +136,8 @@ def _queued_alive(job):
         status = Job.fetch(queue_id(job.id), connection=redis_connection()).get_status()
     except NoSuchJobError:
         return False
+    except RedisError:          # the queue is unreachable for now: that says nothing about the job
+        return True
     return status in ("queued", "started", "deferred", "scheduled")
 
 

@@ -18,6 +18,9 @@
     if (progress.phase === "cross-validation") { epoch = "fold " + progress.fold + " of " + progress.folds; }
     document.getElementById("job-epoch").textContent = epoch;
     document.getElementById("job-progress").value = progress.fraction || 0;
+    var waiting = document.getElementById("job-waiting");
+    waiting.textContent = job.waiting || "";
+    waiting.hidden = !job.waiting;
     if (job.error) {
       var error = document.getElementById("job-error");
       error.textContent = job.error;
