@@ -27,6 +27,7 @@ from ml.heads import HEADS, SoftmaxHead, build_head, class_weights, fit_with_pro
 
 FEATURES_DIR = "features"
 MIXED_PRECISION = ("auto", "on", "off")
+MIXED_FLOAT16 = "mixed_float16"
 _KIND_NAMES = {int: "a whole number", float: "a number", str: "text"}
 
 
@@ -317,9 +318,6 @@ def fine_tune(backbone, head, crops, labels, split, options, report):
         model.set_weights(trained.get_weights())
     base.trainable = False
     return history, precision
-
-
-MIXED_FLOAT16 = "mixed_float16"
 
 
 def fine_tune_precision(setting):

@@ -66,7 +66,8 @@ def start_training(dataset_name, options, username):
 def redis_connection():
     from redis import Redis
 
-    return Redis.from_url(current_app.config["REDIS_URL"])
+    # Pages that look at the queue must not hang on an unreachable host; blocking reads stay unbounded.
+    return Redis.from_url(current_app.config["REDIS_URL"], socket_connect_timeout=5)
 
 
 def training_queue():
