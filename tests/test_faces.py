@@ -37,6 +37,32 @@ def test_a_photo_that_is_already_a_tight_face_crop_is_usable(face_photos):
         assert crop_face(tight, FaceOptions(detector)).source == "detected"
 
 
+@pytest.mark.parametrize("detector", ["mtcnn", "haar"])
+def test_a_large_photo_is_searched_shrunk_and_cropped_from_its_own_pixels(face_photos, detector, monkeypatch):
+    from ml import faces
+    searched = []
+    original = faces._DETECTORS[detector]
+    monkeypatch.setitem(faces._DETECTORS, detector, lambda rgb: searched.append(rgb.shape) or original(rgb))
+    side = 3 * faces.DETECTION_MAX_SIDE                  # 3072 px: as large as a phone photo
+    large = cv2.resize(face_photos["astronaut"], (side, side), interpolation=cv2.INTER_CUBIC)
+    crop = crop_face(large, FaceOptions(detector))
+    assert searched[0][:2] == (faces.DETECTION_MAX_SIDE, faces.DETECTION_MAX_SIDE)
+    factor = side / face_photos["astronaut"].shape[0]
+    x, y = centre(crop.box)                              # in the large photo's coordinates
+    assert ASTRONAUT_FACE[0] * factor < x < ASTRONAUT_FACE[2] * factor
+    assert ASTRONAUT_FACE[1] * factor < y < ASTRONAUT_FACE[3] * factor
+    assert crop.box.width > 60 * factor                  # the face is ~85 px wide at 512 px
+    small = crop_face(face_photos["astronaut"], FaceOptions(detector))
+    assert abs(crop.box.width / factor - small.box.width) < 0.15 * small.box.width
+    np.testing.assert_array_equal(crop.image, faces._square_crop(large, crop.box, faces.MARGIN))  # own pixels
+
+
+def test_boxes_found_in_a_shrunk_photo_stay_inside_the_original():
+    from ml.faces import FaceBox, _unscaled
+    box = _unscaled(FaceBox(900, 500, 124, 100), 1024 / 3000, 3000, 1700)
+    assert box.x == round(900 * 3000 / 1024) and box.x + box.width <= 3000 and box.y + box.height <= 1700
+
+
 def test_the_largest_face_is_chosen(face_photos):
     big = cv2.resize(face_photos["astronaut"], (400, 400))
     small = cv2.resize(face_photos["astronaut"], (200, 200))
