@@ -6,13 +6,12 @@ and how well the boxes agree (intersection over union, in the large photo's coor
 Usage: .venv/bin/python -m bench.large_photos [--side 4032]
 """
 import argparse
-import statistics
-import time
 
 import cv2
 import numpy as np
 from PIL import Image
 
+from bench.training_and_serving import timed_median
 from ml.faces import DETECTION_MAX_SIDE, DETECTORS, detect_faces
 
 
@@ -45,16 +44,6 @@ def overlap(a, b):
     return shared / (a.width * a.height + b.width * b.height - shared)
 
 
-def timed(function, repeats):
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--side", type=int, default=4032)
@@ -65,8 +54,9 @@ def main():
     print(f"{'detector':<8} {'photo':<14} {'as is':>9} {'shrunk':>9} {'speed-up':>9} {'box IoU':>8}")
     for detector in DETECTORS:
         for name, rgb in photos.items():
-            full, full_boxes = timed(lambda: detect_faces(rgb, detector, max_side=None), args.repeats)
-            shrunk, shrunk_boxes = timed(lambda: detect_faces(rgb, detector), args.repeats)
+            full = timed_median(lambda: detect_faces(rgb, detector, max_side=None), args.repeats)
+            shrunk = timed_median(lambda: detect_faces(rgb, detector), args.repeats)
+            full_boxes, shrunk_boxes = detect_faces(rgb, detector, max_side=None), detect_faces(rgb, detector)
             print(f"{detector:<8} {name:<14} {full * 1000:>7.0f}ms {shrunk * 1000:>7.0f}ms {full / shrunk:>8.1f}x "
                   f"{overlap(largest(full_boxes), largest(shrunk_boxes)):>8.2f}")
 

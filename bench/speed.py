@@ -10,7 +10,6 @@
 Usage: .venv/bin/python -m bench.speed [--image-size 224] [--seconds 20]
 """
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -24,6 +23,7 @@ from bench.load import hammer, percentile
 from bench.server import gunicorn, photos, prepared_data, rss_mib
 from bench.training_and_serving import bench_batch_ceiling, bench_latency, bench_training, conv_gflops, make_task
 from ml.backbones import build_backbone
+from ml.registry import ModelRegistry
 from ml.training import TrainingOptions
 
 
@@ -75,7 +75,7 @@ def main():
     batch_rate, singles_rate = bench_batch_ceiling(backbone, head, crops[:8])
     sample = photos()
     with prepared_data(args.image_size) as (env, _, doctor, version):
-        card = json.loads((Path(env["FACEDX_DATA_DIR"]) / "models" / version / "card.json").read_text())
+        card = ModelRegistry(Path(env["FACEDX_DATA_DIR"]) / "models").get(version).card
         with gunicorn(env) as (base, worker):
             one = http_latencies(base, doctor, sample)
             batched, batched_statuses = throughput(base, doctor, sample, 8, args.seconds)

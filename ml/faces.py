@@ -108,8 +108,6 @@ def detect_faces(rgb, detector="mtcnn", borders=DETECTION_BORDERS, max_side=DETE
 
 def _unscaled(box, scale, width, height):
     """Return a box found in a photo shrunk by `scale` in the original photo's coordinates."""
-    if scale == 1.0:
-        return box
     x0, y0 = round(box.x / scale), round(box.y / scale)
     x1, y1 = min(width, round((box.x + box.width) / scale)), min(height, round((box.y + box.height) / scale))
     return FaceBox(int(x0), int(y0), int(x1 - x0), int(y1 - y0))
