@@ -15,7 +15,8 @@ from ml.backbones import BACKBONES, availability, build_backbone
 from ml.datasets import import_dataset
 from ml.faces import FaceOptions
 from ml.registry import ModelRegistry
-from ml.training import TrainingOptions, train
+from ml.options import TrainingOptions
+from ml.training import train
 
 PRETRAINED = [str(Path(__file__).resolve().parents[1] / "models" / "pretrained")]
 

@@ -15,7 +15,7 @@ from ml.faces import FaceOptions, crop_face
 from ml.heads import LinearHead
 from ml.predictor import load_version
 from ml.registry import ModelRegistry
-from ml.training import TrainingOptions
+from ml.options import TrainingOptions
 
 
 def version_for(backbone, crops, root):

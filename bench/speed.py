@@ -24,7 +24,7 @@ from bench.server import gunicorn, photos, prepared_data, rss_mib
 from bench.training_and_serving import bench_batch_ceiling, bench_latency, bench_training, conv_gflops, make_task
 from ml.backbones import build_backbone
 from ml.registry import ModelRegistry
-from ml.training import TrainingOptions
+from ml.options import TrainingOptions
 
 
 def http_latencies(base, headers, sample, count=40):

@@ -24,7 +24,8 @@ from ml.faces import CROP_SIZE
 from ml.heads import SoftmaxHead, class_weights
 from ml.predictor import load_version
 from ml.registry import ModelRegistry
-from ml.training import TrainingOptions, extract_features, split_indices
+from ml.options import TrainingOptions
+from ml.training import extract_features, split_indices
 
 
 def timed(function):

@@ -11,7 +11,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from ml.errors import TrainingError
 
-HEADS = ("linear", "softmax")
+
 
 
 def build_head(name, n_classes, options):

@@ -8,7 +8,7 @@ import json
 import platform
 import resource
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, replace
 
 import cv2
 import keras
@@ -17,75 +17,17 @@ import sklearn
 import tensorflow as tf
 from sklearn.model_selection import train_test_split
 
-from ml.backbones import BACKBONES, DlibFaceBackbone, build_backbone, default_backbone
-from ml.backbones.vgg import check_image_size, unfreeze_last_block
+from ml.backbones import DlibFaceBackbone, build_backbone, default_backbone
+from ml.backbones.vgg import unfreeze_last_block
 from ml.baselines import baselines, hog_features
 from ml.calibration import apply_temperature, choose_thresholds, fit_temperature, reliability
 from ml.errors import TrainingError
 from ml.evaluation import (cross_validation_folds, evaluate, score_predictions, summarize, summarize_baseline)
-from ml.heads import HEADS, SoftmaxHead, build_head, class_weights, fit_with_progress, validation_split
+
+from ml.heads import SoftmaxHead, build_head, class_weights, fit_with_progress, validation_split
 
 FEATURES_DIR = "features"
-MIXED_PRECISION = ("auto", "on", "off")
 MIXED_FLOAT16 = "mixed_float16"
-_KIND_NAMES = {int: "a whole number", float: "a number", str: "text"}
-
-
-@dataclass(frozen=True)
-class TrainingOptions:
-    """Everything a training run can be told; the names are the same in the CLI, API and forms."""
-    backbone: str = "auto"          # the strongest available one
-    head: str = "linear"
-    folds: int = 5
-    weights: str = "pretrained"     # VGG16 backbones: pretrained (imagenet / vggface), none, or a file
-    image_size: int = 224
-    epochs: int = 30
-    fine_tune_epochs: int = 0
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    fine_tune_learning_rate: float = 1e-5
-    mixed_precision: str = "auto"   # fine-tuning in float16 with float32 weights: auto = on a GPU
-    regularization: float = 1.0     # C of the linear head
-    dropout: float = 0.3
-    patience: int = 5
-    test_fraction: float = 0.2
-    validation_fraction: float = 0.15
-    seed: int = 1337
-
-    def __post_init__(self):
-        if self.backbone not in ("auto",) + BACKBONES:
-            raise TrainingError(f"Unknown backbone {self.backbone!r}; choose auto or one of {', '.join(BACKBONES)}.")
-        if self.head not in HEADS:
-            raise TrainingError(f"Unknown head {self.head!r}; choose one of {', '.join(HEADS)}.")
-        check_image_size(self.image_size)
-        if not 1 <= self.epochs <= 1000 or not 0 <= self.fine_tune_epochs <= 1000:
-            raise TrainingError("epochs must be 1-1000 and fine_tune_epochs 0-1000.")
-        if self.fine_tune_epochs and self.head != "softmax":
-            raise TrainingError("Fine-tuning trains the softmax head with the network: use head softmax.")
-        if self.mixed_precision not in MIXED_PRECISION:
-            raise TrainingError(f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}.")
-        if not 2 <= self.folds <= 20:
-            raise TrainingError("folds must be 2-20.")
-        if not 1 <= self.batch_size <= 512 or self.patience < 1 or self.regularization <= 0:
-            raise TrainingError("batch_size must be 1-512, patience at least 1 and regularization above 0.")
-        if not (0 < self.test_fraction < 0.5 and 0 < self.validation_fraction < 0.5):
-            raise TrainingError("test_fraction and validation_fraction must each be between 0 and 0.5.")
-
-    @classmethod
-    def from_dict(cls, options):
-        """Build options from user input, refusing unknown names and malformed values."""
-        known = {f.name: f.type for f in fields(cls)}
-        unknown = set(options) - set(known)
-        if unknown:
-            raise TrainingError(f"Unknown training option(s): {', '.join(sorted(unknown))}.")
-        values = {}
-        for name, value in options.items():
-            kind = known[name]
-            try:
-                values[name] = kind(value)
-            except (TypeError, ValueError):
-                raise TrainingError(f"Training option {name} must be {_KIND_NAMES[kind]}.") from None
-        return cls(**values)
 
 
 class TrainingCancelled(Exception):

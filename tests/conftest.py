@@ -17,7 +17,8 @@ from PIL import Image
 from ml.datasets import import_dataset
 from ml.faces import FaceOptions
 from ml.registry import ModelRegistry
-from ml.training import TrainingOptions, train
+from ml.options import TrainingOptions
+from ml.training import train
 
 # Colours that make a learnable difference between generated classes.
 CLASS_COLOURS = {"alpha": (200, 60, 60), "beta": (60, 60, 200), "gamma": (60, 200, 60)}

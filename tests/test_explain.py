@@ -8,7 +8,7 @@ from ml.backbones import build_backbone
 from ml.explain import explain, grad_cam, occlusion_map, overlay_png
 from ml.faces import CROP_SIZE
 from ml.heads import LinearHead
-from ml.training import TrainingOptions
+from ml.options import TrainingOptions
 
 
 PATCH = 64

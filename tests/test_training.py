@@ -7,8 +7,9 @@ from ml.datasets import import_dataset
 from ml.errors import TrainingError
 from ml.evaluation import cross_validation_folds
 from ml.registry import ModelRegistry
-from ml.training import (MIXED_FLOAT16, TrainingCancelled, TrainingOptions, convolutions_in, extract_features,
-                         fine_tune_precision, split_indices, train)
+from ml.options import TrainingOptions
+from ml.training import (MIXED_FLOAT16, TrainingCancelled, convolutions_in, extract_features, fine_tune_precision,
+                         split_indices, train)
 from tests.conftest import SMALL_TRAINING, SYNTHETIC_FACES, synthetic_entries, write_zip
 
 

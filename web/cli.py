@@ -10,8 +10,7 @@ from flask.cli import AppGroup, with_appcontext
 
 from ml.errors import FaceDxError
 from ml.backbones import BACKBONES
-from ml.heads import HEADS
-from ml.training import MIXED_PRECISION
+from ml.options import HEADS, MIXED_PRECISION
 from web import datasets_root, get_predictor, get_registry, import_limits
 from web.summaries import percent, version_summary
 
@@ -104,7 +103,8 @@ def dataset_delete(name):
 def train_command(dataset_name, **options):
     """Train a model on a dataset; print progress, the new version and its evaluation."""
     from ml.datasets import get_dataset
-    from ml.training import TrainingOptions, train
+    from ml.options import TrainingOptions
+    from ml.training import train
 
     checked = TrainingOptions(**options)
     dataset = get_dataset(datasets_root(), dataset_name)

@@ -33,7 +33,7 @@ class JobConflict(FaceDxError):
 def start_training(dataset_name, options, username):
     """Queue a training job and start its process; raise JobConflict while another one is active."""
     from ml.datasets import get_dataset
-    from ml.training import TrainingOptions
+    from ml.options import TrainingOptions
     from web import datasets_root
 
     get_dataset(datasets_root(), dataset_name)
@@ -207,7 +207,8 @@ class JobRun:
 
     def run(self):
         from ml.datasets import get_dataset
-        from ml.training import TrainingCancelled, TrainingOptions, train
+        from ml.options import TrainingOptions
+        from ml.training import TrainingCancelled, train
         from web import datasets_root, get_registry
 
         job = self.job
