@@ -5,6 +5,10 @@ from ml.errors import TrainingError
 
 BLOCKS = ("dlib-face", "hog", "lbp", "geometry", "vggface", "vgg16-imagenet")
 VGG_BLOCKS = ("vggface", "vgg16-imagenet")
+# The pipelines `auto` compares by nested cross-validation (those whose weights are present), and
+# the choices a form offers: fusions first, then single blocks.
+PIPELINES = ("dlib-face+hog+lbp+geometry", "dlib-face+hog", "hog+lbp+geometry", "dlib-face", "hog", "lbp",
+             "geometry", "vggface", "vgg16-imagenet")
 HEADS = ("linear", "softmax", "svm")
 MIXED_PRECISION = ("auto", "on", "off")
 _KIND_NAMES = {int: "a whole number", float: "a number", str: "text"}
