@@ -1,6 +1,7 @@
 """Import labelled face photos (a zip or a folder, one sub-folder per class) into a dataset folder."""
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -18,7 +19,10 @@ from ml.faces import CROP_SIZE, FaceOptions, crop_face
 from ml.images import decode_image, encode_png
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-SUBJECTS_FILE = "subjects.csv"         # optional, at the archive's root: file,subject
+SUBJECTS_FILE = "subjects.csv"         # optional, at the archive's root: file and subject, sex, age, ancestry
+ATTRIBUTES = ("sex", "age", "ancestry")
+MAX_ATTRIBUTE_LENGTH = 64
+MAX_AGE = 130
 SUBJECT_IN_NAME = re.compile(r"^(?P<subject>[^_/]+?)__")   # or file names like "<person>__photo1.jpg"
 MANIFEST = "dataset.json"
 MAX_LABEL_LENGTH = 64
@@ -64,6 +68,10 @@ class Dataset:
         subjects = [item["subject"] for item in images] if self.grouped else None
         return crops, np.array([item["label"] for item in images]), [item["sha256"] for item in images], subjects
 
+    def attributes(self):
+        """Return each photo's sex, age and ancestry as far as given ({} where none), in load_crops() order."""
+        return [dict(item.get("attributes", {})) for item in self.manifest["images"]]
+
 
 @dataclass(frozen=True)
 class _Member:
@@ -99,14 +107,14 @@ def import_dataset(source, name, root, limits=ImportLimits(), face=FaceOptions()
     else:
         raise DatasetError("The upload is neither a zip archive nor a folder.")
     members = _strip_common_folder(members)
-    members, subjects = _take_subjects(members)
+    members, table = _take_subjects(members)
     _check_classes({m.parts[0] for m in members if m.problem is None and len(m.parts) > 1}, 2)
 
     root.mkdir(parents=True, exist_ok=True)
     staging = root / f".import-{name}-{uuid.uuid4().hex}"
     staging.mkdir()
     try:
-        manifest = _write_images(members, staging, limits, face, progress, subjects)
+        manifest = _write_images(members, staging, limits, face, progress, table)
         manifest.update(id=name, source=source.name, face=face.as_dict(), crop_size=CROP_SIZE,
                         created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         _check_counts(manifest, limits.min_per_class)
@@ -118,9 +126,9 @@ def import_dataset(source, name, root, limits=ImportLimits(), face=FaceOptions()
     return Dataset(root / name, manifest)
 
 
-def _write_images(members, staging, limits, face, progress, subjects):
+def _write_images(members, staging, limits, face, progress, table):
     """Decode, face-crop and store every usable member; return the manifest without its header."""
-    labels, counts, images, rejected, seen = [], [], [], [], {}
+    labels, counts, images, rejected, warnings, seen = [], [], [], [], [], {}
     for done, member in enumerate(members, 1):
         problem = member.problem or _label_problem(member)
         if problem is None:
@@ -150,19 +158,23 @@ def _write_images(members, staging, limits, face, progress, subjects):
             (staging / relative).write_bytes(png)
             image = {"file": relative, "label": index, "original": member.name, "face": crop.source,
                      "sha256": hashlib.sha256(png).hexdigest()}
-            subject = subject_of(member, subjects)
+            subject = subject_of(member, table)
             if subject:
                 image["subject"] = subject
+            attributes, notes = _attributes_of(table.get("/".join(member.parts), {}))
+            if attributes:
+                image["attributes"] = attributes
+            warnings += [{"file": member.name, "reason": note} for note in notes]
             images.append(image)
         if progress:
             progress(done, len(members))
     checksum = hashlib.sha256("".join(f"{i['label']}:{i['sha256']}\n" for i in images).encode()).hexdigest()
     return {"labels": labels, "counts": dict(zip(labels, counts)), "images": images,
-            "rejected": rejected, "checksum": checksum}
+            "rejected": rejected, "warnings": warnings, "checksum": checksum}
 
 
 def _take_subjects(members):
-    """Remove subjects.csv from the members and return (members, {path inside the archive: person})."""
+    """Remove subjects.csv from the members and return (members, {path inside the archive: {column: text}})."""
     table = next((m for m in members if m.problem is None and m.parts == (SUBJECTS_FILE,)), None)
     if table is None:
         return members, {}
@@ -171,19 +183,55 @@ def _take_subjects(members):
 
     try:
         rows = csv.DictReader(io.StringIO(table.read().decode("utf-8-sig")))
-        subjects = {row["file"].strip().replace("\\", "/"): row["subject"].strip() for row in rows}
-    except (KeyError, UnicodeDecodeError, csv.Error, FaceDxError) as exc:
-        raise DatasetError(f"{SUBJECTS_FILE} must be a UTF-8 CSV with the columns file and subject ({exc}).") from None
-    return [m for m in members if m is not table], subjects
+        columns = [c for c in ("subject", *ATTRIBUTES) if c in (rows.fieldnames or ())]
+        if "file" not in (rows.fieldnames or ()) or not columns:
+            raise DatasetError(f"its header is {', '.join(rows.fieldnames or ())[:100] or 'empty'}")
+        cells = {(row["file"] or "").strip().replace("\\", "/"):
+                 {c: text for c in columns if (text := (row[c] or "").strip())} for row in rows}
+    except (UnicodeDecodeError, csv.Error, FaceDxError) as exc:
+        raise DatasetError(f"{SUBJECTS_FILE} must be a UTF-8 CSV with a column file and one or more of the columns "
+                           f"subject, sex, age and ancestry ({exc}).") from None
+    return [m for m in members if m is not table], cells
 
 
-def subject_of(member, subjects):
+def subject_of(member, table):
     """Return the person a photo shows, from subjects.csv or a '<person>__' file-name prefix, or None."""
-    path = "/".join(member.parts)
-    if path in subjects:
-        return subjects[path][:64] or None
+    subject = table.get("/".join(member.parts), {}).get("subject")
+    if subject:
+        return subject[:64]
     match = SUBJECT_IN_NAME.match(member.parts[-1])
     return match.group("subject")[:64] if match else None
+
+
+def _attributes_of(cells):
+    """Return (the sex, age and ancestry that a photo's subjects.csv row gives, notes on the cells left out)."""
+    attributes, notes = {}, []
+    for column in ATTRIBUTES:
+        text = cells.get(column)
+        if not text:
+            continue
+        value = _age(text) if column == "age" else _attribute_text(text)
+        if value is None:
+            rule = (f"not a number of years from 0 to {MAX_AGE}" if column == "age"
+                    else f"longer than {MAX_ATTRIBUTE_LENGTH} characters or unprintable")
+            notes.append(f"{SUBJECTS_FILE}: {column} {text[:20]!r} ignored ({rule})")
+        else:
+            attributes[column] = value
+    return attributes, notes
+
+
+def _age(text):
+    """Return an age in years, or None when the text is not a finite number from 0 to MAX_AGE."""
+    try:
+        age = float(text)
+    except ValueError:
+        return None
+    return age if math.isfinite(age) and 0 <= age <= MAX_AGE else None
+
+
+def _attribute_text(text):
+    """Return a free-text attribute, or None when it is too long or unprintable."""
+    return text if len(text) <= MAX_ATTRIBUTE_LENGTH and text.isprintable() else None
 
 
 def _label_problem(member):

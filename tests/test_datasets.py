@@ -175,6 +175,7 @@ def test_people_are_named_by_subjects_csv_or_by_file_name(tmp_path):
     dataset = import_dataset(write_zip(tmp_path / "a.zip", entries), "named", tmp_path / "d", face=SYNTHETIC_FACES)
     assert dataset.grouped and dataset.manifest["rejected"] == []
     assert dataset.load_crops()[3] == [f"person-{i % 4}" for i in range(10)]
+    assert dataset.attributes() == [{}] * 10 and dataset.manifest["warnings"] == []
 
     renamed = {f"{label}/p{i % 3}__{i}.png": data for i, (label, data) in
                enumerate((name.split("/")[0], data) for name, data in synthetic_entries(per_class=5).items())}
@@ -184,5 +185,38 @@ def test_people_are_named_by_subjects_csv_or_by_file_name(tmp_path):
 
 def test_a_broken_subjects_csv_is_refused(tmp_path):
     entries = synthetic_entries(per_class=5) | {"subjects.csv": b"name,person\nx,y\n"}
-    with pytest.raises(DatasetError, match="columns file and subject"):
+    with pytest.raises(DatasetError, match="column file and one or more of the columns subject, sex, age"):
         import_dataset(write_zip(tmp_path / "a.zip", entries), "bad", tmp_path / "d", face=SYNTHETIC_FACES)
+
+
+def test_subjects_csv_gives_sex_age_and_ancestry_per_photo(tmp_path):
+    entries = synthetic_entries(per_class=5, labels=("alpha", "beta"))
+    entries["subjects.csv"] = ("file,subject,sex,age,ancestry\n"
+                               "alpha/photo0.png,p0, F ,4,South Asian\n"
+                               "alpha/photo1.png,,m,0.5,\n"
+                               "alpha/photo2.png,p2,,200,\n"
+                               f"alpha/photo3.png,p3,{'x' * 65},four,\n"
+                               "beta/photo0.png,p4,,,\n").encode()
+    dataset = import_dataset(write_zip(tmp_path / "a.zip", entries), "people", tmp_path / "d", face=SYNTHETIC_FACES)
+    assert dataset.manifest["rejected"] == [] and len(dataset.manifest["images"]) == 10
+    given = [{"sex": "F", "age": 4.0, "ancestry": "South Asian"}, {"sex": "m", "age": 0.5}]
+    assert dataset.attributes() == given + [{}] * 8
+    stored = get_dataset(tmp_path / "d", "people").manifest["images"]
+    assert [item.get("attributes") for item in stored[:3]] == given + [None]
+    assert dataset.manifest["warnings"] == [
+        {"file": "alpha/photo2.png", "reason": "subjects.csv: age '200' ignored (not a number of years from 0 to 130)"},
+        {"file": "alpha/photo3.png",
+         "reason": "subjects.csv: sex 'xxxxxxxxxxxxxxxxxxxx' ignored (longer than 64 characters or unprintable)"},
+        {"file": "alpha/photo3.png",
+         "reason": "subjects.csv: age 'four' ignored (not a number of years from 0 to 130)"}]
+    assert not dataset.grouped and dataset.load_crops()[3] is None
+    assert len(dataset.attributes()) == len(dataset.load_crops()[0])
+
+
+def test_attributes_without_a_subject_column_keep_people_from_file_names(tmp_path):
+    entries = {f"{name.split('/')[0]}/p{i % 3}__{i}.png": data
+               for i, (name, data) in enumerate(synthetic_entries(per_class=5, labels=("alpha", "beta")).items())}
+    entries["subjects.csv"] = b"file,sex\nalpha/p0__0.png,f\nbeta/p2__5.png,\n"
+    dataset = import_dataset(write_zip(tmp_path / "a.zip", entries), "named", tmp_path / "d", face=SYNTHETIC_FACES)
+    assert dataset.grouped and dataset.load_crops()[3] == [f"p{i % 3}" for i in range(10)]
+    assert dataset.attributes() == [{"sex": "f"}] + [{}] * 9
