@@ -3,8 +3,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 BINS = 10
-TARGET_ACCURACY = 0.9      # abstain below the confidence at which predictions stop being this accurate
-DEFAULT_MIN_MARGIN = 0.1   # and when the first two conditions are this close
+DEFAULT_COVERAGE = 0.8    # abstention answers at least this share of held-out photos
 
 
 def apply_temperature(probabilities, temperature):
@@ -48,38 +47,64 @@ def reliability(probabilities, labels, bins=BINS):
     return float(ece), rows
 
 
-def choose_thresholds(probabilities, labels, target=TARGET_ACCURACY):
-    """Return the abstention thresholds for a model, from its held-out predictions.
+def choose_temperature(probabilities, labels, folds):
+    """Return (temperature, ECE before, ECE after): calibration is kept only when it lowers the held-out ECE.
 
-    min_probability: the lowest top probability above which held-out predictions are at least
-    `target` accurate (0 when they all are). min_margin: the same for the gap to the runner-up,
-    and never below DEFAULT_MIN_MARGIN.
+    Each fold's predictions are rescaled with a temperature fitted on the other folds' predictions
+    only, so the ECE after calibration is measured on predictions that played no part in it.
+    """
+    probabilities, labels = np.asarray(probabilities), np.asarray(labels)
+    crossed = np.zeros_like(probabilities)
+    for _, test in folds:
+        rest = np.setdiff1d(np.arange(len(labels)), test)
+        crossed[test] = apply_temperature(probabilities[test], fit_temperature(probabilities[rest], labels[rest]))
+    before, after = reliability(probabilities, labels)[0], reliability(crossed, labels)[0]
+    temperature = fit_temperature(probabilities, labels) if after < before else 1.0
+    return temperature, before, after
+
+
+def choose_thresholds(probabilities, labels, min_coverage=DEFAULT_COVERAGE):
+    """Return the abstention thresholds that make the fewest errors while answering at least `min_coverage`.
+
+    Both thresholds (top probability, margin to the runner-up) are searched over the held-out
+    predictions' own values, so no model can refer more than 1 - min_coverage of them. Among
+    equally accurate choices the one answering most wins; where abstaining does not lower the
+    error rate, nothing is referred.
     """
     probabilities, labels = np.asarray(probabilities), np.asarray(labels)
     ordered = np.sort(probabilities, axis=1)
+    top, margin = ordered[:, -1], ordered[:, -1] - ordered[:, -2]
     correct = probabilities.argmax(axis=1) == labels
-    return {"min_probability": _lowest_accurate(ordered[:, -1], correct, target),
-            "min_margin": max(DEFAULT_MIN_MARGIN, _lowest_accurate(ordered[:, -1] - ordered[:, -2], correct, target))}
+    best = (np.inf, 0.0, 0.0, 0.0)
+    for p_cut in _cuts(top, min_coverage):
+        for m_cut in _cuts(margin, min_coverage):
+            answered = (top >= p_cut) & (margin >= m_cut)
+            if answered.mean() < min_coverage:
+                continue
+            candidate = (round(1.0 - correct[answered].mean(), 9), -answered.mean(), float(p_cut), float(m_cut))
+            best = min(best, candidate)
+    error, coverage, p_cut, m_cut = best
+    return {"min_probability": p_cut, "min_margin": m_cut, "min_coverage": min_coverage,
+            "coverage": -coverage, "error_when_answering": error}
 
 
-def _lowest_accurate(scores, correct, target):
-    """Return the smallest cut-off whose predictions at or above it reach `target` accuracy (0 if all do)."""
-    if correct.mean() >= target:
-        return 0.0
-    for cut in np.unique(scores):
-        kept = scores >= cut
-        if correct[kept].mean() >= target:
-            return round(float(cut), 4)
-    return 1.0
+def _cuts(scores, min_coverage, most=60):
+    """Return the cut-offs worth trying: the scores' own values that leave at least `min_coverage` above."""
+    values = np.unique(scores)
+    allowed = values[[np.mean(scores < v) <= 1 - min_coverage for v in values]]
+    if len(allowed) > most:
+        allowed = allowed[np.linspace(0, len(allowed) - 1, most).round().astype(int)]
+    return np.concatenate([[0.0], allowed])
 
 
 def decide(probabilities, thresholds, face_reasons=()):
-    """Return the reasons to abstain (an empty list means a label may be given)."""
+    """Return the reasons to abstain, in plain words (an empty list means a label may be given)."""
     ordered = sorted(probabilities, reverse=True)
     reasons = list(face_reasons)
     if ordered[0] < thresholds["min_probability"]:
-        reasons.append(f"the top probability {ordered[0]:.1%} is below this model's threshold "
-                       f"{thresholds['min_probability']:.1%}")
+        reasons.append(f"the model is not confident enough: its top probability {ordered[0]:.0%} is below the "
+                       f"{thresholds['min_probability']:.0%} under which it was often wrong in validation")
     if len(ordered) > 1 and ordered[0] - ordered[1] < thresholds["min_margin"]:
-        reasons.append(f"the first two conditions are within {thresholds['min_margin']:.0%} of each other")
+        reasons.append(f"the two most likely conditions are too close to call ({ordered[0]:.0%} and "
+                       f"{ordered[1]:.0%}; validation needed a gap of at least {thresholds['min_margin']:.0%})")
     return reasons
