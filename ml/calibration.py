@@ -85,7 +85,7 @@ def choose_thresholds(probabilities, labels, min_coverage=DEFAULT_COVERAGE):
             best = min(best, candidate)
     error, coverage, p_cut, m_cut = best
     return {"min_probability": p_cut, "min_margin": m_cut, "min_coverage": min_coverage,
-            "coverage": -coverage, "error_when_answering": error}
+            "coverage": float(-coverage), "error_when_answering": float(error)}
 
 
 def _cuts(scores, min_coverage, most=60):

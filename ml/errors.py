@@ -45,6 +45,10 @@ class VersionNotFound(RegistryError):
     """No complete model version has the given name."""
 
 
+class NotUseful(RegistryError):
+    """A version that does not clearly beat the majority class was to be activated without confirmation."""
+
+
 class NoActiveModel(RegistryError):
     """No model version is active, so nothing can be predicted."""
 

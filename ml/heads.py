@@ -1,27 +1,22 @@
-"""Classifiers on top of backbone features: a linear model, or a softmax layer trained with Keras."""
-import joblib
+"""Classifiers on top of a pipeline's features: a linear model, or a softmax layer trained with Keras."""
 import keras
 import numpy as np
 import tensorflow as tf
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from sklearn.utils.class_weight import compute_class_weight
 
 from ml.errors import TrainingError
+from ml.pipelines import LinearModel
 
 
 
 
-def build_head(name, n_classes, options):
-    """Return an untrained head of kind `name`."""
-    return (LinearHead if name == "linear" else SoftmaxHead)(n_classes, options)
+HEAD_ARRAYS = "head.npz"
 
 
 def load_head(card, folder):
     """Load the head a saved model version was trained with."""
-    return (LinearHead if card["head"] == "linear" else SoftmaxHead).load(card, folder)
+    return (SoftmaxHead if card["head"] == "softmax" else LinearHead).load(card, folder)
 
 
 def validation_split(labels, options):
@@ -42,47 +37,51 @@ def class_weights(labels):
 
 
 class LinearHead:
-    """Logistic regression on standardised features: the study's strongest recipe on small data."""
+    """A linear model on block-scaled features (logistic regression, or the baseline's linear SVM)."""
     name = "linear"
 
-    def __init__(self, n_classes, options, model=None):
-        self.n_classes = n_classes
-        self.model = model or make_pipeline(
-            StandardScaler(),
-            LogisticRegression(C=options.regularization, class_weight="balanced", max_iter=5000,
-                               random_state=options.seed))
+    def __init__(self, model):
+        self.model = model
 
-    def fit(self, features, labels, report=None):
-        """Fit on all the given features; return an (empty) epoch history."""
-        self.model.fit(features, labels)
-        return []
+    @classmethod
+    def fit(cls, features, labels, block_sizes, config, n_classes, seed=0):
+        """Fit `config`'s head on all the given features."""
+        return cls(LinearModel.fit(features, labels, block_sizes, config, n_classes, seed))
 
     def probabilities(self, features):
         """Return [n, n_classes] probabilities (classes absent from training get 0)."""
-        found = self.model.predict_proba(features)
-        full = np.zeros((len(features), self.n_classes))
-        full[:, self.model.classes_] = found
-        return full
+        return self.model.probabilities(features)
 
     def log_probability(self, features, class_index):
         """Return log p(class) as a differentiable TensorFlow expression of the features (for Grad-CAM)."""
-        scaler, regression = self.model[0], self.model[-1]
-        scaled = (features - tf.constant(scaler.mean_, tf.float32)) / tf.constant(scaler.scale_, tf.float32)
-        logits = tf.matmul(scaled, tf.constant(regression.coef_.T, tf.float32)) + \
-            tf.constant(regression.intercept_, tf.float32)
-        if regression.coef_.shape[0] == 1:                   # binary: sklearn keeps one logit
+        model = self.model
+        scaled = (features - tf.constant(model.mean, tf.float32)) / tf.constant(model.scale, tf.float32)
+        logits = tf.matmul(scaled, tf.constant(model.coef.T, tf.float32)) + tf.constant(model.intercept, tf.float32)
+        if model.coef.shape[0] == 1:                   # binary: sklearn keeps one logit
             logits = tf.concat([tf.zeros_like(logits), logits], axis=1)
-        column = list(regression.classes_).index(class_index)
+        column = list(model.classes).index(class_index)
         return tf.nn.log_softmax(logits)[:, column]
 
     def save(self, folder):
-        joblib.dump(self.model, folder / "head.joblib")
-        return ["head.joblib"]
+        np.savez(folder / HEAD_ARRAYS, **self.model.arrays())
+        return [HEAD_ARRAYS]
 
     @classmethod
     def load(cls, card, folder):
-        # Only files this application wrote are loaded (joblib is pickle).
-        return cls(len(card["labels"]), None, joblib.load(folder / "head.joblib"))
+        if (folder / HEAD_ARRAYS).is_file():
+            with np.load(folder / HEAD_ARRAYS, allow_pickle=False) as arrays:
+                return cls(LinearModel.from_arrays(arrays))
+        return cls(_legacy_model(card, folder))
+
+
+def _legacy_model(card, folder):
+    """Read a linear head saved by versions before arrays (a scikit-learn pipeline this application pickled)."""
+    import joblib
+
+    pipeline = joblib.load(folder / "head.joblib")
+    scaler, regression = pipeline[0], pipeline[-1]
+    return LinearModel(scaler.mean_, scaler.scale_, regression.coef_, regression.intercept_, regression.classes_,
+                       len(card["labels"]), "linear")
 
 
 class SoftmaxHead:

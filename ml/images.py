@@ -47,6 +47,9 @@ def _to_rgb(image):
     """Convert any Pillow mode to 8-bit RGB; transparency becomes white."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         pixels = np.asarray(image, dtype=np.float64)
+        if not np.isfinite(pixels).all():
+            raise ImageError("The image holds pixels that are not numbers (NaN or infinite values); "
+                             "it is not a photo.")
         top = 65535.0 if image.mode.startswith("I;16") or pixels.max() > 255 else 255.0
         grey = np.clip(pixels / top * 255.0, 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.stack([grey] * 3, axis=-1))

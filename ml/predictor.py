@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ml.backbones import load_backbone
+from ml.blocks import load_extractor
 from ml.batching import MicroBatcher
 from ml.calibration import apply_temperature, decide
 from ml.errors import NoActiveModel
@@ -15,6 +15,7 @@ from ml.explain import explain as explain_prediction
 from ml.explain import overlay_png
 from ml.faces import CROP_SIZE, FaceBox, FaceOptions, crop_face
 from ml.heads import load_head
+from ml.novelty import Novelty
 from ml.images import decode_image
 from ml.registry import ACTIVE_FILE
 
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 
 
 UNCERTAIN = "uncertain - refer for clinical assessment"
+UNLIKE_TRAINING = ("this photo is unlike the photos the model was trained on (another kind of photo, "
+                   "an unusual face or poor image quality): the model cannot judge it")
 
 
 @dataclass(frozen=True)
@@ -58,23 +61,34 @@ class Prediction:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """An active version in memory: its backbone and head, ready to predict."""
+    """A version in memory: its feature extractor, head and novelty score, ready to predict."""
     version: str
     card: dict
     backbone: object
     head: object
+    novelty: Novelty | None = None
 
     def probabilities(self, crops, reference=None, calibrated=True):
         """Return (calibrated) class probabilities for a batch of face crops (uint8, CROP_SIZE squares)."""
-        raw = self.head.probabilities(self.backbone.features(crops, reference=reference))
-        return apply_temperature(raw, self.card["calibration"]["temperature"]) if calibrated else raw
+        return self.assess(crops, reference, calibrated)[0]
+
+    def assess(self, crops, reference=None, calibrated=True):
+        """Return (probabilities, whether each crop is unlike the training photos) for a batch of crops."""
+        features = self.backbone.features(crops, reference=reference)
+        raw = self.head.probabilities(features)
+        unusual = self.novelty.unusual(features) if self.novelty is not None else np.zeros(len(crops), bool)
+        probabilities = apply_temperature(raw, self.card["calibration"]["temperature"]) if calibrated else raw
+        return probabilities, unusual
 
 
 def load_version(model_version):
-    """Load a saved version's backbone and head, and warm both up with one blank face."""
-    card = model_version.card
-    loaded = LoadedModel(model_version.version, card, load_backbone(card, model_version.path),
-                         load_head(card, model_version.path))
+    """Load a saved version's extractor, head and novelty score, and warm them up with one blank face."""
+    card, folder = model_version.card, model_version.path
+    novelty = None
+    if (folder / "novelty.npz").is_file():
+        with np.load(folder / "novelty.npz", allow_pickle=False) as arrays:
+            novelty = Novelty.from_arrays(arrays)
+    loaded = LoadedModel(model_version.version, card, load_extractor(card, folder), load_head(card, folder), novelty)
     loaded.probabilities(np.zeros((1, CROP_SIZE, CROP_SIZE, 3), np.uint8))
     return loaded
 
@@ -86,7 +100,7 @@ class Predictor:
         self.registry = registry
         self.max_pixels = max_pixels
         # Concurrent requests share one backbone call; 0 ms turns batching off.
-        self._batcher = MicroBatcher(lambda loaded, crops: loaded.probabilities(crops), max_batch,
+        self._batcher = MicroBatcher(lambda loaded, crops: list(zip(*loaded.assess(crops))), max_batch,
                                      batch_window_ms / 1000, max_pending) if batch_window_ms > 0 else None
         self._loaded = None
         self._pointer_stamp = None
@@ -136,11 +150,12 @@ class Predictor:
         loaded = self.current()
         crop = crop_face(rgb, FaceOptions(**loaded.card["face"]))
         if self._batcher is not None:
-            probabilities = self._batcher.submit(loaded, crop.image)
+            probabilities, unusual = self._batcher.submit(loaded, crop.image)
         else:
-            probabilities = loaded.probabilities(crop.image[np.newaxis])[0]
+            probabilities, unusual = (row[0] for row in loaded.assess(crop.image[np.newaxis]))
         ranked = sorted(zip(loaded.card["labels"], map(float, probabilities)), key=lambda p: -p[1])
-        reasons = decide(probabilities, self.registry.thresholds(loaded.version, loaded.card), crop.doubts())
+        face_reasons = crop.doubts() + ([UNLIKE_TRAINING] if unusual else [])
+        reasons = decide(probabilities, self.registry.thresholds(loaded.version, loaded.card), face_reasons)
         explanation = None
         if explain:
             heat, method = explain_prediction(loaded, crop.image, int(np.argmax(probabilities)))

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ml.filelock import exclusive_lock
-from ml.errors import NoActiveModel, RegistryError, VersionNotFound
+from ml.errors import NoActiveModel, NotUseful, RegistryError, VersionNotFound
 
 VERSION_PATTERN = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
 CARD_FILE = "card.json"
@@ -117,9 +117,17 @@ class ModelRegistry:
             raise NoActiveModel("No model is active yet. An administrator must train or activate one.")
         return self.get(version)
 
-    def activate(self, version):
-        """Make `version` the active one; the previous one is remembered for roll-back."""
-        self.get(version)
+    def activate(self, version, force=False):
+        """Make `version` the active one; the previous one is remembered for roll-back.
+
+        A version flagged as not useful (it does not clearly beat always answering the most
+        frequent condition) is only activated with `force`.
+        """
+        found = self.get(version)
+        usefulness = found.card.get("metrics", {}).get("usefulness") or {"useful": True}
+        if not usefulness["useful"] and not force:
+            raise NotUseful(f"Version {version} is {usefulness['note']}. Activate it only if you mean to, "
+                            "with the explicit confirmation (force).")
         with self._pointer_lock():
             pointer = self.pointer()
             history = pointer.get("history", [])

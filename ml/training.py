@@ -1,14 +1,16 @@
-"""Training: features of every face from a backbone (cached), a head on top, and an honest evaluation.
+"""Training: features of every face from its blocks (cached), a head on top, and an honest evaluation.
 
-Without fine-tuning the evaluation is stratified k-fold cross-validation (grouped by person when
-the dataset names them) with two baselines on the same folds, then the final head is trained on
-all images. Fine-tuning runs keep one held-out test split, which is faster, and say so.
+Linear and SVM heads are evaluated by stratified k-fold cross-validation (grouped by person when
+the dataset names them); with `auto` the pipeline is chosen by nested cross-validation among
+the candidates (see ml/pipelines.py), and the classical baseline is always scored on the same
+folds. The softmax head is cross-validated the same way; fine-tuning runs keep one held-out
+test split, which is faster, and say so. The final model is trained on all images.
 """
 import json
 import platform
 import resource
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
 import cv2
 import keras
@@ -17,167 +19,245 @@ import sklearn
 import tensorflow as tf
 from sklearn.model_selection import train_test_split
 
-from ml.backbones import DlibFaceBackbone, build_backbone, default_backbone
+from ml.backbones import availability
 from ml.backbones.vgg import unfreeze_last_block
-from ml.baselines import baselines, hog_features
-from ml.calibration import apply_temperature, choose_thresholds, fit_temperature, reliability
+from ml.blocks import FaceFeatures, build_extractor
+from ml.calibration import apply_temperature, choose_temperature, choose_thresholds, reliability
 from ml.errors import TrainingError
-from ml.evaluation import (cross_validation_folds, evaluate, score_predictions, summarize, summarize_baseline)
-
-from ml.heads import SoftmaxHead, build_head, class_weights, fit_with_progress, validation_split
+from ml.evaluation import (clinical_figures, cross_validation_folds, evaluate, score_predictions, subgroup_figures,
+                           summarize, summarize_baseline, wilson_interval)
+from ml.heads import LinearHead, SoftmaxHead, class_weights, fit_with_progress
+from ml.novelty import Novelty
+from ml.options import PIPELINES, VGG_BLOCKS
+from ml.pipelines import BASELINE, Config, Grams, choose, configs_for, cv_predictions, fold_accuracies
 
 FEATURES_DIR = "features"
 MIXED_FLOAT16 = "mixed_float16"
+CARD_FORMAT = 2
 
 
 class TrainingCancelled(Exception):
     """Raised by a progress callback to stop a run; nothing is written."""
 
 
+def candidate_pipelines(options, pretrained_dirs=()):
+    """Return the pipelines a run compares: every usable one for `auto`, else the one asked for."""
+    if options.backbone != "auto":
+        return [options.backbone]
+    reasons = availability(pretrained_dirs)
+    return [name for name in PIPELINES if all(reasons.get(block) is None for block in name.split("+"))]
+
+
 def train(dataset, options, registry, pretrained_dirs=(), progress=None):
     """Train a model on `dataset`, evaluate it honestly and save it as a new (inactive) version."""
     report = progress or (lambda event: None)
     started = time.monotonic()
-    if options.backbone == "auto":
-        options = replace(options, backbone=default_backbone(pretrained_dirs))
     keras.utils.set_random_seed(options.seed)       # first: random backbone weights (tests) depend on it too
-    backbone = build_backbone(options.backbone, options.weights, options.image_size, pretrained_dirs)  # fail fast
-    if options.fine_tune_epochs and not backbone.fine_tunable:
-        raise TrainingError(f"The {backbone.name} backbone cannot be fine-tuned; set fine_tune_epochs to 0.")
+    pipelines = candidate_pipelines(options, pretrained_dirs)
+    if options.backbone == "auto" and options.head == "softmax":
+        raise TrainingError("auto compares linear pipelines; choose a backbone for the softmax head.")
+    extractors = {name: build_extractor(name, options, pretrained_dirs)      # fail fast on missing weights
+                  for name in {p for p in pipelines if p in VGG_BLOCKS}}
+    if options.fine_tune_epochs and not (len(pipelines) == 1 and pipelines[0] in VGG_BLOCKS):
+        raise TrainingError(f"The {options.backbone} backbone cannot be fine-tuned; set fine_tune_epochs to 0.")
     report({"phase": "loading"})
     crops, labels, digests, groups = dataset.load_crops()
     n_classes = len(dataset.labels)
     if np.bincount(labels, minlength=n_classes).min() < 3:
         raise TrainingError("Every class needs at least 3 photos for an evaluation.")
-    cache = dataset.path / FEATURES_DIR / backbone.cache_id if backbone.cache_id else None
-    features = extract_features(backbone, crops, digests, cache, report)
-    report({"phase": "baselines"})
-    aligner = backbone if isinstance(backbone, DlibFaceBackbone) else DlibFaceBackbone()
-    classical = hog_features(crops, aligner)
+    blocks = list(dict.fromkeys([b for p in pipelines for b in p.split("+")] + list(BASELINE.blocks)))
+    features = block_features(blocks, extractors, crops, digests, dataset.path / FEATURES_DIR, report)
+    attributes = dataset.attributes()
     if options.fine_tune_epochs:
-        head, history, metrics, tested, thresholds = held_out_with_fine_tuning(
-            backbone, crops, features, classical, labels, dataset.labels, options, report)
+        return _save_fine_tuned(dataset, options, registry, extractors[pipelines[0]], crops, features, labels,
+                                attributes, started, report)
+    if options.head == "softmax":
+        chosen, folds, grouped, raw, baseline, candidates = _softmax_cv(features, labels, groups, pipelines[0],
+                                                                        n_classes, options, report)
+        chosen_per_fold = None
     else:
-        metrics, tested, thresholds = cross_validate(features, classical, labels, groups, dataset.labels, options,
-                                                     report)
-        report({"phase": "final head"})
-        head = build_head(options.head, n_classes, options)
-        history = head.fit(features, labels, report)
+        configs = [c for p in pipelines for c in configs_for(p, options.head, options.regularization)]
+        if options.backbone == "auto":
+            configs.append(BASELINE)            # auto must never end below the product's own baseline
+        choice = choose(features, labels, groups, configs, options, report)
+        chosen, folds, grouped, raw = choice.config, choice.folds, choice.grouped, choice.outer_predictions
+        baseline, candidates, chosen_per_fold = choice.baseline_predictions, choice.candidates, choice.chosen_per_fold
+    metrics, calibrated, temperature = assess(raw, labels, folds, dataset.labels, attributes, baseline)
+    metrics.update(method="cross-validation", folds=len(folds), grouped=grouped, note=_cv_note(
+        len(folds), grouped, options.backbone == "auto"), candidates=candidates, chosen_per_fold=chosen_per_fold,
+        selection="nested cross-validation" if chosen_per_fold and len(configs) > 1 else "fixed")
+    report({"phase": "final head"})
+    extractor = extractors.get(chosen.pipeline) or build_extractor("+".join(chosen.blocks), options, pretrained_dirs)
+    x = np.concatenate([features[name] for name in chosen.blocks], axis=1)
+    sizes = [features[name].shape[1] for name in chosen.blocks]
+    if options.head == "softmax":
+        head = SoftmaxHead(n_classes, options)
+        history = head.fit(x, labels, report)
+    else:
+        head, history = LinearHead.fit(x, labels, sizes, chosen, n_classes, options.seed), []
+    novelty = Novelty.fit_with_threshold(x, sizes, folds)
+    thresholds = choose_thresholds(calibrated, labels, options.min_coverage)
+    pipeline = {"name": chosen.pipeline, "blocks": list(chosen.blocks), "block_sizes": sizes, "head": chosen.head,
+                "C": chosen.C}
+    return _save(dataset, options, registry, extractor, head, novelty, pipeline, history, metrics, temperature,
+                 thresholds, calibrated, labels, started, report)
+
+
+def _softmax_cv(features, labels, groups, pipeline, n_classes, options, report):
+    """Cross-validate the softmax head on one pipeline; return what `choose` returns for linear heads."""
+    config = Config(tuple(pipeline.split("+")), "softmax", 0.0)
+    folds, grouped, n_folds = cross_validation_folds(labels, groups, options.folds, options.seed)
+    x = np.concatenate([features[name] for name in config.blocks], axis=1)
+    raw = np.zeros((len(labels), n_classes))
+    for number, (train_idx, test_idx) in enumerate(folds, 1):
+        def fold_report(event, number=number):      # epochs inside a fold: progress only, no curves
+            report({"phase": "cross-validation", "fold": number, "folds": n_folds,
+                    "fold_epoch": event["epoch"], "fold_epochs": event["epochs"]})
+        report({"phase": "cross-validation", "fold": number, "folds": n_folds})
+        head = SoftmaxHead(n_classes, options)
+        head.fit(x[train_idx], labels[train_idx], fold_report)
+        raw[test_idx] = head.probabilities(x[test_idx])
+    accuracies = fold_accuracies(raw, labels, folds)
+    candidates = [{"pipeline": pipeline, "head": "softmax", "C": None, "accuracy": float(np.mean(accuracies)),
+                   "accuracy_std": float(np.std(accuracies)), "seconds": None, "chosen": True}]
+    return config, folds, grouped, raw, baseline_predictions(features, labels, folds, n_classes, options), candidates
+
+
+def baseline_predictions(features, labels, folds, n_classes, options):
+    """Return the classical baseline's out-of-fold probabilities on the given folds."""
+    grams = Grams({name: features[name] for name in BASELINE.blocks})
+    return cv_predictions(grams, labels, folds, [BASELINE], n_classes, options.seed)[BASELINE]
+
+
+def baseline_scores(predictions, labels, folds, n_classes):
+    """Return accuracy and macro F1 (mean and std over the folds) of the majority class and the baseline."""
+    majority = np.zeros((len(labels), n_classes))
+    for train, test in folds:
+        majority[test, np.bincount(labels[train], minlength=n_classes).argmax()] = 1.0
+    return {name: summarize_baseline([score_predictions(labels[test], p[test].argmax(axis=1), n_classes)
+                                      for _, test in folds])
+            for name, p in (("majority", majority), (BASELINE.pipeline, predictions))}
+
+
+def _cv_note(n_folds, grouped, auto):
+    note = f"{n_folds}-fold stratified cross-validation" + (
+        ", grouped by person" if grouped else ", not grouped by person (no subjects given)")
+    if auto:
+        note += "; the pipeline was chosen inside each training fold by an inner cross-validation, so the " \
+                "score includes the choice"
+    return note + "; the final model is trained on all images"
+
+
+def assess(raw, labels, folds, label_names, attributes, baseline):
+    """Return (metrics, calibrated out-of-fold probabilities, temperature) from out-of-fold predictions."""
+    temperature, ece_before, ece_crossed = choose_temperature(raw, labels, folds)
+    calibrated = apply_temperature(raw, temperature)
+    fold_metrics = [evaluate(labels[test], calibrated[test], label_names) for _, test in folds]
+    metrics = summarize(fold_metrics, labels, calibrated, label_names)
+    predicted = calibrated.argmax(axis=1)
+    metrics["baselines"] = baseline_scores(baseline, labels, folds, len(label_names))
+    metrics["clinical"] = clinical_figures(labels, predicted, label_names)
+    metrics["subgroups"] = subgroup_figures(predicted == labels, attributes)
+    metrics["usefulness"] = usefulness(int(np.sum(predicted == labels)), len(labels),
+                                       metrics["baselines"]["majority"]["accuracy"])
+    ece_after, bins_after = reliability(calibrated, labels)
+    metrics["calibration"] = {
+        "temperature": temperature, "ece_before": ece_before, "ece_after": ece_after,
+        "ece_cross_fitted": ece_crossed, "kept": temperature != 1.0,
+        "reliability_before": reliability(raw, labels)[1], "reliability_after": bins_after,
+        "fitted_on": "out-of-fold predictions; kept only because it lowered the expected calibration error of "
+                     "folds it was not fitted on" if temperature != 1.0 else
+                     "not applied: temperature scaling did not lower the expected calibration error of folds it "
+                     "was not fitted on"}
+    return metrics, calibrated, temperature
+
+
+def usefulness(correct, n, majority):
+    """Say whether a model beats always answering the most frequent condition by more than chance."""
+    low, high = wilson_interval(correct, n)
+    useful = low > majority
+    return {"useful": bool(useful), "accuracy_low": low, "accuracy_high": high, "majority": majority,
+            "note": "" if useful else (
+                f"not useful: its accuracy (95% interval {low:.0%}-{high:.0%}) does not clearly beat always "
+                f"answering the most frequent condition ({majority:.0%})")}
+
+
+def _save(dataset, options, registry, extractor, head, novelty, pipeline, history, metrics, temperature,
+          thresholds, calibrated, labels, started, report, only=None):
     report({"phase": "saving"})
     card = {
+        "format": CARD_FORMAT,
         "labels": dataset.labels,
-        "backbone": backbone.describe(),
-        "head": options.head,
-        "image_size": backbone.input_size,
+        "backbone": extractor.describe(),
+        "pipeline": pipeline,
+        "head": pipeline["head"],
+        "image_size": extractor.input_size,
         "face": dataset.manifest["face"],
         "dataset": {"id": dataset.id, "checksum": dataset.manifest["checksum"], "images": len(labels)},
         "options": asdict(options),
         "history": history,
         "metrics": metrics,
-        "calibration": {"temperature": metrics["calibration"]["temperature"]},
+        "calibration": {"temperature": temperature},
         "abstention": thresholds,
+        "novelty": {"threshold": novelty.threshold} if novelty is not None else None,
         "training_seconds": round(time.monotonic() - started, 1),
         "training_peak_memory_mib": peak_memory_mib(),
         "software": software_versions(),
     }
     evaluation = [{"image": int(i), "file": dataset.manifest["images"][i]["file"], "label": int(labels[i]),
-                   "probabilities": [round(float(p), 6) for p in probabilities]} for i, probabilities in tested]
+                   "probabilities": [round(float(p), 6) for p in calibrated[i]]}
+                  for i in (range(len(labels)) if only is None else only)]
 
     def write(folder):
         (folder / "evaluation.json").write_text(json.dumps(evaluation))
-        return backbone.save(folder) + head.save(folder) + ["evaluation.json"]
+        files = extractor.save(folder) + head.save(folder) + ["evaluation.json"]
+        if novelty is not None:
+            np.savez(folder / "novelty.npz", **novelty.arrays())
+            files.append("novelty.npz")
+        return files
     return registry.save(card, write)
 
 
-def extract_features(backbone, crops, digests, cache, report, batch_size=32):
-    """Return one feature vector per crop, reusing cached vectors where the cache has them."""
-    cached = {}
-    if cache is not None:
-        cache.mkdir(parents=True, exist_ok=True)
-        for digest in set(digests):
-            path = cache / f"{digest}.npy"
-            if path.is_file():
-                cached[digest] = np.load(path)
-    missing = [i for i, digest in enumerate(digests) if digest not in cached]
-    report({"phase": "features", "done": len(digests) - len(missing), "total": len(digests)})
-    for start in range(0, len(missing), batch_size):
-        chunk = missing[start:start + batch_size]
-        for i, vector in zip(chunk, backbone.features(crops[chunk])):
-            cached[digests[i]] = vector
-            if cache is not None:
-                _save_atomically(cache / f"{digests[i]}.npy", vector)
-        report({"phase": "features", "done": len(digests) - len(missing) + start + len(chunk),
-                "total": len(digests)})
-    return np.stack([cached[digest] for digest in digests])
+def block_features(blocks, extractors, crops, digests, cache_root, report):
+    """Return {block: [n, size] features}, reusing vectors cached per image and block.
+
+    Face blocks share one alignment per photo: a photo missing from any face block's cache is
+    aligned once and all face blocks are computed for it.
+    """
+    face_blocks = [name for name in blocks if name not in VGG_BLOCKS]
+    sources = [(FaceFeatures(face_blocks), face_blocks)] if face_blocks else []
+    sources += [(extractors[name], [name]) for name in blocks if name in VGG_BLOCKS]
+    found = {}
+    for extractor, names in sources:
+        caches = [cache_root / cache_id if cache_id else None for cache_id in extractor.cache_ids]
+        vectors = [_read_cache(cache, digests) for cache in caches]
+        missing = [i for i, digest in enumerate(digests) if any(digest not in v for v in vectors)]
+        total, done = len(digests), len(digests) - len(missing)
+        report({"phase": "features", "done": done, "total": total})
+        for start in range(0, len(missing), 16):
+            chunk = missing[start:start + 16]
+            for cache, stored, computed in zip(caches, vectors, extractor.block_features(crops[chunk])):
+                for i, vector in zip(chunk, computed):
+                    stored[digests[i]] = vector
+                    if cache is not None:
+                        _save_atomically(cache / f"{digests[i]}.npy", vector)
+            report({"phase": "features", "done": done + start + len(chunk), "total": total})
+        for name, stored in zip(names, vectors):
+            found[name] = np.stack([stored[digest] for digest in digests]).astype(np.float64)
+    return found
+
+
+def _read_cache(cache, digests):
+    if cache is None:
+        return {}
+    cache.mkdir(parents=True, exist_ok=True)
+    return {digest: np.load(cache / f"{digest}.npy") for digest in set(digests) if (cache / f"{digest}.npy").is_file()}
 
 
 def _save_atomically(path, array):
     staging = path.with_suffix(".tmp.npy")
     np.save(staging, array)
     staging.replace(path)
-
-
-def cross_validate(features, classical, labels, groups, label_names, options, report):
-    """Stratified (and, when people are named, grouped) k-fold CV of the head and of the baselines.
-
-    Each fold's head is calibrated on a validation part of that fold's training images only, so
-    the calibration figures are measured on images that played no part in it.
-    """
-    folds, grouped, n_folds = cross_validation_folds(labels, groups, options.folds, options.seed)
-    raw = np.zeros((len(labels), len(label_names)))
-    calibrated = np.zeros_like(raw)
-    fold_metrics = []
-    for number, (train_idx, test_idx) in enumerate(folds, 1):
-        def fold_report(event, number=number):      # epochs inside a fold: progress only, no curves
-            report({"phase": "cross-validation", "fold": number, "folds": n_folds,
-                    "fold_epoch": event["epoch"], "fold_epochs": event["epochs"]})
-        report({"phase": "cross-validation", "fold": number, "folds": n_folds})
-        head = build_head(options.head, len(label_names), options)
-        head.fit(features[train_idx], labels[train_idx], fold_report)
-        raw[test_idx] = head.probabilities(features[test_idx])
-        temperature = fold_temperature(features[train_idx], labels[train_idx], label_names, options, fold_report)
-        calibrated[test_idx] = apply_temperature(raw[test_idx], temperature)
-        fold_metrics.append(evaluate(labels[test_idx], calibrated[test_idx], label_names))
-    metrics = summarize(fold_metrics, labels, calibrated, label_names)
-    metrics.update(method="cross-validation", folds=n_folds, grouped=grouped,
-                   baselines=baseline_scores(folds, classical, labels, len(label_names), options.seed),
-                   calibration=calibration_report(raw, calibrated, labels, fit_temperature(raw, labels),
-                                                  "each fold on a validation part of its training images; "
-                                                  "the final model on all out-of-fold predictions"),
-                   note=f"{n_folds}-fold stratified cross-validation"
-                        + (", grouped by person" if grouped else ", not grouped by person (no subjects given)")
-                        + "; the final model is trained on all images")
-    return metrics, list(enumerate(calibrated)), choose_thresholds(calibrated, labels)
-
-
-def fold_temperature(features, labels, label_names, options, report):
-    """Fit a temperature for one fold on a validation part of its training images (1.0 if it is too small)."""
-    try:
-        train_idx, val_idx = validation_split(labels, options)
-        head = build_head(options.head, len(label_names), options)
-        head.fit(features[train_idx], labels[train_idx], report)
-    except TrainingError:
-        return 1.0
-    return fit_temperature(head.probabilities(features[val_idx]), labels[val_idx])
-
-
-def calibration_report(raw, calibrated, labels, temperature, fitted_on):
-    """Return the card's calibration figures: ECE and reliability bins before and after."""
-    ece_before, bins_before = reliability(raw, labels)
-    ece_after, bins_after = reliability(calibrated, labels)
-    return {"temperature": temperature, "ece_before": ece_before, "ece_after": ece_after,
-            "reliability_before": bins_before, "reliability_after": bins_after, "fitted_on": fitted_on}
-
-
-def baseline_scores(folds, classical, labels, n_classes, seed):
-    """Score the majority class and HOG + linear SVM on exactly the model's folds."""
-    scores = {}
-    for name, (make, kind) in baselines(seed).items():
-        x = classical if kind == "hog" else np.zeros((len(labels), 1))
-        per_fold = [score_predictions(labels[test], make().fit(x[train], labels[train]).predict(x[test]), n_classes)
-                    for train, test in folds]
-        scores[name] = summarize_baseline(per_fold)
-    return scores
 
 
 def split_indices(labels, options):
@@ -197,30 +277,51 @@ def split_indices(labels, options):
     return {"train": np.sort(train_idx), "validation": np.sort(val), "test": np.sort(test)}
 
 
-def held_out_with_fine_tuning(backbone, crops, features, classical, labels, label_names, options, report):
-    """Train the softmax head, fine-tune the last block, evaluate once on a held-out test split."""
+def _save_fine_tuned(dataset, options, registry, backbone, crops, features, labels, attributes, started, report):
+    """Train the softmax head, fine-tune the last block, evaluate once on a held-out test split, save."""
+    label_names = dataset.labels
     split = split_indices(labels, options)
     train_idx, val, test = split["train"], split["validation"], split["test"]
+    x = features[backbone.name]
     head = SoftmaxHead(len(label_names), options)
-    history = head.fit(features[train_idx], labels[train_idx], report, validation=(features[val], labels[val]))
+    history = head.fit(x[train_idx], labels[train_idx], report, validation=(x[val], labels[val]))
     tuned, precision = fine_tune(backbone, head, crops, labels, split, options, report)
     history += tuned
     report({"phase": "evaluating"})
     validation = head.probabilities(backbone.features(crops[val]))
-    temperature = fit_temperature(validation, labels[val])
+    if np.bincount(labels[val]).min() >= 2:     # enough to check calibration on half it was not fitted on
+        halves, _, _ = cross_validation_folds(labels[val], None, 2, options.seed)
+        temperature, ece_before, ece_crossed = choose_temperature(validation, labels[val], halves)
+    else:
+        temperature, ece_before, ece_crossed = 1.0, reliability(validation, labels[val])[0], None
     raw = head.probabilities(backbone.features(crops[test]))
     probabilities = apply_temperature(raw, temperature)
-    metrics = evaluate(labels[test], probabilities, label_names)
     fit_part = np.concatenate([train_idx, val])
-    metrics.update(method="held-out", folds=None, grouped=False, accuracy_std=None, macro_f1_std=None,
-                   split={name: int(len(idx)) for name, idx in split.items()},
-                   baselines=baseline_scores([(fit_part, test)], classical, labels, len(label_names), options.seed),
-                   calibration=calibration_report(raw, probabilities, labels[test], temperature,
-                                                  "the validation split"),
-                   fine_tune_precision=precision,
-                   note=f"one held-out test split of {len(test)} photos (fine-tuning is too slow for k-fold)")
-    thresholds = choose_thresholds(apply_temperature(validation, temperature), labels[val])
-    return head, history, metrics, list(zip(test, probabilities)), thresholds
+    metrics = evaluate(labels[test], probabilities, label_names)
+    predicted = probabilities.argmax(axis=1)
+    held_out = [(fit_part, test)]
+    baselines = baseline_scores(baseline_predictions(features, labels, held_out, len(label_names), options), labels,
+                                held_out, len(label_names))
+    metrics.update(
+        method="held-out", folds=None, grouped=False, accuracy_std=None, macro_f1_std=None,
+        split={name: int(len(idx)) for name, idx in split.items()}, fine_tune_precision=precision,
+        baselines=baselines,
+        clinical=clinical_figures(labels[test], predicted, label_names),
+        subgroups=subgroup_figures(predicted == labels[test], [attributes[i] for i in test]),
+        usefulness=usefulness(int(np.sum(predicted == labels[test])), len(test), baselines["majority"]["accuracy"]),
+        calibration={"temperature": temperature, "ece_before": ece_before, "ece_cross_fitted": ece_crossed,
+                     "ece_after": reliability(probabilities, labels[test])[0], "kept": temperature != 1.0,
+                     "reliability_before": reliability(raw, labels[test])[1],
+                     "reliability_after": reliability(probabilities, labels[test])[1],
+                     "fitted_on": "the validation split"},
+        note=f"one held-out test split of {len(test)} photos (fine-tuning is too slow for k-fold)")
+    thresholds = choose_thresholds(apply_temperature(validation, temperature), labels[val], options.min_coverage)
+    pipeline = {"name": backbone.name, "blocks": [backbone.name], "block_sizes": [backbone.feature_size],
+                "head": "softmax", "C": None}
+    rows = np.full((len(labels), len(label_names)), np.nan)
+    rows[test] = probabilities
+    return _save(dataset, options, registry, backbone, head, None, pipeline, history, metrics, temperature,
+                 thresholds, rows, labels, started, report, only=test)
 
 
 def fine_tune(backbone, head, crops, labels, split, options, report):

@@ -43,6 +43,8 @@ def availability(pretrained_dirs):
         import face_recognition_models  # noqa: F401
     except ImportError:
         reasons["dlib-face"] = "the dlib-bin and face-recognition-models packages are not installed"
+    for block in ("hog", "lbp", "geometry"):        # they read the face aligned on dlib's landmarks
+        reasons[block] = reasons["dlib-face"]
     return reasons
 
 

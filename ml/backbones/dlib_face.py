@@ -53,14 +53,17 @@ class DlibFaceBackbone:
         crop = np.ascontiguousarray(crop)
         return self._dlib.get_face_chip(crop, shape or self.landmarks(crop), size=CHIP_SIZE, padding=CHIP_PADDING)
 
-    def features(self, crops, batch_size=8, reference=None):
+    def features(self, crops, reference=None):
         """Return the 128-d descriptor of each crop.
 
         With `reference`, every crop is aligned on the reference crop's landmarks (occlusion maps
-        must not move the alignment). Batches are small so other threads get the network in between.
+        must not move the alignment).
         """
         shape = self.landmarks(np.ascontiguousarray(reference)) if reference is not None else None
-        chips = [self.align(crop, shape) for crop in crops]
+        return self.descriptors([self.align(crop, shape) for crop in crops])
+
+    def descriptors(self, chips, batch_size=8):
+        """Return the 128-d descriptor of each aligned chip; small batches let other threads in between."""
         vectors = []
         for start in range(0, len(chips), batch_size):
             with self._lock:

@@ -259,6 +259,18 @@ class VGGBackbone:
             return None
         return f"{self.name}-{self.weights.cache_id}-{self.input_size}"
 
+    @property
+    def cache_ids(self):
+        return [self.cache_id]
+
+    @property
+    def block_sizes(self):
+        return [self.feature_size]
+
+    def block_features(self, crops, reference=None):
+        """Return the features as the one block of this extractor."""
+        return [self.features(crops)]
+
     def describe(self):
         weights = self.weights.as_dict()
         if self.weights.name == "none":

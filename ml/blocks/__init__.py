@@ -1,0 +1,202 @@
+"""Feature blocks: how a face crop becomes numbers, behind one Protocol and one registry.
+
+A block reads `AlignedFace`s: the 256 px crop from import or prediction, dlib's 150 px chip
+aligned on the 5 landmarks, and (computed when a block asks) the 68 landmarks. All blocks of a
+photo share that one detection and one alignment. A pipeline's extractor is either `FaceFeatures`
+(face blocks, concatenated) or a VGG16 backbone, whose details stay in ml/backbones/vgg.py.
+"""
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from ml.backbones.dlib_face import DlibFaceBackbone
+from ml.blocks.geometry import GEOMETRY_SIZE, Landmarks68, landmark_geometry
+from ml.blocks.hog import HOG_SIZE, hog_descriptor
+from ml.blocks.lbp import LBP_BINS, lbp_histograms
+from ml.errors import TrainingError
+from ml.options import VGG_BLOCKS
+
+LBP_GRID = 7
+
+
+@dataclass
+class AlignedFace:
+    """One face as every block sees it: the crop, the aligned chip and, on demand, 68 landmarks."""
+    crop: np.ndarray
+    chip: np.ndarray
+    _points: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def grey_chip(self):
+        return cv2.cvtColor(self.chip, cv2.COLOR_RGB2GRAY)
+
+    def points(self):
+        """Return the 68 landmarks of the face in the crop (found once)."""
+        if self._points is None:
+            self._points = _landmarks68().points(self.crop)
+        return self._points
+
+
+class FeatureBlock(Protocol):
+    """What every block offers: a name, a cache id, its size, a card entry and features of aligned faces."""
+    name: str
+    cache_id: str | None        # None: features must not be cached (random weights)
+    size: int
+
+    def describe(self) -> dict: ...
+
+    def features(self, faces: list[AlignedFace]) -> np.ndarray: ...
+
+
+class DlibFaceBlock:
+    """dlib's face-recognition ResNet: 128 values, the mirror image's descriptor averaged in."""
+    name = "dlib-face"
+    cache_id = "dlib-face-resnet-v1-mirror"
+    size = 128
+
+    def __init__(self, network):
+        self._network = network
+
+    def describe(self):
+        return {"name": self.name, "size": self.size, "weights": "dlib_face_recognition_resnet_model_v1",
+                "detail": "128-d face descriptor of the aligned chip, averaged with its mirror image's"}
+
+    def features(self, faces):
+        chips = [face.chip for face in faces]
+        mirrored = [np.ascontiguousarray(chip[:, ::-1]) for chip in chips]
+        return (self._network.descriptors(chips) + self._network.descriptors(mirrored)) / 2
+
+
+class HogBlock:
+    """Histograms of oriented gradients of the aligned chip (the classic Dalal-Triggs layout)."""
+    name = "hog"
+    cache_id = "hog-chip-128-v1"
+    size = 8100
+
+    def describe(self):
+        return {"name": self.name, "size": self.size, "detail": f"HOG of the aligned chip at {HOG_SIZE} px, "
+                                                               "16 px blocks of 2x2 cells of 8 px, 9 orientations"}
+
+    def features(self, faces):
+        return np.stack([hog_descriptor(face.grey_chip) for face in faces])
+
+
+class LbpBlock:
+    """Uniform local binary patterns of the aligned chip, one histogram per cell of a grid."""
+    name = "lbp"
+    cache_id = f"lbp-chip-{LBP_GRID}-v1"
+    size = LBP_GRID * LBP_GRID * LBP_BINS
+
+    def describe(self):
+        return {"name": self.name, "size": self.size,
+                "detail": f"uniform LBP (8 neighbours, radius 1) histograms on a {LBP_GRID}x{LBP_GRID} grid"}
+
+    def features(self, faces):
+        return np.stack([lbp_histograms(face.grey_chip, LBP_GRID) for face in faces])
+
+
+class GeometryBlock:
+    """The shape of the face: dlib's 68 landmarks, normalised for position, size and rotation, and distances."""
+    name = "geometry"
+    cache_id = "geometry-68-v1"
+    size = GEOMETRY_SIZE
+
+    def describe(self):
+        return {"name": self.name, "size": self.size,
+                "detail": "68 landmarks after similarity alignment, and distances over the inter-ocular one"}
+
+    def features(self, faces):
+        return np.stack([landmark_geometry(face.points()) for face in faces])
+
+
+FACE_BLOCKS = {"dlib-face": lambda aligner: DlibFaceBlock(aligner), "hog": lambda aligner: HogBlock(),
+               "lbp": lambda aligner: LbpBlock(), "geometry": lambda aligner: GeometryBlock()}
+
+
+class FaceFeatures:
+    """The extractor of a pipeline of face blocks: one alignment per photo, the blocks' features side by side."""
+    fine_tunable = False
+    input_size = DlibFaceBackbone.input_size
+
+    def __init__(self, names):
+        unknown = [name for name in names if name not in FACE_BLOCKS]
+        if unknown or not names:
+            raise TrainingError(f"Unknown face block(s) {', '.join(unknown) or '(none)'}; "
+                                f"choose from {', '.join(FACE_BLOCKS)}.")
+        self.aligner = DlibFaceBackbone()
+        self.blocks = [FACE_BLOCKS[name](self.aligner) for name in names]
+        self.name = "+".join(names)
+
+    @property
+    def block_sizes(self):
+        return [block.size for block in self.blocks]
+
+    @property
+    def cache_ids(self):
+        return [block.cache_id for block in self.blocks]
+
+    @property
+    def feature_size(self):
+        return sum(self.block_sizes)
+
+    def describe(self):
+        return {"name": self.name, "blocks": [block.describe() for block in self.blocks],
+                "input_size": self.input_size, "feature_size": self.feature_size,
+                "weights": {"name": "dlib", "path": None, "sha256": None},
+                "alignment": "dlib 5-point landmarks, face chip 150 px, padding 0.25"}
+
+    def align(self, crops, reference=None):
+        """Return an AlignedFace per crop; with `reference`, every crop is aligned on its landmarks."""
+        shape = self.aligner.landmarks(np.ascontiguousarray(reference)) if reference is not None else None
+        return [AlignedFace(np.ascontiguousarray(crop), self.aligner.align(crop, shape)) for crop in crops]
+
+    def block_features(self, crops, reference=None):
+        """Return one array per block for the crops (one alignment shared by the blocks)."""
+        faces = self.align(crops, reference)
+        if not faces:
+            return [np.zeros((0, block.size), np.float32) for block in self.blocks]
+        return [np.asarray(block.features(faces), np.float32) for block in self.blocks]
+
+    def features(self, crops, reference=None):
+        """Return the blocks' features of each crop side by side."""
+        return np.concatenate(self.block_features(crops, reference), axis=1)
+
+    def save(self, folder):
+        return []          # the networks ship in packages: nothing to copy
+
+    @classmethod
+    def load(cls, card, folder):
+        return cls(card["pipeline"]["blocks"])
+
+
+def build_extractor(pipeline, options, pretrained_dirs=()):
+    """Return the extractor of a pipeline ('dlib-face+hog', 'vgg16-imagenet', ...)."""
+    names = pipeline.split("+")
+    if names[0] in VGG_BLOCKS:
+        from ml.backbones.vgg import VGGBackbone
+
+        return VGGBackbone.build(names[0], options.weights, options.image_size, pretrained_dirs)
+    return FaceFeatures(names)
+
+
+def load_extractor(card, folder):
+    """Load the extractor a saved model version was trained with (cards from before blocks too)."""
+    blocks = card.get("pipeline", {}).get("blocks") or [card["backbone"]["name"]]
+    if blocks[0] in VGG_BLOCKS:
+        from ml.backbones.vgg import VGGBackbone
+
+        return VGGBackbone.load(card, folder)
+    if blocks == ["dlib-face"] and "pipeline" not in card:
+        return DlibFaceBackbone()      # a version from before blocks: the descriptor without its mirror
+    return FaceFeatures(blocks)
+
+
+_LANDMARKS = []
+
+
+def _landmarks68():
+    if not _LANDMARKS:
+        _LANDMARKS.append(Landmarks68())
+    return _LANDMARKS[0]

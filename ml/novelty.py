@@ -1,0 +1,68 @@
+"""How unlike the training photos a photo is: a score that lets a model refuse what it never saw.
+
+The pipeline's features, block-scaled, are described by their main directions of variation
+(PCA): a photo's score is its whitened distance inside that subspace plus its distance from it,
+relative to the training photos'. The threshold is a high percentile of the scores of photos
+held out by cross-validation, so in-distribution photos rarely pass it. Only means, directions
+and spreads are kept, never a training photo's features.
+"""
+import numpy as np
+
+from ml.pipelines import block_scaling
+
+COMPONENTS = 16
+QUANTILE = 0.99         # about 1 in 100 held-out training photos scores above the threshold
+MARGIN = 1.25           # and the threshold sits a quarter above that percentile
+
+
+class Novelty:
+    """A fitted novelty score; `unusual(x)` says which photos lie beyond the threshold."""
+
+    def __init__(self, mean, scale, components, spread, residual, threshold=np.inf):
+        self.mean, self.scale, self.components = mean, scale, components
+        self.spread, self.residual, self.threshold = spread, float(residual), float(threshold)
+
+    @classmethod
+    def fit(cls, x, block_sizes):
+        """Describe the training features `x` (no threshold yet)."""
+        mean, scale = block_scaling(x, block_sizes)
+        z = (x - mean) / scale
+        k = max(1, min(COMPONENTS, len(x) // 4))
+        _, s, vt = np.linalg.svd(z, full_matrices=False)
+        components = vt[:k]
+        spread = np.maximum(s[:k] / np.sqrt(max(len(x) - 1, 1)), 1e-6)
+        residual = z - (z @ components.T) @ components
+        return cls(mean, scale, components, spread, max(float(np.mean(np.sum(residual ** 2, axis=1))), 1e-6))
+
+    @classmethod
+    def fit_with_threshold(cls, x, block_sizes, folds):
+        """Fit on all of `x`; set the threshold from scores of photos held out by `folds`."""
+        held_out = np.zeros(len(x))
+        for train, test in folds:
+            held_out[test] = cls.fit(x[train], block_sizes).scores(x[test])
+        fitted = cls.fit(x, block_sizes)
+        fitted.threshold = float(np.quantile(held_out, QUANTILE)) * MARGIN
+        return fitted
+
+    def scores(self, x):
+        """Return each photo's novelty score (about 1 for a typical training photo)."""
+        z = (np.asarray(x, np.float64) - self.mean) / self.scale
+        inside = z @ self.components.T
+        outside = z - inside @ self.components
+        squared = np.sum((inside / self.spread) ** 2, axis=1) + np.sum(outside ** 2, axis=1) / self.residual
+        return np.sqrt(squared / (len(self.spread) + 1))
+
+    def unusual(self, x):
+        """Return a bool per photo: True when it is unlike the training photos."""
+        return self.scores(x) > self.threshold
+
+    def arrays(self):
+        """Return the score's parameters as named arrays, to be saved with numpy.savez."""
+        return {"novelty_mean": self.mean, "novelty_scale": self.scale, "novelty_components": self.components,
+                "novelty_spread": self.spread, "novelty_residual": np.array(self.residual),
+                "novelty_threshold": np.array(self.threshold)}
+
+    @classmethod
+    def from_arrays(cls, arrays):
+        return cls(arrays["novelty_mean"], arrays["novelty_scale"], arrays["novelty_components"],
+                   arrays["novelty_spread"], float(arrays["novelty_residual"]), float(arrays["novelty_threshold"]))

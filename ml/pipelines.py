@@ -1,0 +1,257 @@
+"""Pipelines: feature blocks fused into one linear head, and `auto`'s choice among them by nested CV.
+
+Each block is standardised and scaled to the same total variance (so 8,100 HOG values do not
+drown 128 face-descriptor ones), then the blocks are concatenated. The head is logistic
+regression whose C is chosen by inner cross-validation, or the classical baseline's linear SVM.
+
+`auto` is honest about choosing: inside each outer training fold the candidates (every
+(pipeline, C) pair) are compared by inner cross-validation and only the winner is scored on the
+outer fold; the mean of those outer scores is what the model card claims. The final model is
+the candidate that cross-validation on all photos prefers, trained on all photos.
+"""
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.svm import LinearSVC
+
+from ml.evaluation import cross_validation_folds
+
+C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
+BASELINE_SVM_C = 0.01          # the classical baseline's recipe: standardised HOG, linear SVM, C 0.01
+MAX_ITER = 5000
+
+
+@dataclass(frozen=True)
+class Config:
+    """One candidate: the blocks it fuses, its head (linear | svm) and the head's C."""
+    blocks: tuple
+    head: str
+    C: float
+
+    @property
+    def pipeline(self):
+        """The pipeline's name, e.g. 'dlib-face+hog', or 'hog-svm' for the classical baseline."""
+        return "+".join(self.blocks) + ("-svm" if self.head == "svm" else "")
+
+
+BASELINE = Config(("hog",), "svm", BASELINE_SVM_C)
+
+
+def configs_for(pipeline, head="linear", regularization=None):
+    """Return the configs of one pipeline: every C of the grid, or the given one."""
+    if head == "svm":
+        return [Config(tuple(pipeline.split("+")), "svm", regularization or BASELINE_SVM_C)]
+    grid = C_GRID if regularization is None else (regularization,)
+    return [Config(tuple(pipeline.split("+")), "linear", c) for c in grid]
+
+
+def block_scaling(x, block_sizes):
+    """Return (mean, scale): standardise each column, then give each block a total variance of 1."""
+    mean = x.mean(axis=0)
+    std = x.std(axis=0)
+    std[std < 1e-8] = 1.0
+    weights = np.concatenate([np.full(size, np.sqrt(size)) for size in block_sizes])
+    return mean, std * weights
+
+
+class LinearModel:
+    """A linear classifier on block-scaled features, kept as plain arrays (no pickle)."""
+
+    def __init__(self, mean, scale, coef, intercept, classes, n_classes, head):
+        self.mean, self.scale, self.coef, self.intercept = mean, scale, coef, intercept
+        self.classes, self.n_classes, self.head = np.asarray(classes), n_classes, head
+
+    @classmethod
+    def fit(cls, x, labels, block_sizes, config, n_classes, seed=0):
+        """Fit `config`'s head on block-scaled `x`."""
+        mean, scale = block_scaling(x, block_sizes)
+        basis, z = row_space((x - mean) / scale)
+        estimator = make_estimator(config, seed).fit(z, labels)
+        coef = estimator.coef_ @ basis.T
+        return cls(mean, scale, coef, estimator.intercept_, estimator.classes_, n_classes, config.head)
+
+    def logits(self, x):
+        """Return one score per known class (sklearn keeps one for two classes: the second's)."""
+        scores = ((x - self.mean) / self.scale) @ self.coef.T + self.intercept
+        return np.concatenate([np.zeros_like(scores), scores], axis=1) if self.coef.shape[0] == 1 else scores
+
+    def probabilities(self, x, n_classes=None):
+        """Return [n, n_classes] probabilities: the softmax of the scores (classes absent from training get 0)."""
+        scores = self.logits(np.asarray(x, np.float64))
+        scores -= scores.max(axis=1, keepdims=True)
+        exp = np.exp(scores)
+        full = np.zeros((len(x), n_classes or self.n_classes))
+        full[:, self.classes] = exp / exp.sum(axis=1, keepdims=True)
+        return full
+
+    def arrays(self):
+        """Return the model as named arrays, to be saved with numpy.savez."""
+        return {"mean": self.mean, "scale": self.scale, "coef": self.coef, "intercept": self.intercept,
+                "classes": self.classes, "n_classes": np.array(self.n_classes), "head": np.array(self.head)}
+
+    @classmethod
+    def from_arrays(cls, arrays):
+        return cls(arrays["mean"], arrays["scale"], arrays["coef"], arrays["intercept"], arrays["classes"],
+                   int(arrays["n_classes"]), str(arrays["head"]))
+
+
+def make_estimator(config, seed):
+    """Return the scikit-learn estimator of a config's head."""
+    if config.head == "svm":
+        return LinearSVC(C=config.C, class_weight="balanced", random_state=seed, max_iter=20000)
+    return LogisticRegression(C=config.C, class_weight="balanced", max_iter=MAX_ITER, random_state=seed,
+                              solver="newton-cholesky")
+
+
+def row_space(x):
+    """Return (basis, x in it): an L2-penalised linear model's weights lie in the span of its training rows.
+
+    With more features than photos, fitting in that span (at most n dimensions) gives the same
+    model as fitting in all of them, much faster. The span is found from the photos' Gram matrix.
+    """
+    if x.shape[1] <= x.shape[0]:
+        return np.eye(x.shape[1]), x
+    u, s = _span(x @ x.T)
+    return x.T @ (u / s), u * s
+
+
+def _span(gram):
+    """Return (u, s): the eigenvectors and square-rooted eigenvalues of a Gram matrix that are not zero."""
+    values, vectors = np.linalg.eigh(gram)
+    keep = values > max(values.max(), 1e-12) * 1e-10
+    if not keep.any():
+        keep[-1] = True
+    return vectors[:, keep], np.sqrt(np.maximum(values[keep], 1e-12))
+
+
+class Grams:
+    """Each block's features, block-scaled once on all photos, as Gram matrices of the photos.
+
+    Standardising uses no label, so computing it once on all photos leaks nothing a fold could
+    learn from; it lets every fold and every fusion work on n x n matrices (a fusion's Gram
+    matrix is the sum of its blocks') instead of thousands of columns.
+    """
+
+    def __init__(self, features):
+        self.grams = {}
+        for name, x in features.items():
+            mean, scale = block_scaling(x, [x.shape[1]])
+            z = (x - mean) / scale
+            self.grams[name] = z @ z.T
+
+    def of(self, blocks):
+        return sum(self.grams[name] for name in blocks)
+
+
+def fold_predictions(grams, labels, train, test, configs, n_classes, seed, timings=None):
+    """Return {config: probabilities of the test photos} for every config fitted on the train photos.
+
+    A pipeline's projection onto its training photos' span is computed once per fold and shared by all its Cs.
+    """
+    out = {}
+    by_pipeline = {}
+    for config in configs:
+        by_pipeline.setdefault(config.pipeline, []).append(config)
+    for pipeline, group in by_pipeline.items():
+        started = time.perf_counter()
+        gram = grams.of(group[0].blocks)
+        u, s = _span(gram[np.ix_(train, train)])
+        z_train, z_test = u * s, gram[np.ix_(test, train)] @ (u / s)
+        for config in group:
+            estimator = make_estimator(config, seed).fit(z_train, labels[train])
+            model = LinearModel(0.0, 1.0, estimator.coef_, estimator.intercept_, estimator.classes_, n_classes,
+                                config.head)
+            out[config] = model.probabilities(z_test)
+        if timings is not None:
+            timings[pipeline] = timings.get(pipeline, 0.0) + time.perf_counter() - started
+    return out
+
+
+def cv_predictions(grams, labels, folds, configs, n_classes, seed, timings=None, report=None):
+    """Return {config: out-of-fold probabilities [n, n_classes]} over the given folds (indices into `grams`)."""
+    pooled = {config: np.zeros((len(labels), n_classes)) for config in configs}
+    for number, (train, test) in enumerate(folds, 1):
+        for config, probabilities in fold_predictions(grams, labels, train, test, configs, n_classes, seed,
+                                                      timings).items():
+            pooled[config][test] = probabilities
+        if report:
+            report(number)
+    return pooled
+
+
+def fold_accuracies(probabilities, labels, folds):
+    """Return the accuracy of out-of-fold probabilities on each fold."""
+    return [float(np.mean(probabilities[test].argmax(axis=1) == labels[test])) for _, test in folds]
+
+
+def rank_key(probabilities, labels, folds):
+    """Order candidates by mean fold accuracy, then by log-loss (lower is better)."""
+    tested = np.concatenate([test for _, test in folds])
+    picked = np.clip(probabilities[tested, labels[tested]], 1e-12, 1.0)
+    return float(np.mean(fold_accuracies(probabilities, labels, folds))), float(np.mean(np.log(picked)))
+
+
+@dataclass
+class Choice:
+    """What nested cross-validation found: the winner, its honest score and every candidate's."""
+    config: Config
+    outer_predictions: np.ndarray        # out-of-fold probabilities of "choose, then fit" on each outer fold
+    outer_accuracies: list
+    chosen_per_fold: list
+    candidates: list                     # rows for the model card, best first
+    baseline_predictions: np.ndarray     # the classical baseline's out-of-fold probabilities, same outer folds
+    folds: list                          # the outer (train, test) index pairs
+    grouped: bool                        # whether the folds keep each person on one side
+
+
+def choose(features, labels, groups, configs, options, report=None, baseline=BASELINE):
+    """Compare `configs` by nested cross-validation; return the Choice.
+
+    `features` must hold every block the configs (and the baseline, unless it is None) use.
+    """
+    report = report or (lambda event: None)
+    n_classes = int(labels.max()) + 1
+    folds, grouped, n_folds = cross_validation_folds(labels, groups, options.folds, options.seed)
+    scored = list(dict.fromkeys(list(configs) + ([baseline] if baseline else [])))
+    timings = {}
+    grams = Grams(features)
+
+    def fold_done(number):
+        report({"phase": "cross-validation", "fold": number, "folds": n_folds})
+    outer = cv_predictions(grams, labels, folds, scored, n_classes, options.seed, timings, fold_done)
+    nested = np.zeros((len(labels), n_classes))
+    chosen = []
+    for number, (train, test) in enumerate(folds, 1):
+        report({"phase": "nested selection", "fold": number, "folds": n_folds})
+        if len(configs) == 1:
+            best = configs[0]
+        else:
+            inner_groups = None if groups is None else [groups[i] for i in train]
+            inner, _, _ = cross_validation_folds(labels[train], inner_groups, options.folds, options.seed)
+            inner = [(train[a], train[b]) for a, b in inner]
+            inner_pred = cv_predictions(grams, labels, inner, configs, n_classes, options.seed)
+            best = max(configs, key=lambda c: rank_key(inner_pred[c], labels, inner))
+        chosen.append(best)
+        nested[test] = outer[best][test]
+    winner = max(configs, key=lambda c: rank_key(outer[c], labels, folds))
+    return Choice(winner, nested, fold_accuracies(nested, labels, folds), [c.pipeline for c in chosen],
+                  candidate_rows(outer, labels, folds, configs, timings, winner),
+                  outer[baseline] if baseline else None, folds, grouped)
+
+
+def candidate_rows(outer, labels, folds, configs, timings, winner):
+    """Return one row per pipeline (its best C): CV accuracy +- std, seconds, and whether it was chosen."""
+    best = {}
+    for config in configs:
+        accuracy, loss = rank_key(outer[config], labels, folds)
+        if config.pipeline not in best or (accuracy, loss) > best[config.pipeline][0]:
+            best[config.pipeline] = ((accuracy, loss), config)
+    rows = []
+    for pipeline, (_, config) in best.items():
+        accuracies = fold_accuracies(outer[config], labels, folds)
+        rows.append({"pipeline": pipeline, "head": config.head, "C": config.C,
+                     "accuracy": float(np.mean(accuracies)), "accuracy_std": float(np.std(accuracies)),
+                     "seconds": round(timings.get(pipeline, 0.0), 2), "chosen": config == winner})
+    return sorted(rows, key=lambda row: -row["accuracy"])
