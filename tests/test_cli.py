@@ -56,10 +56,10 @@ def test_imagenet_without_network_fails_fast_naming_the_file(runner, tmp_path, m
 
 @pytest.mark.parametrize("args, message", [
     (["train", "--dataset", "absent", "--weights", "none"], "no dataset named 'absent'"),
-    (["train", "--dataset", "x", "--image-size", "7"], "image_size must be between"),
-    (["train", "--dataset", "x", "--backbone", "resnet"], "'resnet' is not one of"),
-    (["train", "--dataset", "x", "--folds", "1"], "folds must be 2-20"),
-    (["train", "--dataset", "x", "--epochs", "zero"], "'zero' is not a valid integer"),
+    (["train", "--dataset", "x", "--image-size", "7"], "image_size must be a whole number from 32 to 512"),
+    (["train", "--dataset", "x", "--backbone", "resnet"], 'Unknown backbone "resnet"'),
+    (["train", "--dataset", "x", "--folds", "1"], "folds must be a whole number from 2 to 20"),
+    (["train", "--dataset", "x", "--epochs", "zero"], 'epochs must be a whole number from 1 to 1000 (got "zero")'),
     (["models", "activate", "../../etc"], "no complete model version"),
     (["models", "rollback"], "no earlier active version"),
     (["dataset", "import", "/nonexistent.zip", "--name", "x"], "does not exist"),

@@ -95,7 +95,8 @@ def test_training_page_starts_a_job_and_refuses_a_second(admin, tmp_path, app):
 def test_bad_training_options_are_refused(admin, tmp_path):
     upload(admin, zip_bytes(tmp_path, synthetic_entries(per_class=5)))
     response = post(admin, "/admin/training", "/admin/training", **dict(LONG_FORM, image_size=8))
-    assert response.status_code == 400 and "Number must be between 32 and 512" in response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400 and "image_size must be a whole number from 32 to 512" in page
     unavailable = post(admin, "/admin/training", "/admin/training", **dict(LONG_FORM, backbone="vggface",
                                                                           weights="pretrained"))
     page = unavailable.get_data(as_text=True)

@@ -8,13 +8,14 @@ from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, rend
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import DecimalField, IntegerField, SelectChoice, SelectField, StringField
-from wtforms.validators import DataRequired, NumberRange, Regexp, ValidationError
+from wtforms import DecimalField, SelectChoice, SelectField, StringField
+from wtforms.validators import DataRequired, Regexp, ValidationError
 
-from ml.backbones import BACKBONES, availability, default_backbone
+from ml.backbones import availability
 from ml.datasets import NAME_PATTERN, delete_dataset, get_dataset, import_dataset, list_datasets
-from ml.errors import FaceDxError
+from ml.errors import FaceDxError, NotUseful, TrainingError
 from ml.faces import FaceOptions
+from ml.options import OPTION_SPECS, PIPELINES, VGG_BLOCKS
 from web import datasets_root, get_registry, import_limits
 from web.auth import admin_required
 from web.db import AuditEvent, TrainingJob, audit, db
@@ -41,32 +42,69 @@ class DatasetForm(FlaskForm):
         SelectChoice("whole", "use the whole photo (photos already cropped to the face)")])
 
 
+def checked_by(spec):
+    """Return a form validator that refuses what the option's spec refuses, with the same message."""
+    def check(form, field):
+        try:
+            spec.parse(field.data)
+        except TrainingError as error:
+            raise ValidationError(str(error)) from None
+    return check
+
+
+def option_field(spec):
+    """Return the form field of a training option: a select where its spec offers values, else a text box."""
+    label = spec.name.replace("_", " ").capitalize()
+    common = {"default": "auto" if spec.auto else spec.default, "description": spec.describe(),
+              "validators": [checked_by(spec)]}
+    if spec.choices or spec.offered:
+        return SelectField(label, choices=[SelectChoice(value) for value in spec.choices or spec.offered],
+                           validate_choice=False, **common)
+    if spec.kind is str or spec.auto:
+        return StringField(label, **common)
+    return StringField(label, render_kw={"type": "number", "min": spec.low, "max": spec.high,
+                                         "step": 1 if spec.kind is int else "any"}, **common)
+
+
+def pipeline_reasons(pretrained_dirs):
+    """Return {pipeline: why it cannot run here} for the offered pipelines that cannot."""
+    reasons = availability(pretrained_dirs)
+    found = {}
+    for pipeline in PIPELINES:
+        # availability() knows the backbones only; the other blocks need what dlib-face needs.
+        why = [reasons.get(block, reasons["dlib-face"]) for block in pipeline.split("+")]
+        if any(why):
+            found[pipeline] = next(filter(None, why))
+    return found
+
+
+# The options the training form shows; the others fold into "Advanced options".
+BASIC_OPTIONS = ("backbone", "head", "folds", "weights", "image_size", "epochs", "fine_tune_epochs")
+
+
 class TrainingForm(FlaskForm):
     dataset = SelectField("Dataset", validators=[DataRequired()])
-    backbone = SelectField("Backbone")
-    head = SelectField("Head", choices=[SelectChoice("linear", "linear"),
-                                        SelectChoice("softmax", "softmax (can fine-tune)")])
-    folds = IntegerField("Cross-validation folds", default=5, validators=[NumberRange(2, 20)])
-    weights = SelectField("VGG16 weights", choices=[SelectChoice("pretrained", "pretrained"),
-                                                    SelectChoice("none", "none (tests only)")])
-    image_size = IntegerField("VGG16 image size (px)", default=224, validators=[NumberRange(32, 512)])
-    epochs = IntegerField("Softmax head epochs", default=30, validators=[NumberRange(1, 1000)])
-    fine_tune_epochs = IntegerField("Fine-tune epochs", default=0, validators=[NumberRange(0, 1000)])
-    OPTIONS = ("backbone", "head", "folds", "weights", "image_size", "epochs", "fine_tune_epochs")
+
+    def option_fields(self, basic):
+        """Return the fields of the basic options, or of the advanced ones, in the order of their specs."""
+        return [self[name] for name in OPTION_SPECS if (name in BASIC_OPTIONS) == basic]
 
     def offer_backbones(self, pretrained_dirs):
-        """List the backbones, strongest first; those unusable here are disabled with the reason."""
-        reasons = availability(pretrained_dirs)
-        self.backbone.choices = [
-            SelectChoice(name, name if reasons[name] is None else f"{name} (unavailable, see below)")
-            for name in BACKBONES]
-        self.unavailable = {name: reason for name, reason in reasons.items() if reason}
-        if not self.is_submitted():
-            self.backbone.data = default_backbone(pretrained_dirs)
+        """Label the pipelines that cannot run here; the reasons are listed under the form."""
+        self.unavailable = pipeline_reasons(pretrained_dirs)
+        self.backbone.choices = [SelectChoice(name, f"{name} (unavailable, see below)" if name in self.unavailable
+                                              else name) for name in OPTION_SPECS["backbone"].offered]
 
     def validate_backbone(self, field):
-        if field.data in self.unavailable and self.weights.data == "pretrained":
-            raise ValidationError(f"{field.data} is unavailable: {self.unavailable[field.data]}.")
+        reason = self.unavailable.get(field.data)
+        # The VGG blocks lack only their pretrained weights; with weights none or a file they run.
+        if reason and (field.data not in VGG_BLOCKS or self.weights.data == "pretrained"):
+            raise ValidationError(f"{field.data} is unavailable: {reason}.")
+
+
+# One field per training option, in the order of the specs (after the dataset).
+for spec in OPTION_SPECS.values():
+    setattr(TrainingForm, spec.name, option_field(spec))
 
 
 def save_upload(upload):
@@ -158,7 +196,7 @@ def training():
         form.dataset.data = request.args["dataset"]
     status = 200
     if form.validate_on_submit():
-        options = {key: getattr(form, key).data for key in form.OPTIONS}
+        options = {name: form[name].data for name in OPTION_SPECS}
         try:
             job = start_training(form.dataset.data, options, current_user.username)
         except FaceDxError as error:
@@ -229,9 +267,15 @@ def model(version):
                            thresholds_changed=thresholds != found.card["abstention"])
 
 
+def probability(form, field):
+    """Refuse a threshold that is not a number from 0 to 1 (NaN and infinities included)."""
+    if field.data is None or not field.data.is_finite() or not 0 <= field.data <= 1:
+        raise ValidationError(f"{field.label.text} must be a number from 0 to 1.")
+
+
 class ThresholdsForm(FlaskForm):
-    min_probability = DecimalField("Lowest top probability", places=2, validators=[NumberRange(0, 1)])
-    min_margin = DecimalField("Smallest margin to the second condition", places=2, validators=[NumberRange(0, 1)])
+    min_probability = DecimalField("Lowest top probability", places=2, validators=[probability])
+    min_margin = DecimalField("Smallest margin to the second condition", places=2, validators=[probability])
 
 
 @bp.post("/models/<version>/thresholds")
@@ -239,7 +283,7 @@ def model_thresholds(version):
     """Set the abstention thresholds of a version."""
     form = ThresholdsForm()
     if not form.validate_on_submit():
-        abort(400, "Thresholds are numbers between 0 and 1.")
+        abort(400, " ".join(errors[-1] for errors in form.errors.values()))
     registry = get_registry()
     registry.set_thresholds(version, float(form.min_probability.data), float(form.min_margin.data))
     audit(current_user, "model.thresholds", f"{version} {form.min_probability.data}/{form.min_margin.data}")
@@ -272,9 +316,14 @@ def model_predictions(version):
 
 @bp.post("/models/<version>/activate")
 def model_activate(version):
-    """Make a version the one that serves predictions."""
-    get_registry().activate(version)
-    audit(current_user, "model.activate", version)
+    """Make a version the one that serves predictions; one flagged as not useful needs the confirmation box."""
+    force = request.form.get("force") == "yes"
+    try:
+        get_registry().activate(version, force)
+    except NotUseful as error:
+        flash(str(error), "error")
+        return redirect(url_for("admin.model", version=version))
+    audit(current_user, "model.activate", f"{version} (forced: flagged as not useful)" if force else version)
     db.session.commit()
     flash(f"Version {version} is active; every worker serves it from its next request.", "info")
     return redirect(url_for("admin.models"))

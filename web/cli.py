@@ -8,9 +8,8 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
-from ml.errors import FaceDxError
-from ml.backbones import BACKBONES
-from ml.options import HEADS, MIXED_PRECISION
+from ml.errors import FaceDxError, TrainingError
+from ml.options import OPTION_SPECS
 from web import datasets_root, get_predictor, get_registry, import_limits
 from web.summaries import percent, version_summary
 
@@ -84,21 +83,34 @@ def dataset_delete(name):
     click.echo(f"Deleted dataset {name}.")
 
 
+class TrainingOptionType(click.ParamType):
+    """A training option on the command line, parsed by its spec: a bad value is a usage error (exit status 2)."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.name = {int: "integer", float: "number", str: "text"}[spec.kind]
+
+    def convert(self, value, param, ctx):
+        try:
+            return self.spec.parse(value)
+        except TrainingError as error:
+            self.fail(str(error), param, ctx)
+
+
+def training_options(command):
+    """Give `command` a --name option for every training option, with its spec's help and default."""
+    for spec in reversed(OPTION_SPECS.values()):
+        command = click.option(f"--{spec.name.replace('_', '-')}", spec.name, type=TrainingOptionType(spec),
+                               default="auto" if spec.auto else spec.default, show_default=True,
+                               metavar=f"[{'|'.join(spec.choices)}]" if spec.choices else None,
+                               help=spec.describe())(command)
+    return command
+
+
 @click.command("train")
 @with_appcontext
 @click.option("--dataset", "dataset_name", required=True, help="Name of an imported dataset.")
-@click.option("--backbone", type=click.Choice(("auto",) + BACKBONES), default="auto", show_default=True,
-              help="auto: the strongest one available here.")
-@click.option("--head", type=click.Choice(HEADS), default="linear", show_default=True)
-@click.option("--folds", type=int, default=5, show_default=True, help="Cross-validation folds.")
-@click.option("--weights", default="pretrained", show_default=True,
-              help="VGG16 backbones: pretrained (imagenet is a synonym for vgg16-imagenet), none, or a file.")
-@click.option("--image-size", type=int, default=224, show_default=True, help="VGG16 backbones' input size.")
-@click.option("--epochs", type=int, default=30, show_default=True, help="Softmax head epochs (early stopping).")
-@click.option("--fine-tune-epochs", type=int, default=0, show_default=True,
-              help="Softmax head on a VGG16 backbone: fine-tune its last block (evaluated on a held-out split).")
-@click.option("--mixed-precision", type=click.Choice(MIXED_PRECISION), default="auto", show_default=True,
-              help="Fine-tuning in float16 arithmetic with float32 weights; auto: when a GPU is present.")
+@training_options
 @user_errors
 def train_command(dataset_name, **options):
     """Train a model on a dataset; print progress, the new version and its evaluation."""
@@ -146,16 +158,18 @@ def models_list():
     for version in registry.versions():
         row = version_summary(version, active)
         mark = "*" if row["active"] else " "
+        flag = "" if row["useful"] else "\tNOT USEFUL: does not clearly beat the majority class"
         click.echo(f"{mark} {row['version']}\t{row['dataset']}\t{row['backbone']}/{row['weights']} + {row['head']}"
-                   f"\taccuracy {percent(row['accuracy'], row['accuracy_std'])} ({row['evaluation']})")
+                   f"\taccuracy {percent(row['accuracy'], row['accuracy_std'])} ({row['evaluation']}){flag}")
 
 
 @models_cli.command("activate")
 @click.argument("version")
+@click.option("--force", is_flag=True, help="Activate a version flagged as not useful.")
 @user_errors
-def models_activate(version):
+def models_activate(version, force):
     """Make VERSION the model that serves predictions."""
-    get_registry().activate(version)
+    get_registry().activate(version, force)
     click.echo(f"Version {version} is active.")
 
 
