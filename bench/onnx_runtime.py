@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from bench.training_and_serving import bench_batch_ceiling_of, make_task, timed_median
-from ml.backbones import build_backbone
+from ml.backbones.vgg import VGGBackbone
 from ml.backbones.vgg import IMAGENET_MEAN
 
 
@@ -55,7 +55,7 @@ def main():
     parser.add_argument("--image-size", type=int, default=224)
     args = parser.parse_args()
     keras.utils.set_random_seed(0)
-    backbone = build_backbone("vgg16-imagenet", "none", args.image_size)
+    backbone = VGGBackbone.build("vgg16-imagenet", "none", args.image_size, ())
     settings = onnxruntime.SessionOptions()
     settings.intra_op_num_threads = os.cpu_count()
     session = onnxruntime.InferenceSession(onnx_graph(backbone), settings, providers=["CPUExecutionProvider"])

@@ -22,7 +22,7 @@ import requests
 from bench.load import hammer, percentile
 from bench.server import gunicorn, photos, prepared_data, rss_mib
 from bench.training_and_serving import bench_batch_ceiling, bench_latency, bench_training, conv_gflops, make_task
-from ml.backbones import build_backbone
+from ml.backbones.vgg import VGGBackbone
 from ml.registry import ModelRegistry
 from ml.options import TrainingOptions
 
@@ -69,7 +69,7 @@ def main():
     options = TrainingOptions(backbone="vgg16-imagenet", head="softmax", weights="none", image_size=args.image_size,
                               epochs=10, patience=11)
     crops, labels = make_task(60)
-    backbone = build_backbone("vgg16-imagenet", "none", args.image_size)
+    backbone = VGGBackbone.build("vgg16-imagenet", "none", args.image_size, ())
     cold, warm, e2e, head = bench_training(backbone, crops, labels, options)
     serving, predict = bench_latency(backbone, head, crops[0], 30)
     batch_rate, singles_rate = bench_batch_ceiling(backbone, head, crops[:8])

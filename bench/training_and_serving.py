@@ -19,7 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from ml.backbones import build_backbone
+from ml.backbones.vgg import VGGBackbone
 from ml.faces import CROP_SIZE
 from ml.heads import SoftmaxHead, class_weights
 from ml.predictor import load_version
@@ -151,7 +151,7 @@ def main():
                               epochs=args.epochs, patience=args.epochs + 1)
     keras.utils.set_random_seed(0)
     crops, labels = make_task(args.images)
-    backbone = build_backbone("vgg16-imagenet", "none", args.image_size)
+    backbone = VGGBackbone.build("vgg16-imagenet", "none", args.image_size, ())
     cold, warm, e2e, head = bench_training(backbone, crops, labels, options)
     serving, predict = bench_latency(backbone, head, crops[0], args.repeats)
     print(f"VGG16 at {args.image_size}px, {args.images} images, {args.epochs} epochs, random weights")

@@ -138,8 +138,10 @@ def _write_images(members, staging, limits, face, progress, table):
                 if digest in seen:
                     raise DatasetError(f"duplicate of {seen[digest]}")
                 crop = crop_face(decode_image(data, limits.max_pixels), face)
-            except NoFaceFound:
-                problem = "no face found"
+            except NoFaceFound as exc:
+                # Kept short and stable (the retry with the whole-photo fallback looks for it),
+                # with the reason when the whole photo was refused too.
+                problem = "no face found" + (f": {exc}" if face.fallback == "whole" else "")
             except FaceDxError as exc:
                 problem = str(exc)
         if problem is not None:

@@ -36,21 +36,34 @@ class Novelty:
 
     @classmethod
     def fit_with_threshold(cls, x, block_sizes, folds):
-        """Fit on all of `x`; set the threshold from scores of photos held out by `folds`."""
-        held_out = np.zeros(len(x))
+        """Fit on all of `x`; scale the distance from the subspace and set the threshold on held-out photos.
+
+        Photos the subspace was fitted on lie closer to it than new ones, so the typical distance
+        from it is measured on photos held out by `folds`, as is the threshold.
+        """
+        parts = np.zeros((len(x), 2))
         for train, test in folds:
-            held_out[test] = cls.fit(x[train], block_sizes).scores(x[test])
+            parts[test] = cls.fit(x[train], block_sizes).parts(x[test])
         fitted = cls.fit(x, block_sizes)
+        fitted.residual = max(float(np.mean(parts[:, 1])), 1e-6)
+        held_out = fitted.combine(parts[:, 0], parts[:, 1])
         fitted.threshold = float(np.quantile(held_out, QUANTILE)) * MARGIN
         return fitted
 
-    def scores(self, x):
-        """Return each photo's novelty score (about 1 for a typical training photo)."""
+    def parts(self, x):
+        """Return [n, 2]: each photo's squared whitened distance inside the subspace, and squared distance from it."""
         z = (np.asarray(x, np.float64) - self.mean) / self.scale
         inside = z @ self.components.T
         outside = z - inside @ self.components
-        squared = np.sum((inside / self.spread) ** 2, axis=1) + np.sum(outside ** 2, axis=1) / self.residual
-        return np.sqrt(squared / (len(self.spread) + 1))
+        return np.stack([np.sum((inside / self.spread) ** 2, axis=1), np.sum(outside ** 2, axis=1)], axis=1)
+
+    def combine(self, inside, outside):
+        return np.sqrt((inside + outside / self.residual) / (len(self.spread) + 1))
+
+    def scores(self, x):
+        """Return each photo's novelty score (about 1 for a typical training photo)."""
+        parts = self.parts(x)
+        return self.combine(parts[:, 0], parts[:, 1])
 
     def unusual(self, x):
         """Return a bool per photo: True when it is unlike the training photos."""

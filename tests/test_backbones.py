@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 
 from ml import backbones
-from ml.backbones import availability, build_backbone, default_backbone, load_backbone
+from ml.backbones import availability
+from ml.backbones.vgg import VGGBackbone
+from ml.blocks import build_extractor, load_extractor
+from ml.options import TrainingOptions
 from ml.backbones.dlib_face import CHIP_SIZE, DlibFaceBackbone
 from ml.backbones.vgg import (VGG16_CONVS, VGG16_NOTOP_FILE, VGGFACE_FILE, VGGFACE_MEAN, VGGPreprocess,
                               WeightsSource, build_vgg16, resolve_weights, unfreeze_last_block)
@@ -33,7 +36,7 @@ def face_crops(face_photos):
 def test_none_means_random_weights_and_no_cache():
     source = resolve_weights("none")
     assert source == WeightsSource("none") and source.cache_id is None
-    backbone = build_backbone("vgg16-imagenet", "none", 32)
+    backbone = VGGBackbone.build("vgg16-imagenet", "none", 32, ())
     assert backbone.cache_id is None and "tests only" in backbone.describe()["weights"]["note"]
 
 
@@ -101,7 +104,7 @@ def write_vggface_file(path, skip=None, bad_shape=None):
 
 def test_vggface_weights_are_mapped_by_layer_name(tmp_path):
     write_vggface_file(tmp_path / VGGFACE_FILE)
-    backbone = build_backbone("vggface", "pretrained", 32, [str(tmp_path)])
+    backbone = VGGBackbone.build("vggface", "pretrained", 32, [str(tmp_path)])
     with h5py.File(tmp_path / VGGFACE_FILE) as stored:
         expected = np.asarray(stored["conv3_2"]["conv3_2"]["kernel:0"])
     np.testing.assert_array_equal(backbone.base.get_layer("block3_conv2").weights[0].numpy(), expected)
@@ -114,27 +117,32 @@ def test_vggface_weights_are_mapped_by_layer_name(tmp_path):
 def test_a_vggface_file_that_does_not_match_is_refused(tmp_path, damage, message):
     write_vggface_file(tmp_path / VGGFACE_FILE, **damage)
     with pytest.raises(WeightsUnavailable, match=message):
-        build_backbone("vggface", "pretrained", 32, [str(tmp_path)])
+        VGGBackbone.build("vggface", "pretrained", 32, [str(tmp_path)])
 
 
 def test_a_missing_vggface_file_names_what_to_supply(tmp_path):
     with pytest.raises(WeightsUnavailable) as error:
-        build_backbone("vggface", "pretrained", 224, [str(tmp_path)])
+        VGGBackbone.build("vggface", "pretrained", 224, [str(tmp_path)])
     assert VGGFACE_FILE in str(error.value) and str(tmp_path) in str(error.value)
 
 
-def test_availability_and_the_default_backbone(tmp_path):
+def test_availability_of_each_block_and_auto_candidates(tmp_path):
+    from ml.training import candidate_pipelines
+
     reasons = availability([str(tmp_path)])
-    assert reasons["dlib-face"] is None
+    assert reasons["dlib-face"] is None and reasons["hog"] is None and reasons["geometry"] is None
     assert VGGFACE_FILE in reasons["vggface"]
-    assert default_backbone([str(tmp_path)]) == "dlib-face"
+    assert "vggface" not in candidate_pipelines(TrainingOptions(), [str(tmp_path)])
     write_vggface_file(tmp_path / VGGFACE_FILE)
-    assert availability([str(tmp_path)])["vggface"] is None and default_backbone([str(tmp_path)]) == "vggface"
+    assert availability([str(tmp_path)])["vggface"] is None
+    assert "vggface" in candidate_pipelines(TrainingOptions(), [str(tmp_path)])
 
 
 def test_unknown_backbone_and_bad_image_size_are_refused():
     with pytest.raises(TrainingError, match="Unknown backbone"):
-        build_backbone("resnet", "none", 32)
+        TrainingOptions(backbone="resnet")
+    with pytest.raises(TrainingError, match="Unknown face block"):
+        build_extractor("resnet+hog", TrainingOptions())
     for size in (16, 1024):
         with pytest.raises(TrainingError, match="image_size"):
             build_vgg16(size, WeightsSource("none"))
@@ -154,11 +162,11 @@ def test_fine_tuning_unfreezes_only_the_last_block():
 
 
 def test_a_saved_vgg_backbone_gives_the_same_features(tmp_path, face_crops):
-    backbone = build_backbone("vgg16-imagenet", "none", 32)
+    backbone = VGGBackbone.build("vgg16-imagenet", "none", 32, ())
     crops = np.stack(list(face_crops.values()))
     card = {"backbone": backbone.describe()}
     backbone.save(tmp_path)
-    np.testing.assert_allclose(load_backbone(card, tmp_path).features(crops), backbone.features(crops), atol=1e-5)
+    np.testing.assert_allclose(load_extractor(card, tmp_path).features(crops), backbone.features(crops), atol=1e-5)
 
 
 def test_dlib_aligns_a_real_face_on_its_landmarks(dlib_face, face_crops):

@@ -88,7 +88,7 @@ def test_admin_trains_and_activates_then_a_doctor_predicts(server, page, tmp_pat
     snap(page, "admin-dataset")
 
     page.click("text=Train on this dataset")
-    assert page.input_value("#backbone") == "dlib-face"                 # the strongest one available here
+    assert page.input_value("#backbone") == "auto"          # candidates compared by nested cross-validation
     assert "vggface is unavailable" in page.inner_text("#unavailable")
     page.select_option("#backbone", "vgg16-imagenet")
     page.select_option("#head", "softmax")

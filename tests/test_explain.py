@@ -4,11 +4,11 @@ import keras
 import numpy as np
 import pytest
 
-from ml.backbones import build_backbone
+from ml.backbones.vgg import VGGBackbone
 from ml.explain import explain, grad_cam, occlusion_map, overlay_png
 from ml.faces import CROP_SIZE
 from ml.heads import LinearHead
-from ml.options import TrainingOptions
+from ml.pipelines import Config
 
 
 PATCH = 64
@@ -30,9 +30,9 @@ def patch_model():
     labels = np.arange(40) % 2
     crops = np.stack([patch_image(label, seed)[0] for seed, label in enumerate(labels)])
     keras.utils.set_random_seed(0)                       # the same random network on every run
-    backbone = build_backbone("vgg16-imagenet", "none", 224)
-    head = LinearHead(2, TrainingOptions(weights="none"))
-    head.fit(backbone.features(crops), labels)
+    backbone = VGGBackbone.build("vgg16-imagenet", "none", 224, ())
+    head = LinearHead.fit(backbone.features(crops), labels, backbone.block_sizes,
+                          Config(("vgg16-imagenet",), "linear", 1.0), 2)
     return SimpleNamespace(backbone=backbone, head=head, card={},
                            probabilities=lambda batch, reference=None: head.probabilities(backbone.features(batch)))
 

@@ -37,7 +37,7 @@ def test_a_version_with_a_missing_file_cannot_be_activated(app, client, tokens, 
     with app.app_context():
         registry = get_registry()
         shutil.copytree(version.path, registry.root / version.version)
-        (registry.root / version.version / "head.joblib").unlink()
+        (registry.root / version.version / "head.npz").unlink()
     response = client.post(f"/api/v1/models/{version.version}/activate", headers=bearer_headers(tokens["admin"]))
     assert response.status_code == 404 and client.get("/api/v1/models", headers=bearer_headers(
         tokens["admin"])).get_json()["models"] == []

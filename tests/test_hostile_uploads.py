@@ -43,7 +43,7 @@ def test_bad_members_are_rejected_one_by_one_and_nothing_escapes(client, tokens,
     good = synthetic_entries(per_class=5)
     link = zipfile.ZipInfo("alpha/link.png")
     link.external_attr = (stat.S_IFLNK | 0o777) << 16
-    animated = [Image.new("RGB", (48, 48), c) for c in ((200, 60, 60), (60, 60, 200))]
+    animated = [Image.fromarray(coloured_image(label, 94)) for label in ("gamma", "beta")]
     entries = good | {
         "../../escape.png": good["alpha/photo0.png"],
         "/etc/cron.d/evil.png": good["alpha/photo1.png"],
@@ -55,7 +55,10 @@ def test_bad_members_are_rejected_one_by_one_and_nothing_escapes(client, tokens,
         "alpha/bomb.png": saved(Image.new("1", (12_000, 12_000)), "PNG"),
         "gamma/animated.gif": saved(animated[0], "GIF", save_all=True, append_images=animated[1:]),
         "gamma/cmyk.jpg": saved(Image.fromarray(coloured_image("gamma", 91)).convert("CMYK"), "JPEG"),
-        "gamma/sixteen.png": saved(Image.fromarray(np.full((40, 40), 30000, np.uint16)), "PNG"),
+        "gamma/sixteen.png": saved(Image.fromarray(np.random.default_rng(1).integers(20000, 40000, (64, 64))
+                                                   .astype(np.uint16)), "PNG"),
+        "gamma/blank.png": png_bytes(np.full((100, 100, 3), 90, np.uint8)),
+        "gamma/tiny.png": png_bytes(coloured_image("gamma", 95, size=8)),
         "gamma/real-png-named.jpg": png_bytes(coloured_image("gamma", 92)),
         "<img src=x onerror=alert(1)>/a.png": good["beta/photo0.png"],
         "beta/cafX.png": png_bytes(coloured_image("beta", 93)),
@@ -74,6 +77,7 @@ def test_bad_members_are_rejected_one_by_one_and_nothing_escapes(client, tokens,
     assert "not an image" in reasons["alpha/nested.zip"] and "not an image" in reasons["alpha/lies.jpg"]
     assert "truncated" in reasons["alpha/truncated.png"] and "too large" in reasons["alpha/bomb.png"]
     assert "duplicate" in reasons["<img src=x onerror=alert(1)>/a.png"]
+    assert "blank" in reasons["gamma/blank.png"] and "too small" in reasons["gamma/tiny.png"]     # used whole
     # Handled, not rejected: animated GIF (first frame), CMYK, 16-bit, a PNG named .jpg, a cp437 name.
     assert body["counts"] == {"alpha": 5, "beta": 6, "gamma": 9}
     assert "beta/café.png" not in reasons

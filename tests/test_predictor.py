@@ -1,13 +1,15 @@
+import io
+import json
 import shutil
 import threading
 import zipfile
 
-import json
 import numpy as np
 import pytest
+from PIL import Image
 
 from ml.errors import ImageError, NoActiveModel, NoFaceFound
-from ml.predictor import Predictor
+from ml.predictor import UNLIKE_TRAINING, Predictor
 from ml.registry import ModelRegistry
 from tests.conftest import clone_version, coloured_image, png_bytes
 
@@ -103,3 +105,68 @@ def test_a_broken_new_version_keeps_the_old_one_serving(registry, trained):
     registry.activate(second)
     assert predictor.current().version == first
     assert predictor.predict(png_bytes(coloured_image("alpha", seed=9))).model_version == first
+
+
+def tiff_of_nan():
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((120, 120), np.nan, np.float32), mode="F").save(buffer, format="TIFF")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("photo, error, words", [
+    (lambda: png_bytes(np.zeros((1, 1, 3), np.uint8)), NoFaceFound, "too small"),
+    (lambda: png_bytes(np.zeros((8, 8, 3), np.uint8)), NoFaceFound, "too small"),
+    (lambda: png_bytes(np.full((200, 200, 3), 127, np.uint8)), NoFaceFound, "blank"),
+    (lambda: png_bytes(np.zeros((300, 200, 3), np.uint8)), NoFaceFound, "blank"),
+    (tiff_of_nan, ImageError, "not numbers"),
+])
+def test_a_whole_image_model_refuses_what_cannot_be_a_face(registry, trained, photo, error, words):
+    registry.activate(trained[1].version)
+    assert registry.get(trained[1].version).card["face"]["fallback"] == "whole"
+    with pytest.raises(error, match=words):
+        Predictor(registry).predict(photo())
+
+
+def test_a_photo_unlike_the_training_photos_is_referred(registry, trained):
+    registry.activate(trained[1].version)
+    predictor = Predictor(registry)
+    grey = np.clip(np.random.default_rng(0).normal(127, 30, (64, 64, 3)), 0, 255).astype(np.uint8)
+    stranger = predictor.predict(png_bytes(grey))               # trained on red, green and blue noise only
+    assert stranger.abstained and UNLIKE_TRAINING in stranger.abstention_reasons
+    usual = [predictor.predict(png_bytes(coloured_image(label, seed=900 + i)))
+             for i, label in enumerate(["alpha", "beta", "gamma"] * 4)]
+    assert sum(UNLIKE_TRAINING in p.abstention_reasons for p in usual) <= 1
+
+
+def test_a_version_written_before_blocks_and_card_formats_still_serves(tmp_path, trained_people, face_photos):
+    """An old card (no format, no pipeline) with a pickled scikit-learn head loads and predicts as it did."""
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from ml.backbones.dlib_face import DlibFaceBackbone
+    from ml.faces import FaceOptions, crop_face
+
+    source = trained_people[1]
+    registry = ModelRegistry(tmp_path / "models")
+    old = {k: v for k, v in source.card.items() if k not in ("format", "pipeline", "novelty", "version", "files")}
+    old.update(backbone={"name": "dlib-face", "input_size": 150, "feature_size": 128,
+                         "weights": {"name": "dlib_face_recognition_resnet_model_v1", "path": None, "sha256": None},
+                         "alignment": "dlib 5-point landmarks, face chip 150 px, padding 0.25"},
+               abstention={"min_probability": 0.0, "min_margin": 0.1}, calibration={"temperature": 1.0})
+    backbone = DlibFaceBackbone()
+    crops = [crop_face(face_photos[name], FaceOptions()).image for name in ("astronaut", "grace_hopper")]
+    features = backbone.features(np.stack(crops + [c[:, ::-1] for c in crops]))
+    head = make_pipeline(StandardScaler(), LogisticRegression()).fit(features, [0, 1, 0, 1])
+
+    def write(folder):
+        joblib.dump(head, folder / "head.joblib")
+        (folder / "evaluation.json").write_text("[]")
+        return ["head.joblib", "evaluation.json"]
+    version = registry.save(old, write)
+    registry.activate(version.version)
+    result = Predictor(registry).predict(png_bytes(face_photos["grace_hopper"]))
+    expected = head.predict_proba(backbone.features(crops[1][np.newaxis]))[0]
+    served = dict(result.probabilities)
+    np.testing.assert_allclose([served["first"], served["second"]], expected, atol=1e-6)

@@ -76,7 +76,7 @@ def test_the_doctor_is_told_to_refer_when_a_result_is_below_the_thresholds(app, 
     with app.app_context():
         get_registry().set_thresholds(active_model, 1.0, 0.1)       # an administrator demands certainty
     page = post_photo(client, photo).get_data(as_text=True)
-    assert "Uncertain: refer for clinical assessment" in page and "is below this model" in page
+    assert "Uncertain: refer for clinical assessment" in page and "not confident enough" in page
     assert 'id="top-label"' not in page and page.count('<th scope="row">') == 3      # still the ranked list
     with app.app_context():
         get_registry().set_thresholds(active_model, 0.0, 0.0)

@@ -71,9 +71,11 @@ def list_models():
 
 @bp.post("/models/<version>/activate")
 def activate_model(version):
-    """Activate a version."""
-    get_registry().activate(version)
-    audit(g.api_user, "model.activate", version)
+    """Activate a version; one flagged as not useful needs JSON {"force": true}."""
+    body = request.get_json(silent=True)
+    force = isinstance(body, dict) and body.get("force") is True
+    get_registry().activate(version, force)
+    audit(g.api_user, "model.activate", f"{version} (forced: flagged as not useful)" if force else version)
     db.session.commit()
     return jsonify(active=version)
 

@@ -123,7 +123,9 @@ def train_command(dataset_name, **options):
     version = train(dataset, checked, get_registry(), current_app.config["PRETRAINED_DIRS"], print_progress)
     summary = version_summary(version)
     click.echo(f"Version {version.version} (not active; `flask --app app models activate {version.version}`)")
-    click.echo(f"{summary['backbone']} + {summary['head']} head, {summary['evaluation_note']}")
+    click.echo(f"{summary['pipeline']} + {summary['head']} head, {summary['evaluation_note']}")
+    if not summary["useful"]:
+        click.echo(f"NOT USEFUL: this model is {summary['useful_note']}")
     auc = "n/a" if summary["macro_roc_auc"] is None else f"{summary['macro_roc_auc']:.3f}"
     click.echo(f"Accuracy {percent(summary['accuracy'], summary['accuracy_std'])}  "
                f"macro F1 {percent(summary['macro_f1'], summary['macro_f1_std'])}  macro ROC-AUC {auc}")
@@ -133,6 +135,9 @@ def train_command(dataset_name, **options):
     for label, row in version.card["metrics"]["per_class"].items():
         click.echo(f"  {label:<24} precision {row['precision']:.2f}  recall {row['recall']:.2f}  "
                    f"F1 {row['f1']:.2f}  n {row['support']}")
+    for row in version.card["metrics"].get("candidates") or []:
+        click.echo(f"  candidate {row['pipeline']:<28} CV accuracy {percent(row['accuracy'], row['accuracy_std'])}"
+                   f"{'  (chosen)' if row['chosen'] else ''}")
 
 
 def print_progress(event):
@@ -144,8 +149,8 @@ def print_progress(event):
         click.echo(f"{phase} epoch {event['epoch']}/{event['epochs']}  {numbers}", err=True)
     elif phase == "features":
         click.echo(f"features {event['done']}/{event['total']}", err=True)
-    elif phase == "cross-validation":
-        click.echo(f"cross-validation fold {event['fold']}/{event['folds']}", err=True)
+    elif phase in ("cross-validation", "nested selection"):
+        click.echo(f"{phase} fold {event['fold']}/{event['folds']}", err=True)
     else:
         click.echo(phase, err=True)
 

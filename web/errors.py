@@ -5,7 +5,7 @@ from flask import jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from ml.errors import (DatasetError, DatasetExists, DatasetNotFound, FaceDxError, ImageError, NoActiveModel,
-                       NoFaceFound, Overloaded, TrainingError, UnsupportedImage, VersionNotFound,
+                       NoFaceFound, NotUseful, Overloaded, TrainingError, UnsupportedImage, VersionNotFound,
                        WeightsUnavailable)
 from web.jobs import JobConflict
 
@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 # Most specific first: the first class an error is an instance of gives its status.
 STATUS_OF = [
     (UnsupportedImage, 415), (ImageError, 422), (NoFaceFound, 422),
-    (DatasetNotFound, 404), (VersionNotFound, 404), (DatasetExists, 409), (JobConflict, 409),
+    (DatasetNotFound, 404), (VersionNotFound, 404), (DatasetExists, 409), (JobConflict, 409), (NotUseful, 409),
     (DatasetError, 400), (TrainingError, 422), (WeightsUnavailable, 422), (NoActiveModel, 503),
     (Overloaded, 503),
     (FaceDxError, 400),

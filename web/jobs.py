@@ -256,7 +256,9 @@ class JobRun:
             return 0.5 * event["done"] / max(event["total"], 1)
         if phase == "cross-validation":
             within = event.get("fold_epoch", 0) / max(event.get("fold_epochs", 1), 1)
-            return 0.55 + 0.3 * (event["fold"] - 1 + within) / event["folds"]
+            return 0.55 + 0.15 * (event["fold"] - 1 + within) / event["folds"]
+        if phase == "nested selection":                                 # auto: the choice inside each fold
+            return 0.7 + 0.15 * (event["fold"] - 1) / event["folds"]
         if phase == "head" and not options["fine_tune_epochs"]:        # the final head, after cross-validation
             return 0.85 + 0.1 * event["epoch"] / options["epochs"]
         if phase in ("head", "fine-tune"):                             # held-out run with fine-tuning

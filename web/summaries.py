@@ -20,6 +20,9 @@ def version_summary(version, active=None):
         "training_seconds": card.get("training_seconds"),
         "training_memory_mib": card.get("training_peak_memory_mib"),
         "fine_tune_precision": metrics.get("fine_tune_precision"),
+        "pipeline": card.get("pipeline", {}).get("name", card["backbone"]["name"]),
+        "useful": (metrics.get("usefulness") or {"useful": True})["useful"],
+        "useful_note": (metrics.get("usefulness") or {}).get("note", ""),
     }
 
 

@@ -15,7 +15,9 @@
     document.getElementById("job-phase").textContent = progress.phase || "";
     var epoch = progress.epoch ? "epoch " + progress.epoch + " of " + progress.epochs : "";
     if (progress.phase === "features") { epoch = "photo " + progress.done + " of " + progress.total; }
-    if (progress.phase === "cross-validation") { epoch = "fold " + progress.fold + " of " + progress.folds; }
+    if (progress.phase === "cross-validation" || progress.phase === "nested selection") {
+      epoch = "fold " + progress.fold + " of " + progress.folds;
+    }
     document.getElementById("job-epoch").textContent = epoch;
     document.getElementById("job-progress").value = progress.fraction || 0;
     var waiting = document.getElementById("job-waiting");
