@@ -105,7 +105,7 @@ def train(dataset, options, registry, pretrained_dirs=(), progress=None):
 
 def _softmax_cv(features, labels, groups, pipeline, n_classes, options, report):
     """Cross-validate the softmax head on one pipeline; return what `choose` returns for linear heads."""
-    config = Config(tuple(pipeline.split("+")), "softmax", 0.0)
+    config = Config(tuple(pipeline.split("+")), "softmax", None)
     folds, grouped, n_folds = cross_validation_folds(labels, groups, options.folds, options.seed)
     x = np.concatenate([features[name] for name in config.blocks], axis=1)
     raw = np.zeros((len(labels), n_classes))

@@ -15,6 +15,17 @@ CHIP_PADDING = 0.25       # dlib's default context around the landmarks
 FACE_IN_CROP = (0.2 / 1.4, 1.2 / 1.4)
 
 
+def import_dlib(purpose):
+    """Return (dlib, face_recognition_models), or raise WeightsUnavailable saying what `purpose` needs."""
+    try:
+        import dlib
+        import face_recognition_models
+    except ImportError as exc:
+        raise WeightsUnavailable(f"{purpose} needs the dlib-bin and face-recognition-models packages "
+                                 f"({exc}).") from None
+    return dlib, face_recognition_models
+
+
 class DlibFaceBackbone:
     """Face-recognition features: landmarks, alignment to a 150 px chip, ResNet descriptor."""
     name = "dlib-face"
@@ -23,12 +34,7 @@ class DlibFaceBackbone:
     input_size = CHIP_SIZE
 
     def __init__(self):
-        try:
-            import dlib
-            import face_recognition_models as files
-        except ImportError as exc:
-            raise WeightsUnavailable(f"The dlib-face backbone needs the dlib-bin and face-recognition-models "
-                                     f"packages ({exc}).") from None
+        dlib, files = import_dlib("The dlib-face backbone")
         self._dlib = dlib
         self._landmarks = dlib.shape_predictor(files.pose_predictor_five_point_model_location())
         self._network = dlib.face_recognition_model_v1(files.face_recognition_model_location())

@@ -5,6 +5,7 @@ aligned on the 5 landmarks, and (computed when a block asks) the 68 landmarks. A
 photo share that one detection and one alignment. A pipeline's extractor is either `FaceFeatures`
 (face blocks, concatenated) or a VGG16 backbone, whose details stay in ml/backbones/vgg.py.
 """
+import functools
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -193,10 +194,7 @@ def load_extractor(card, folder):
     return FaceFeatures(blocks)
 
 
-_LANDMARKS = []
-
-
+@functools.cache
 def _landmarks68():
-    if not _LANDMARKS:
-        _LANDMARKS.append(Landmarks68())
-    return _LANDMARKS[0]
+    """Return the process's one 68-point predictor (it loads its model on first use, under its own lock)."""
+    return Landmarks68()

@@ -6,7 +6,7 @@ import threading
 import cv2
 import numpy as np
 
-from ml.backbones.dlib_face import FACE_IN_CROP
+from ml.backbones.dlib_face import FACE_IN_CROP, import_dlib
 from ml.errors import WeightsUnavailable
 
 _LEFT_EYE = slice(36, 42)       # the eye on the left of the photo (the person's right eye)
@@ -27,12 +27,7 @@ class Landmarks68:
     """dlib's 68-point shape predictor, loaded on first use; calls are serialised."""
 
     def __init__(self):
-        try:
-            import dlib
-            import face_recognition_models as files
-        except ImportError as exc:
-            raise WeightsUnavailable(f"Face geometry needs the dlib-bin and face-recognition-models "
-                                     f"packages ({exc}).") from None
+        dlib, files = import_dlib("Face geometry")
         self._dlib = dlib
         self._path = files.pose_predictor_model_location()
         self._predictor = None
