@@ -8,9 +8,6 @@ from sklearn.utils.class_weight import compute_class_weight
 from ml.errors import TrainingError
 from ml.pipelines import LinearModel
 
-
-
-
 HEAD_ARRAYS = "head.npz"
 
 

@@ -13,6 +13,7 @@ from ml.pipelines import block_scaling
 COMPONENTS = 16
 QUANTILE = 0.99         # about 1 in 100 held-out training photos scores above the threshold
 MARGIN = 1.25           # and the threshold sits a quarter above that percentile
+NOVELTY_FILE = "novelty.npz"
 
 
 class Novelty:
@@ -69,13 +70,17 @@ class Novelty:
         """Return a bool per photo: True when it is unlike the training photos."""
         return self.scores(x) > self.threshold
 
-    def arrays(self):
-        """Return the score's parameters as named arrays, to be saved with numpy.savez."""
-        return {"novelty_mean": self.mean, "novelty_scale": self.scale, "novelty_components": self.components,
-                "novelty_spread": self.spread, "novelty_residual": np.array(self.residual),
-                "novelty_threshold": np.array(self.threshold)}
+    def save(self, folder):
+        """Write the score's parameters into a model version's folder; return the file names written."""
+        np.savez(folder / NOVELTY_FILE, mean=self.mean, scale=self.scale, components=self.components,
+                 spread=self.spread, residual=np.array(self.residual), threshold=np.array(self.threshold))
+        return [NOVELTY_FILE]
 
     @classmethod
-    def from_arrays(cls, arrays):
-        return cls(arrays["novelty_mean"], arrays["novelty_scale"], arrays["novelty_components"],
-                   arrays["novelty_spread"], float(arrays["novelty_residual"]), float(arrays["novelty_threshold"]))
+    def load(cls, folder):
+        """Read the score a version was saved with, or None for versions written without one."""
+        if not (folder / NOVELTY_FILE).is_file():
+            return None
+        with np.load(folder / NOVELTY_FILE, allow_pickle=False) as arrays:
+            return cls(arrays["mean"], arrays["scale"], arrays["components"], arrays["spread"],
+                       float(arrays["residual"]), float(arrays["threshold"]))

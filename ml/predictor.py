@@ -84,11 +84,8 @@ class LoadedModel:
 def load_version(model_version):
     """Load a saved version's extractor, head and novelty score, and warm them up with one blank face."""
     card, folder = model_version.card, model_version.path
-    novelty = None
-    if (folder / "novelty.npz").is_file():
-        with np.load(folder / "novelty.npz", allow_pickle=False) as arrays:
-            novelty = Novelty.from_arrays(arrays)
-    loaded = LoadedModel(model_version.version, card, load_extractor(card, folder), load_head(card, folder), novelty)
+    loaded = LoadedModel(model_version.version, card, load_extractor(card, folder), load_head(card, folder),
+                         Novelty.load(folder))
     loaded.probabilities(np.zeros((1, CROP_SIZE, CROP_SIZE, 3), np.uint8))
     return loaded
 

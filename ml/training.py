@@ -19,7 +19,7 @@ import sklearn
 import tensorflow as tf
 from sklearn.model_selection import train_test_split
 
-from ml.backbones import availability
+from ml.backbones import unavailable_pipelines
 from ml.backbones.vgg import unfreeze_last_block
 from ml.blocks import FaceFeatures, build_extractor
 from ml.calibration import apply_temperature, choose_temperature, choose_thresholds, reliability
@@ -44,8 +44,8 @@ def candidate_pipelines(options, pretrained_dirs=()):
     """Return the pipelines a run compares: every usable one for `auto`, else the one asked for."""
     if options.backbone != "auto":
         return [options.backbone]
-    reasons = availability(pretrained_dirs)
-    return [name for name in PIPELINES if all(reasons.get(block) is None for block in name.split("+"))]
+    unusable = unavailable_pipelines(PIPELINES, pretrained_dirs)
+    return [name for name in PIPELINES if name not in unusable]
 
 
 def train(dataset, options, registry, pretrained_dirs=(), progress=None):
@@ -74,7 +74,7 @@ def train(dataset, options, registry, pretrained_dirs=(), progress=None):
     if options.head == "softmax":
         chosen, folds, grouped, raw, baseline, candidates = _softmax_cv(features, labels, groups, pipelines[0],
                                                                         n_classes, options, report)
-        chosen_per_fold = None
+        chosen_per_fold, selection = None, "fixed"
     else:
         configs = [c for p in pipelines for c in configs_for(p, options.head, options.regularization)]
         if options.backbone == "auto":
@@ -82,10 +82,11 @@ def train(dataset, options, registry, pretrained_dirs=(), progress=None):
         choice = choose(features, labels, groups, configs, options, report)
         chosen, folds, grouped, raw = choice.config, choice.folds, choice.grouped, choice.outer_predictions
         baseline, candidates, chosen_per_fold = choice.baseline_predictions, choice.candidates, choice.chosen_per_fold
+        selection = "nested cross-validation" if len(configs) > 1 else "fixed"
     metrics, calibrated, temperature = assess(raw, labels, folds, dataset.labels, attributes, baseline)
     metrics.update(method="cross-validation", folds=len(folds), grouped=grouped, note=_cv_note(
         len(folds), grouped, options.backbone == "auto"), candidates=candidates, chosen_per_fold=chosen_per_fold,
-        selection="nested cross-validation" if chosen_per_fold and len(configs) > 1 else "fixed")
+        selection=selection)
     report({"phase": "final head"})
     extractor = extractors.get(chosen.pipeline) or build_extractor("+".join(chosen.blocks), options, pretrained_dirs)
     x = np.concatenate([features[name] for name in chosen.blocks], axis=1)
@@ -150,26 +151,36 @@ def _cv_note(n_folds, grouped, auto):
 
 def assess(raw, labels, folds, label_names, attributes, baseline):
     """Return (metrics, calibrated out-of-fold probabilities, temperature) from out-of-fold predictions."""
-    temperature, ece_before, ece_crossed = choose_temperature(raw, labels, folds)
+    temperature, _, ece_crossed = choose_temperature(raw, labels, folds)
     calibrated = apply_temperature(raw, temperature)
     fold_metrics = [evaluate(labels[test], calibrated[test], label_names) for _, test in folds]
     metrics = summarize(fold_metrics, labels, calibrated, label_names)
-    predicted = calibrated.argmax(axis=1)
     metrics["baselines"] = baseline_scores(baseline, labels, folds, len(label_names))
-    metrics["clinical"] = clinical_figures(labels, predicted, label_names)
-    metrics["subgroups"] = subgroup_figures(predicted == labels, attributes)
-    metrics["usefulness"] = usefulness(int(np.sum(predicted == labels)), len(labels),
-                                       metrics["baselines"]["majority"]["accuracy"])
-    ece_after, bins_after = reliability(calibrated, labels)
-    metrics["calibration"] = {
-        "temperature": temperature, "ece_before": ece_before, "ece_after": ece_after,
-        "ece_cross_fitted": ece_crossed, "kept": temperature != 1.0,
-        "reliability_before": reliability(raw, labels)[1], "reliability_after": bins_after,
-        "fitted_on": "out-of-fold predictions; kept only because it lowered the expected calibration error of "
-                     "folds it was not fitted on" if temperature != 1.0 else
-                     "not applied: temperature scaling did not lower the expected calibration error of folds it "
-                     "was not fitted on"}
+    metrics.update(clinical_metrics(labels, calibrated.argmax(axis=1), label_names, attributes,
+                                    metrics["baselines"]["majority"]["accuracy"]))
+    metrics["calibration"] = calibration_figures(raw, calibrated, labels, temperature, ece_crossed, (
+        "out-of-fold predictions; kept only because it lowered the expected calibration error of folds it was "
+        "not fitted on" if temperature != 1.0 else
+        "not applied: temperature scaling did not lower the expected calibration error of folds it was not "
+        "fitted on"))
     return metrics, calibrated, temperature
+
+
+def clinical_metrics(labels, predicted, label_names, attributes, majority):
+    """Return the card's sensitivity and specificity per condition, subgroup figures and usefulness flag."""
+    correct = predicted == labels
+    return {"clinical": clinical_figures(labels, predicted, label_names),
+            "subgroups": subgroup_figures(correct, attributes),
+            "usefulness": usefulness(int(np.sum(correct)), len(labels), majority)}
+
+
+def calibration_figures(raw, calibrated, labels, temperature, ece_cross_fitted, fitted_on):
+    """Return the card's calibration figures: ECE and reliability bins before and after, on the same photos."""
+    ece_before, bins_before = reliability(raw, labels)
+    ece_after, bins_after = reliability(calibrated, labels)
+    return {"temperature": temperature, "kept": temperature != 1.0, "ece_before": ece_before, "ece_after": ece_after,
+            "ece_cross_fitted": ece_cross_fitted, "reliability_before": bins_before,
+            "reliability_after": bins_after, "fitted_on": fitted_on}
 
 
 def usefulness(correct, n, majority):
@@ -211,10 +222,7 @@ def _save(dataset, options, registry, extractor, head, novelty, pipeline, histor
     def write(folder):
         (folder / "evaluation.json").write_text(json.dumps(evaluation))
         files = extractor.save(folder) + head.save(folder) + ["evaluation.json"]
-        if novelty is not None:
-            np.savez(folder / "novelty.npz", **novelty.arrays())
-            files.append("novelty.npz")
-        return files
+        return files + (novelty.save(folder) if novelty is not None else [])
     return registry.save(card, write)
 
 
@@ -291,29 +299,24 @@ def _save_fine_tuned(dataset, options, registry, backbone, crops, features, labe
     validation = head.probabilities(backbone.features(crops[val]))
     if np.bincount(labels[val]).min() >= 2:     # enough to check calibration on half it was not fitted on
         halves, _, _ = cross_validation_folds(labels[val], None, 2, options.seed)
-        temperature, ece_before, ece_crossed = choose_temperature(validation, labels[val], halves)
+        temperature, _, ece_crossed = choose_temperature(validation, labels[val], halves)
     else:
-        temperature, ece_before, ece_crossed = 1.0, reliability(validation, labels[val])[0], None
+        temperature, ece_crossed = 1.0, None
     raw = head.probabilities(backbone.features(crops[test]))
     probabilities = apply_temperature(raw, temperature)
     fit_part = np.concatenate([train_idx, val])
     metrics = evaluate(labels[test], probabilities, label_names)
-    predicted = probabilities.argmax(axis=1)
     held_out = [(fit_part, test)]
     baselines = baseline_scores(baseline_predictions(features, labels, held_out, len(label_names), options), labels,
                                 held_out, len(label_names))
+    metrics.update(clinical_metrics(labels[test], probabilities.argmax(axis=1), label_names,
+                                    [attributes[i] for i in test], baselines["majority"]["accuracy"]))
     metrics.update(
         method="held-out", folds=None, grouped=False, accuracy_std=None, macro_f1_std=None,
         split={name: int(len(idx)) for name, idx in split.items()}, fine_tune_precision=precision,
         baselines=baselines,
-        clinical=clinical_figures(labels[test], predicted, label_names),
-        subgroups=subgroup_figures(predicted == labels[test], [attributes[i] for i in test]),
-        usefulness=usefulness(int(np.sum(predicted == labels[test])), len(test), baselines["majority"]["accuracy"]),
-        calibration={"temperature": temperature, "ece_before": ece_before, "ece_cross_fitted": ece_crossed,
-                     "ece_after": reliability(probabilities, labels[test])[0], "kept": temperature != 1.0,
-                     "reliability_before": reliability(raw, labels[test])[1],
-                     "reliability_after": reliability(probabilities, labels[test])[1],
-                     "fitted_on": "the validation split"},
+        calibration=calibration_figures(raw, probabilities, labels[test], temperature, ece_crossed,
+                                        "the validation split"),
         note=f"one held-out test split of {len(test)} photos (fine-tuning is too slow for k-fold)")
     thresholds = choose_thresholds(apply_temperature(validation, temperature), labels[val], options.min_coverage)
     pipeline = {"name": backbone.name, "blocks": [backbone.name], "block_sizes": [backbone.feature_size],

@@ -22,8 +22,11 @@ def test_held_out_photos_rarely_pass_the_threshold_and_strangers_do():
     assert novelty.unusual((train.mean(axis=0) + 20 * train.std(axis=0))[np.newaxis]).all()
 
 
-def test_the_score_survives_its_arrays():
+def test_the_score_survives_saving_and_a_version_without_one_has_none(tmp_path):
     train = photos(80, seed=4)
     novelty = Novelty.fit(train, BLOCKS)
-    again = Novelty.from_arrays({k: np.asarray(v) for k, v in novelty.arrays().items()})
+    novelty.threshold = 3.5
+    assert novelty.save(tmp_path) == ["novelty.npz"]
+    again = Novelty.load(tmp_path)
     np.testing.assert_allclose(again.scores(train[:5]), novelty.scores(train[:5]))
+    assert again.threshold == 3.5 and Novelty.load(tmp_path / "elsewhere") is None

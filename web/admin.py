@@ -11,7 +11,7 @@ from flask_wtf.file import FileField, FileRequired
 from wtforms import DecimalField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, Regexp, ValidationError
 
-from ml.backbones import availability
+from ml.backbones import unavailable_pipelines
 from ml.datasets import NAME_PATTERN, delete_dataset, get_dataset, import_dataset, list_datasets
 from ml.errors import FaceDxError, NotUseful, TrainingError
 from ml.faces import FaceOptions
@@ -66,18 +66,6 @@ def option_field(spec):
                                          "step": 1 if spec.kind is int else "any"}, **common)
 
 
-def pipeline_reasons(pretrained_dirs):
-    """Return {pipeline: why it cannot run here} for the offered pipelines that cannot."""
-    reasons = availability(pretrained_dirs)
-    found = {}
-    for pipeline in PIPELINES:
-        # availability() knows the backbones only; the other blocks need what dlib-face needs.
-        why = [reasons.get(block, reasons["dlib-face"]) for block in pipeline.split("+")]
-        if any(why):
-            found[pipeline] = next(filter(None, why))
-    return found
-
-
 # The options the training form shows; the others fold into "Advanced options".
 BASIC_OPTIONS = ("backbone", "head", "folds", "weights", "image_size", "epochs", "fine_tune_epochs")
 
@@ -91,7 +79,7 @@ class TrainingForm(FlaskForm):
 
     def offer_backbones(self, pretrained_dirs):
         """Label the pipelines that cannot run here; the reasons are listed under the form."""
-        self.unavailable = pipeline_reasons(pretrained_dirs)
+        self.unavailable = unavailable_pipelines(PIPELINES, pretrained_dirs)
         self.backbone.choices = [SelectChoice(name, f"{name} (unavailable, see below)" if name in self.unavailable
                                               else name) for name in OPTION_SPECS["backbone"].offered]
 

@@ -20,3 +20,14 @@ def availability(pretrained_dirs):
     for block in ("hog", "lbp", "geometry"):        # they read the face aligned on dlib's landmarks
         reasons[block] = reasons["dlib-face"]
     return reasons
+
+
+def unavailable_pipelines(pipelines, pretrained_dirs):
+    """Return {pipeline: why it cannot run here} for each of `pipelines` that has a block which cannot."""
+    reasons = availability(pretrained_dirs)
+    found = {}
+    for pipeline in pipelines:
+        why = [reasons[block] for block in pipeline.split("+") if reasons[block]]
+        if why:
+            found[pipeline] = why[0]
+    return found
