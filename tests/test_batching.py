@@ -59,14 +59,17 @@ def test_a_failure_reaches_every_caller_in_the_batch():
 
 
 def test_too_many_waiting_requests_are_refused_at_once():
-    release = threading.Event()
+    busy, release = threading.Event(), threading.Event()
 
     def predict(model, crops):
+        busy.set()
         release.wait(5)
         return [0] * len(crops)
     batcher = MicroBatcher(predict, max_batch=1, window_s=0, max_pending=2)
     waiting = [threading.Thread(target=batcher.submit, args=(1, np.zeros(1))) for _ in range(3)]
-    for thread in waiting:
+    waiting[0].start()
+    assert busy.wait(10)                  # the first is being predicted before the others queue behind it
+    for thread in waiting[1:]:
         thread.start()
     import time
     deadline = time.monotonic() + 10      # one is being predicted, two wait: the queue is full
