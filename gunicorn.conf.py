@@ -19,7 +19,7 @@ def post_worker_init(worker):
     import numpy as np
 
     from ml.errors import FaceDxError
-    from ml.faces import FaceOptions, crop_face
+    from ml.faces import detect_faces
     from web import get_predictor
 
     app = worker.app.wsgi()
@@ -29,4 +29,4 @@ def post_worker_init(worker):
         except FaceDxError:
             return                    # nothing active yet: the first activation loads it
         # The detector the model uses loads its own network on first use: do it now.
-        crop_face(np.full((160, 160, 3), 127, np.uint8), FaceOptions(loaded.card["face"]["detector"], "whole"))
+        detect_faces(np.full((160, 160, 3), 127, np.uint8), loaded.card["face"]["detector"])
