@@ -13,6 +13,7 @@ import argparse
 import os
 import platform
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,8 +22,8 @@ import requests
 
 from bench.load import hammer, percentile
 from bench.server import gunicorn, photos, prepared_data, rss_mib
-from bench.training_and_serving import bench_batch_ceiling, bench_latency, bench_training, conv_gflops, make_task
-from ml.backbones.vgg import VGGBackbone
+from bench.training_and_serving import (bench_batch_ceiling, bench_latency, bench_training, conv_gflops, make_task,
+                                       random_backbone)
 from ml.registry import ModelRegistry
 from ml.options import TrainingOptions
 
@@ -69,8 +70,9 @@ def main():
     options = TrainingOptions(backbone="vgg16-imagenet", head="softmax", weights="none", image_size=args.image_size,
                               epochs=10, patience=11)
     crops, labels = make_task(60)
-    backbone = VGGBackbone.build("vgg16-imagenet", "none", args.image_size, ())
-    cold, warm, e2e, head = bench_training(backbone, crops, labels, options)
+    with tempfile.TemporaryDirectory() as folder:
+        backbone = random_backbone(args.image_size, folder)
+        cold, warm, e2e, head = bench_training(backbone, crops, labels, options)
     serving, predict = bench_latency(backbone, head, crops[0], 30)
     batch_rate, singles_rate = bench_batch_ceiling(backbone, head, crops[:8])
     sample = photos()

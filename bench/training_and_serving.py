@@ -25,7 +25,7 @@ from ml.heads import SoftmaxHead, class_weights
 from ml.predictor import load_version
 from ml.registry import ModelRegistry
 from ml.options import TrainingOptions
-from ml.training import extract_features, split_indices
+from ml.training import block_features, split_indices
 
 
 def timed(function):
@@ -44,6 +44,13 @@ def make_task(n_images, seed=0):
     return crops.astype(np.uint8), labels
 
 
+def random_backbone(image_size, folder):
+    """Return VGG16 with random weights saved as a file in `folder`: the weights have an id, so features cache."""
+    path = Path(folder) / "random-vgg16.weights.h5"
+    VGGBackbone.build("vgg16-imagenet", "none", image_size, ()).base.save_weights(path)
+    return VGGBackbone.build("vgg16-imagenet", str(path), image_size, ())
+
+
 def bench_training(backbone, crops, labels, options):
     """Return seconds for cached-feature training (cold and warm cache) and for end-to-end fit."""
     split = split_indices(labels, options)
@@ -51,7 +58,8 @@ def bench_training(backbone, crops, labels, options):
     digests = [f"image-{i}" for i in range(len(labels))]
     with tempfile.TemporaryDirectory() as cache:
         def cached_run():
-            features = extract_features(backbone, crops, digests, Path(cache), lambda e: None)
+            features = block_features([backbone.name], {backbone.name: backbone}, crops, digests, Path(cache),
+                                      lambda e: None)[backbone.name]
             head = SoftmaxHead(3, options)
             head.fit(features[train_idx], labels[train_idx], validation=(features[val], labels[val]))
             return head, features
@@ -151,8 +159,9 @@ def main():
                               epochs=args.epochs, patience=args.epochs + 1)
     keras.utils.set_random_seed(0)
     crops, labels = make_task(args.images)
-    backbone = VGGBackbone.build("vgg16-imagenet", "none", args.image_size, ())
-    cold, warm, e2e, head = bench_training(backbone, crops, labels, options)
+    with tempfile.TemporaryDirectory() as folder:
+        backbone = random_backbone(args.image_size, folder)
+        cold, warm, e2e, head = bench_training(backbone, crops, labels, options)
     serving, predict = bench_latency(backbone, head, crops[0], args.repeats)
     print(f"VGG16 at {args.image_size}px, {args.images} images, {args.epochs} epochs, random weights")
     print(f"{'measure':<48} {'FaceDx':>10} {'baseline':>10} {'speed-up':>9}")
