@@ -29,4 +29,4 @@ def post_worker_init(worker):
         except FaceDxError:
             return                    # nothing active yet: the first activation loads it
         # The detector the model uses loads its own network on first use: do it now.
-        detect_faces(np.full((160, 160, 3), 127, np.uint8), loaded.card["face"]["detector"])
+        detect_faces(np.full((160, 160, 3), 127, np.uint8), loaded.card.face["detector"])

@@ -58,7 +58,7 @@ def main():
         options = TrainingOptions(folds=args.folds)
         cold, cold_s = timed_training(dataset, options, registry)
         warm, warm_s = timed_training(dataset, options, registry)
-        m = cold.card["metrics"]
+        m = cold.card.metrics
         print(f"\n{'candidate pipeline':<28} {'head':<7} {'C':>6} {'CV accuracy':>15} {'CV seconds':>10}")
         for row in m["candidates"]:
             print(f"{row['pipeline']:<28} {row['head']:<7} {row['C']:>6g} "
@@ -68,10 +68,10 @@ def main():
               f"chosen per outer fold: {', '.join(m['chosen_per_fold'])}")
         for name, b in m["baselines"].items():
             print(f"baseline {name}: {b['accuracy']:.1%} ± {b['accuracy_std']:.1%}")
-        print(f"final pipeline {cold.card['pipeline']['name']} (C {cold.card['pipeline']['C']}); "
-              f"calibration kept: {m['calibration']['kept']}; abstention {cold.card['abstention']}")
+        print(f"final pipeline {cold.card.pipeline['name']} (C {cold.card.pipeline['C']}); "
+              f"calibration kept: {m['calibration']['kept']}; abstention {cold.card.abstention}")
         print(f"training with auto: {cold_s:.0f} s with an empty feature cache, {warm_s:.0f} s with a warm one "
-              f"(warm run chose {warm.card['pipeline']['name']})")
+              f"(warm run chose {warm.card.pipeline['name']})")
 
 
 if __name__ == "__main__":

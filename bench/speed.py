@@ -100,7 +100,7 @@ def main():
         ("model only, batch of 8", f"{batch_rate:.1f} img/s", "8 concurrent calls", f"{singles_rate:.1f} img/s",
          f"{batch_rate / singles_rate:.2f}x"),
         ("web worker memory, model loaded", f"{rss:.0f} MiB", "", "", ""),
-        ("training process, peak memory", f"{card['training_peak_memory_mib']} MiB", "", "", ""),
+        ("training process, peak memory", f"{card.training_peak_memory_mib} MiB", "", "", ""),
     ]
     gflops = conv_gflops(backbone)
     print(f"{machine()}; VGG16 at {args.image_size} px ({gflops:.1f} GFLOP per image), random weights (ImageNet's "

@@ -45,6 +45,14 @@ class VersionNotFound(RegistryError):
     """No complete model version has the given name."""
 
 
+class CardError(RegistryError):
+    """A version's card.json cannot be read: only that version is broken."""
+
+
+class VersionBroken(RegistryError):
+    """A version's folder is damaged, so it can be neither served nor activated."""
+
+
 class NotUseful(RegistryError):
     """A version that does not clearly beat the majority class was to be activated without confirmation."""
 

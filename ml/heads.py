@@ -13,7 +13,7 @@ HEAD_ARRAYS = "head.npz"
 
 def load_head(card, folder):
     """Load the head a saved model version was trained with."""
-    return (SoftmaxHead if card["head"] == "softmax" else LinearHead).load(card, folder)
+    return (SoftmaxHead if card.head == "softmax" else LinearHead).load(card, folder)
 
 
 def validation_split(labels, options):
@@ -78,7 +78,7 @@ def _legacy_model(card, folder):
     pipeline = joblib.load(folder / "head.joblib")
     scaler, regression = pipeline[0], pipeline[-1]
     return LinearModel(scaler.mean_, scaler.scale_, regression.coef_, regression.intercept_, regression.classes_,
-                       len(card["labels"]), "linear")
+                       len(card.labels), "linear")
 
 
 class SoftmaxHead:
@@ -125,7 +125,7 @@ class SoftmaxHead:
 
     @classmethod
     def load(cls, card, folder):
-        return cls(len(card["labels"]), None, keras.saving.load_model(folder / "head.keras", compile=False))
+        return cls(len(card.labels), None, keras.saving.load_model(folder / "head.keras", compile=False))
 
 
 def fit_with_progress(model, phase, epochs, options, report, **fit_args):

@@ -10,7 +10,8 @@ import numpy as np
 from ml.blocks import load_extractor
 from ml.batching import MicroBatcher
 from ml.calibration import apply_temperature, decide
-from ml.errors import NoActiveModel
+from ml.card import ModelCard
+from ml.errors import NoActiveModel, VersionBroken
 from ml.explain import explain as explain_prediction
 from ml.explain import overlay_png
 from ml.faces import CROP_SIZE, FaceBox, FaceOptions, crop_face
@@ -63,7 +64,7 @@ class Prediction:
 class LoadedModel:
     """A version in memory: its feature extractor, head and novelty score, ready to predict."""
     version: str
-    card: dict
+    card: ModelCard
     backbone: object
     head: object
     novelty: Novelty | None = None
@@ -77,7 +78,7 @@ class LoadedModel:
         features = self.backbone.features(crops, reference=reference)
         raw = self.head.probabilities(features)
         unusual = self.novelty.unusual(features) if self.novelty is not None else np.zeros(len(crops), bool)
-        probabilities = apply_temperature(raw, self.card["calibration"]["temperature"]) if calibrated else raw
+        probabilities = apply_temperature(raw, self.card.calibration["temperature"]) if calibrated else raw
         return probabilities, unusual
 
 
@@ -100,6 +101,7 @@ class Predictor:
         self._batcher = MicroBatcher(lambda loaded, crops: list(zip(*loaded.assess(crops))), max_batch,
                                      batch_window_ms / 1000, max_pending) if batch_window_ms > 0 else None
         self._loaded = None
+        self._unavailable = NoActiveModel("No model is active yet. An administrator must train or activate one.")
         self._pointer_stamp = None
         self._lock = threading.Lock()
 
@@ -114,7 +116,7 @@ class Predictor:
             if stamp != self._pointer_stamp or self._loaded is None:
                 self._refresh(stamp)
         if self._loaded is None:
-            raise NoActiveModel("No model is active yet. An administrator must train or activate one.")
+            raise self._unavailable
         return self._loaded
 
     def _refresh(self, stamp):
@@ -123,12 +125,14 @@ class Predictor:
             if self._loaded is None or version.version != self._loaded.version:
                 self._loaded = load_version(version)
                 log.info("serving model version %s", version.version)
-        except NoActiveModel:
-            self._loaded = None
-        except Exception as exc:
+        except NoActiveModel as error:
+            self._loaded, self._unavailable = None, error
+        except Exception as error:
             # Whatever is wrong with the new version, keep serving the loaded one: a broken
-            # model folder must not take the service down.
-            log.error("cannot load the active model version: %s", exc)
+            # model folder must not take the service down. With none loaded, every route says why.
+            log.error("cannot load the active model version: %s", error)
+            reason = str(error) if isinstance(error, VersionBroken) else "The active model version cannot be loaded."
+            self._unavailable = NoActiveModel(f"{reason} An administrator must activate another version.")
         self._pointer_stamp = stamp
 
     def _stamp(self):
@@ -140,17 +144,18 @@ class Predictor:
 
     def predict(self, data, explain=False):
         """Decode photo bytes, crop the face and return a Prediction (with a heat map if `explain`)."""
+        self.current()                   # no model: say so before spending time on the photo
         return self.predict_image(decode_image(data, self.max_pixels), explain)
 
     def predict_image(self, rgb, explain=False):
         """Return a Prediction for an RGB array, cropped exactly as in training."""
         loaded = self.current()
-        crop = crop_face(rgb, FaceOptions(**loaded.card["face"]))
+        crop = crop_face(rgb, FaceOptions(**loaded.card.face))
         if self._batcher is not None:
             probabilities, unusual = self._batcher.submit(loaded, crop.image)
         else:
             probabilities, unusual = (row[0] for row in loaded.assess(crop.image[np.newaxis]))
-        ranked = sorted(zip(loaded.card["labels"], map(float, probabilities)), key=lambda p: -p[1])
+        ranked = sorted(zip(loaded.card.labels, map(float, probabilities)), key=lambda p: -p[1])
         face_reasons = crop.doubts() + ([UNLIKE_TRAINING] if unusual else [])
         reasons = decide(probabilities, self.registry.thresholds(loaded.version, loaded.card), face_reasons)
         explanation = None

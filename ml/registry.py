@@ -1,5 +1,6 @@
 """Model versions on disk: written atomically, one of them active."""
 import json
+import logging
 import os
 import re
 import shutil
@@ -8,10 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ml.card import ModelCard, check_thresholds
+from ml.errors import CardError, NoActiveModel, NotUseful, RegistryError, VersionBroken, VersionNotFound
 from ml.filelock import exclusive_lock
-from ml.errors import NoActiveModel, NotUseful, RegistryError, VersionNotFound
 
-VERSION_PATTERN = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
+log = logging.getLogger(__name__)
+
+VERSION_PATTERN = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
 CARD_FILE = "card.json"
 ACTIVE_FILE = "active.json"
 THRESHOLDS_FILE = "abstention.json"      # an administrator's thresholds, beside the immutable card
@@ -21,12 +25,22 @@ THRESHOLDS_FILE = "abstention.json"      # an administrator's thresholds, beside
 class ModelVersion:
     """One trained model: its folder and its card."""
     path: Path
-    card: dict
+    card: ModelCard
 
     @property
     def version(self):
         return self.path.name
 
+
+@dataclass(frozen=True)
+class BrokenVersion:
+    """A version folder that cannot be served: its card or one of its files is damaged or missing."""
+    path: Path
+    problem: str
+
+    @property
+    def version(self):
+        return self.path.name
 
 
 class ModelRegistry:
@@ -47,8 +61,8 @@ class ModelRegistry:
         staging.mkdir()
         try:
             files = list(write(staging))
-            card = dict(card, version=version, created=now.isoformat(timespec="seconds"), files=files)
-            _write_durably(staging / CARD_FILE, json.dumps(card, indent=1))
+            card = card.replace(version=version, created=now.isoformat(timespec="seconds"), files=files)
+            _write_durably(staging / CARD_FILE, json.dumps(card.to_dict(), indent=1))
             for name in files:
                 _fsync(staging / name)
             os.rename(staging, self.root / version)
@@ -59,27 +73,45 @@ class ModelRegistry:
         return ModelVersion(self.root / version, card)
 
     def versions(self):
-        """Return every complete version, newest first."""
+        """Return every version that can be served, newest first."""
+        return [v for v in self._all() if isinstance(v, ModelVersion)]
+
+    def broken(self):
+        """Return the version folders that cannot be served, each with its problem, newest first."""
+        return [v for v in self._all() if isinstance(v, BrokenVersion)]
+
+    def _all(self):
         if not self.root.is_dir():
             return []
-        names = sorted((p.name for p in self.root.iterdir() if VERSION_PATTERN.match(p.name)), reverse=True)
-        return [v for v in (self._read(name) for name in names) if v is not None]
+        names = sorted((p.name for p in self.root.iterdir() if VERSION_PATTERN.fullmatch(p.name)), reverse=True)
+        return [self._read(name) for name in names]
 
     def get(self, version):
-        """Return a complete version, or raise RegistryError."""
-        found = self._read(version) if isinstance(version, str) and VERSION_PATTERN.match(version) else None
-        if found is None:
+        """Return a version that can be served; raise VersionNotFound or VersionBroken."""
+        if not (isinstance(version, str) and VERSION_PATTERN.fullmatch(version) and (self.root / version).is_dir()):
             raise VersionNotFound(f"There is no complete model version {version!r}.")
+        found = self._read(version)
+        if isinstance(found, BrokenVersion):
+            raise VersionBroken(f"Model version {version} is damaged ({found.problem}); it can be neither served "
+                                "nor activated.")
         return found
 
     def _read(self, version):
         path = self.root / version
         try:
-            card = json.loads((path / CARD_FILE).read_text())
-        except (OSError, ValueError):
-            return None
-        complete = all((path / name).is_file() for name in card.get("files", [])) and card.get("files")
-        return ModelVersion(path, card) if complete else None
+            card = ModelCard.from_dict(json.loads((path / CARD_FILE).read_text()))
+        except FileNotFoundError:
+            return BrokenVersion(path, "card.json is missing")
+        except OSError as error:
+            return BrokenVersion(path, f"card.json cannot be read ({error.strerror})")
+        except ValueError:                        # not UTF-8 or not JSON
+            return BrokenVersion(path, "card.json is not valid JSON")
+        except CardError as error:
+            return BrokenVersion(path, str(error))
+        missing = [name for name in card.files if not (isinstance(name, str) and (path / name).is_file())]
+        if not card.files or missing:
+            return BrokenVersion(path, f"missing files: {', '.join(map(str, missing)) or 'none listed'}")
+        return ModelVersion(path, card)
 
     def thresholds(self, version, card=None):
         """Return a version's abstention thresholds: an administrator's setting, else the trained ones.
@@ -87,9 +119,13 @@ class ModelRegistry:
         `card`, when the caller holds it already, saves reading the version's card again.
         """
         try:
-            return json.loads((self.root / version / THRESHOLDS_FILE).read_text())
+            chosen = json.loads((self.root / version / THRESHOLDS_FILE).read_text())
+            return check_thresholds(chosen)
         except FileNotFoundError:
-            return (card or self.get(version).card)["abstention"]
+            pass
+        except (OSError, ValueError, CardError):
+            log.warning("the administrator's thresholds of version %s are damaged; the trained ones apply", version)
+        return (card or self.get(version).card).abstention
 
     def set_thresholds(self, version, min_probability, min_margin):
         """Store an administrator's abstention thresholds for a version (replaced atomically)."""
@@ -102,29 +138,37 @@ class ModelRegistry:
         os.replace(staging, found.path / THRESHOLDS_FILE)
 
     def pointer(self):
-        """Return the content of active.json ({} when nothing was ever activated)."""
+        """Return the content of active.json: {} when nothing was ever activated, {"damaged": why} if unreadable."""
         try:
-            return json.loads((self.root / ACTIVE_FILE).read_text())
+            content = json.loads((self.root / ACTIVE_FILE).read_text())
         except FileNotFoundError:
             return {}
-        except ValueError:
-            raise RegistryError(f"{self.root / ACTIVE_FILE} is damaged; activate a version again.") from None
+        except (OSError, ValueError):
+            content = None
+        version = content.get("version") if isinstance(content, dict) else None
+        history = content.get("history", []) if isinstance(content, dict) else None
+        if not (isinstance(version, str) and isinstance(history, list) and all(isinstance(v, str) for v in history)):
+            log.warning("%s is damaged; activating a version replaces it", self.root / ACTIVE_FILE)
+            return {"damaged": "the record of the active version is damaged; activate a version to repair it"}
+        return content
 
     def active(self):
-        """Return the active ModelVersion, or raise NoActiveModel."""
-        version = self.pointer().get("version")
-        if version is None:
+        """Return the active ModelVersion; raise NoActiveModel, or VersionBroken if it is damaged."""
+        pointer = self.pointer()
+        if pointer.get("damaged"):
+            raise NoActiveModel(f"No model can be served: {pointer['damaged']}.")
+        if pointer.get("version") is None:
             raise NoActiveModel("No model is active yet. An administrator must train or activate one.")
-        return self.get(version)
+        return self.get(pointer["version"])
 
     def activate(self, version, force=False):
         """Make `version` the active one; the previous one is remembered for roll-back.
 
         A version flagged as not useful (it does not clearly beat always answering the most
-        frequent condition) is only activated with `force`.
+        frequent condition) is only activated with `force`. A damaged pointer is replaced.
         """
         found = self.get(version)
-        usefulness = found.card.get("metrics", {}).get("usefulness") or {"useful": True}
+        usefulness = found.card.usefulness
         if not usefulness["useful"] and not force:
             raise NotUseful(f"Version {version} is {usefulness['note']}. Activate it only if you mean to, "
                             "with the explicit confirmation (force).")
@@ -141,7 +185,7 @@ class ModelRegistry:
             history = list(self.pointer().get("history", []))
             while history:
                 previous = history.pop()
-                if self._read(previous) is not None:
+                if VERSION_PATTERN.fullmatch(previous) and isinstance(self._read(previous), ModelVersion):
                     self._write_pointer(previous, history)
                     return previous
         raise RegistryError("There is no earlier active version to roll back to.")

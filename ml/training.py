@@ -23,6 +23,7 @@ from ml.backbones import unavailable_pipelines
 from ml.backbones.vgg import unfreeze_last_block
 from ml.blocks import FaceFeatures, build_extractor
 from ml.calibration import apply_temperature, choose_temperature, choose_thresholds, reliability
+from ml.card import ModelCard
 from ml.errors import TrainingError
 from ml.evaluation import (clinical_figures, cross_validation_folds, evaluate, score_predictions, subgroup_figures,
                            summarize, summarize_baseline, wilson_interval)
@@ -33,7 +34,6 @@ from ml.pipelines import BASELINE, Config, Grams, choose, configs_for, cv_predic
 
 FEATURES_DIR = "features"
 MIXED_FLOAT16 = "mixed_float16"
-CARD_FORMAT = 2
 
 
 class TrainingCancelled(Exception):
@@ -196,25 +196,24 @@ def usefulness(correct, n, majority):
 def _save(dataset, options, registry, extractor, head, novelty, pipeline, history, metrics, temperature,
           thresholds, calibrated, labels, started, report, only=None):
     report({"phase": "saving"})
-    card = {
-        "format": CARD_FORMAT,
-        "labels": dataset.labels,
-        "backbone": extractor.describe(),
-        "pipeline": pipeline,
-        "head": pipeline["head"],
-        "image_size": extractor.input_size,
-        "face": dataset.manifest["face"],
-        "dataset": {"id": dataset.id, "checksum": dataset.manifest["checksum"], "images": len(labels)},
-        "options": asdict(options),
-        "history": history,
-        "metrics": metrics,
-        "calibration": {"temperature": temperature},
-        "abstention": thresholds,
-        "novelty": {"threshold": novelty.threshold} if novelty is not None else None,
-        "training_seconds": round(time.monotonic() - started, 1),
-        "training_peak_memory_mib": peak_memory_mib(),
-        "software": software_versions(),
-    }
+    card = ModelCard(
+        labels=dataset.labels,
+        backbone=extractor.describe(),
+        pipeline=pipeline,
+        head=pipeline["head"],
+        image_size=extractor.input_size,
+        face=dataset.manifest["face"],
+        dataset={"id": dataset.id, "checksum": dataset.manifest["checksum"], "images": len(labels)},
+        options=asdict(options),
+        history=history,
+        metrics=metrics,
+        calibration={"temperature": temperature},
+        abstention=thresholds,
+        novelty={"threshold": novelty.threshold} if novelty is not None else None,
+        training_seconds=round(time.monotonic() - started, 1),
+        training_peak_memory_mib=peak_memory_mib(),
+        software=software_versions(),
+    )
     evaluation = [{"image": int(i), "file": dataset.manifest["images"][i]["file"], "label": int(labels[i]),
                    "probabilities": [round(float(p), 6) for p in calibrated[i]]}
                   for i in (range(len(labels)) if only is None else only)]

@@ -177,10 +177,10 @@ def clone_version(registry, version):
     source = registry.get(version)
 
     def copy(folder):
-        for name in source.card["files"]:
+        for name in source.card.files:
             shutil.copy(source.path / name, folder / name)
-        return source.card["files"]
-    return registry.save({k: v for k, v in source.card.items() if k not in ("version", "created", "files")},
+        return source.card.files
+    return registry.save(source.card,
                          copy).version
 
 

@@ -11,7 +11,7 @@ from tests.conftest import start_web_node
 def test_a_worker_boots_warm_with_an_active_whole_photo_model_and_serves_it(tmp_path, trained):
     """The worker warms the model's face detector before it takes requests; a whole-photo model must not stop it."""
     version = trained[1]
-    assert version.card["face"]["fallback"] == "whole"
+    assert version.card.face["fallback"] == "whole"
     registry = ModelRegistry(tmp_path / "data" / "models")
     registry.root.mkdir(parents=True)
     shutil.copytree(version.path, registry.root / version.version)

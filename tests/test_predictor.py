@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ml.card import ModelCard
 from ml.errors import ImageError, NoActiveModel, NoFaceFound
 from ml.predictor import UNLIKE_TRAINING, Predictor
 from ml.registry import ModelRegistry
@@ -62,7 +63,8 @@ def test_bad_photos_raise_clear_errors(registry, trained, face_photos):
         predictor.predict(b"%PDF-1.4 not a photo")
     strict = clone_version(registry, trained[1].version)
     card_path = registry.get(strict).path / "card.json"
-    card_path.write_text(json.dumps(dict(registry.get(strict).card, face={"detector": "mtcnn", "fallback": "none"})))
+    strict_face = {"face": {"detector": "mtcnn", "fallback": "none"}}
+    card_path.write_text(json.dumps(registry.get(strict).card.to_dict() | strict_face))
     registry.activate(strict)
     with pytest.raises(NoFaceFound):
         predictor.predict(png_bytes(coloured_image("alpha", seed=5, size=120)))
@@ -122,7 +124,7 @@ def tiff_of_nan():
 ])
 def test_a_whole_image_model_refuses_what_cannot_be_a_face(registry, trained, photo, error, words):
     registry.activate(trained[1].version)
-    assert registry.get(trained[1].version).card["face"]["fallback"] == "whole"
+    assert registry.get(trained[1].version).card.face["fallback"] == "whole"
     with pytest.raises(error, match=words):
         Predictor(registry).predict(photo())
 
@@ -150,7 +152,8 @@ def test_a_version_written_before_blocks_and_card_formats_still_serves(tmp_path,
 
     source = trained_people[1]
     registry = ModelRegistry(tmp_path / "models")
-    old = {k: v for k, v in source.card.items() if k not in ("format", "pipeline", "novelty", "version", "files")}
+    old = {k: v for k, v in source.card.to_dict().items()
+           if k not in ("format", "pipeline", "novelty", "version", "created", "files", "imported")}
     old.update(backbone={"name": "dlib-face", "input_size": 150, "feature_size": 128,
                          "weights": {"name": "dlib_face_recognition_resnet_model_v1", "path": None, "sha256": None},
                          "alignment": "dlib 5-point landmarks, face chip 150 px, padding 0.25"},
@@ -164,7 +167,8 @@ def test_a_version_written_before_blocks_and_card_formats_still_serves(tmp_path,
         joblib.dump(head, folder / "head.joblib")
         (folder / "evaluation.json").write_text("[]")
         return ["head.joblib", "evaluation.json"]
-    version = registry.save(old, write)
+    version = registry.save(ModelCard.from_dict(old), write)
+    assert version.card.format == 1 and version.card.pipeline is None
     registry.activate(version.version)
     result = Predictor(registry).predict(png_bytes(face_photos["grace_hopper"]))
     expected = head.predict_proba(backbone.features(crops[1][np.newaxis]))[0]

@@ -4,8 +4,17 @@ import threading
 import keras
 import pytest
 
-from ml.errors import NoActiveModel, RegistryError
+from ml.card import CARD_FORMAT, ModelCard
+from ml.errors import CardError, NoActiveModel, RegistryError, VersionBroken, VersionNotFound
 from ml.registry import ModelRegistry
+
+
+def card(**changes):
+    """Return a small valid card, as a training run would write it."""
+    return ModelCard(labels=["a", "b"], backbone={"name": "hog", "weights": {"name": "none"}}, head="linear",
+                     face={"detector": "haar", "fallback": "whole"}, dataset={"id": "d", "images": 4},
+                     metrics={"per_class": {}, "accuracy": 0.5, "macro_f1": 0.5},
+                     abstention={"min_probability": 0.5, "min_margin": 0.1}).replace(**changes)
 
 
 def tiny_model(folder):
@@ -16,11 +25,12 @@ def tiny_model(folder):
 
 def test_save_writes_a_complete_version_atomically(tmp_path):
     registry = ModelRegistry(tmp_path)
-    version = registry.save({"labels": ["a", "b"]}, tiny_model)
+    version = registry.save(card(), tiny_model)
     assert (version.path / "head.keras").is_file()
-    card = json.loads((version.path / "card.json").read_text())
-    assert card["labels"] == ["a", "b"] and card["version"] == version.version and "created" in card
-    assert card["files"] == ["head.keras"]
+    written = json.loads((version.path / "card.json").read_text())
+    assert written["labels"] == ["a", "b"] and written["version"] == version.version and "created" in written
+    assert written["files"] == ["head.keras"] and written["format"] == CARD_FORMAT
+    assert registry.get(version.version).card == version.card
     assert [p.name for p in tmp_path.iterdir()] == [version.version]
 
 
@@ -30,22 +40,24 @@ def test_a_failed_save_leaves_nothing(tmp_path):
         raise OSError("No space left on device")
     registry = ModelRegistry(tmp_path)
     with pytest.raises(OSError):
-        registry.save({}, disk_full)
+        registry.save(card(), disk_full)
     assert list(tmp_path.iterdir()) == [] and registry.versions() == []
 
 
 def test_incomplete_folders_are_not_versions(tmp_path):
     registry = ModelRegistry(tmp_path)
-    good = registry.save({}, tiny_model)
+    good = registry.save(card(), tiny_model)
     (tmp_path / "20260101-000000-abcdef").mkdir()
-    missing_file = registry.save({}, tiny_model)
+    missing_file = registry.save(card(), tiny_model)
     (missing_file.path / "head.keras").unlink()
     assert [v.version for v in registry.versions()] == [good.version]
+    assert {b.version: b.problem for b in registry.broken()} == {
+        missing_file.version: "missing files: head.keras", "20260101-000000-abcdef": "card.json is missing"}
     with pytest.raises(RegistryError):
         registry.activate("20260101-000000-abcdef")
 
 
-@pytest.mark.parametrize("version", ["../../etc", "", "20260101-000000-zzzzzz", None])
+@pytest.mark.parametrize("version", ["../../etc", "", "20260101-000000-zzzzzz", None, "20260101-000000-abcdef\n"])
 def test_unknown_versions_are_refused(tmp_path, version):
     with pytest.raises(RegistryError, match="no complete model version"):
         ModelRegistry(tmp_path).get(version)
@@ -55,7 +67,7 @@ def test_activate_and_roll_back(tmp_path):
     registry = ModelRegistry(tmp_path)
     with pytest.raises(NoActiveModel):
         registry.active()
-    first, second = registry.save({}, tiny_model), registry.save({}, tiny_model)
+    first, second = registry.save(card(), tiny_model), registry.save(card(), tiny_model)
     registry.activate(first.version)
     registry.activate(second.version)
     assert registry.active().version == second.version
@@ -67,7 +79,7 @@ def test_activate_and_roll_back(tmp_path):
 
 def test_concurrent_activations_leave_one_valid_pointer(tmp_path):
     registry = ModelRegistry(tmp_path)
-    versions = [registry.save({}, tiny_model).version for _ in range(2)]
+    versions = [registry.save(card(), tiny_model).version for _ in range(2)]
     threads = [threading.Thread(target=registry.activate, args=(versions[i % 2],)) for i in range(20)]
     for thread in threads:
         thread.start()
@@ -75,3 +87,66 @@ def test_concurrent_activations_leave_one_valid_pointer(tmp_path):
         thread.join()
     assert registry.active().version in versions
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".active.json.")]
+
+
+@pytest.mark.parametrize("damage", ["{not json", "[]", '{"labels": ["a", "b"]}', '{"format": 99}',
+                                    '{"format": "2"}', b"\xff\xfe"])
+def test_a_damaged_card_marks_only_its_own_version_broken(tmp_path, damage):
+    registry = ModelRegistry(tmp_path)
+    good, bad = registry.save(card(), tiny_model), registry.save(card(), tiny_model)
+    target = bad.path / "card.json"
+    target.write_bytes(damage) if isinstance(damage, bytes) else target.write_text(damage)
+    assert [v.version for v in registry.versions()] == [good.version]
+    [broken] = registry.broken()
+    assert broken.version == bad.version and "card.json" in broken.problem and str(tmp_path) not in broken.problem
+    with pytest.raises(VersionBroken, match="damaged"):
+        registry.activate(bad.version)
+    registry.activate(good.version)
+    assert registry.active().version == good.version
+
+
+def test_a_card_from_a_newer_release_is_refused_by_name():
+    with pytest.raises(CardError, match="format 3, newer"):
+        ModelCard.from_dict(card().to_dict() | {"format": 3})
+
+
+def test_a_format_1_card_loads_with_defaults():
+    old = {k: v for k, v in card().to_dict().items() if k not in ("format", "pipeline", "novelty", "calibration")}
+    loaded = ModelCard.from_dict(old)
+    assert loaded.format == 1 and loaded.pipeline is None and loaded.blocks == ["hog"]
+    assert loaded.calibration == {"temperature": 1.0} and loaded.novelty is None
+    assert loaded.usefulness["useful"] is True
+
+
+@pytest.mark.parametrize("field, value", [("labels", ["only one"]), ("metrics", {"per_class": {}, "accuracy": "high"}),
+                                          ("abstention", {"min_probability": float("nan"), "min_margin": 0.1}),
+                                          ("backbone", {"name": 7})])
+def test_a_card_with_a_damaged_field_names_it(field, value):
+    with pytest.raises(CardError, match=field):
+        ModelCard.from_dict(card().to_dict() | {field: value})
+
+
+@pytest.mark.parametrize("damage", ["{not json", "[]", '{"version": 7}', '{"version": "x", "history": "abc"}', ""])
+def test_a_damaged_pointer_stops_serving_and_activation_repairs_it(tmp_path, damage):
+    registry = ModelRegistry(tmp_path)
+    first, second = registry.save(card(), tiny_model), registry.save(card(), tiny_model)
+    registry.activate(first.version)
+    (tmp_path / "active.json").write_text(damage)
+    assert registry.pointer().get("version") is None and "damaged" in registry.pointer()["damaged"]
+    with pytest.raises(NoActiveModel) as refused:
+        registry.active()
+    assert str(tmp_path) not in str(refused.value)
+    registry.activate(second.version)
+    assert registry.active().version == second.version and registry.pointer()["history"] == []
+
+
+def test_a_damaged_administrator_threshold_file_falls_back_to_the_trained_thresholds(tmp_path):
+    registry = ModelRegistry(tmp_path)
+    version = registry.save(card(), tiny_model)
+    (version.path / "abstention.json").write_text('{"min_probability": "x"')
+    assert registry.thresholds(version.version) == version.card.abstention
+
+
+def test_get_says_not_found_for_a_missing_version(tmp_path):
+    with pytest.raises(VersionNotFound):
+        ModelRegistry(tmp_path).get("20260101-000000-abcdef")

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import clone_version, form_token, login, synthetic_entries, write_zip
+from tests.conftest import (clone_version, coloured_image, form_token, login, png_bytes, synthetic_entries,
+                            write_zip)
 from web.db import TrainingJob, db
 from web.jobs import DIED
 
@@ -215,3 +216,54 @@ def test_a_confusion_matrix_cell_lists_the_photos_behind_it(admin, app, active_m
 def test_doctors_cannot_open_the_error_analysis(client, tokens, active_model):
     login(client, "dan")
     assert client.get(f"/admin/models/{active_model}/predictions?true=0&predicted=0").status_code == 403
+
+
+def test_a_damaged_card_marks_only_its_version_broken_on_every_route(admin, app, runner, tokens, active_model):
+    from web import get_registry
+    with app.app_context():
+        damaged = clone_version(get_registry(), active_model)
+    (Path(app.config["MODELS_DIR"]) / damaged / "card.json").write_text("{not json")
+    page = admin.get("/admin/models")
+    assert page.status_code == 200 and active_model in page.get_data(as_text=True)
+    assert re.search(rf"{damaged}.*damaged.*not valid JSON", page.get_data(as_text=True), re.S)
+    listed = admin.get("/api/v1/models", headers={"Authorization": f"Bearer {tokens['admin']}"}).get_json()
+    assert [m["version"] for m in listed["models"]] == [active_model]
+    assert listed["broken"] == [{"version": damaged, "active": False, "broken": "card.json is not valid JSON"}]
+    refused = admin.post(f"/api/v1/models/{damaged}/activate", headers={"Authorization": f"Bearer {tokens['admin']}"})
+    assert refused.status_code == 409 and "damaged" in refused.get_json()["message"]
+    assert admin.get(f"/admin/models/{damaged}").status_code == 409
+    result = runner.invoke(args=["models", "list"])
+    assert result.exit_code == 0 and f"{damaged}\tDAMAGED: card.json is not valid JSON" in result.output
+
+
+def test_a_damaged_active_card_gives_one_state_on_every_route(admin, app, tokens, active_model):
+    doctor = {"Authorization": f"Bearer {tokens['doctor']}"}
+    assert admin.get("/api/v1/health").get_json()["model_version"] == active_model
+    (Path(app.config["MODELS_DIR"]) / active_model / "card.json").write_text("[]")
+    # The model in memory was whole when it loaded: every route goes on serving it.
+    assert admin.get("/api/v1/health").get_json()["model_version"] == active_model
+    assert active_model in admin.get("/").get_data(as_text=True)
+    # After a restart nothing can load it: every route says so, and none shows a server path.
+    app.extensions.pop("facedx.predictor")
+    health, page = admin.get("/api/v1/health"), admin.get("/")
+    photo = png_bytes(coloured_image("alpha", seed=1))
+    predicted = admin.post("/api/v1/predict", headers=doctor, data={"image": (io.BytesIO(photo), "a.png")})
+    assert (health.status_code, predicted.status_code) == (503, 503)
+    assert "damaged" in predicted.get_json()["message"] and "damaged" in page.get_data(as_text=True)
+    for response in (health, page, predicted):
+        assert app.config["MODELS_DIR"] not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("damage", ["{not json", "[]", '{"version": "x", "history": "abc"}'])
+def test_a_damaged_pointer_is_repaired_by_activating_a_version(admin, app, runner, active_model, damage):
+    pointer = Path(app.config["MODELS_DIR"]) / "active.json"
+    pointer.write_text(damage)
+    page = admin.get("/")
+    assert "damaged" in page.get_data(as_text=True) and app.config["MODELS_DIR"] not in page.get_data(as_text=True)
+    assert admin.get("/api/v1/health").status_code == 503
+    listed = runner.invoke(args=["models", "list"])
+    assert listed.exit_code == 0 and "damaged" in listed.output and active_model in listed.output
+    assert "damaged" in admin.get("/admin/models").get_data(as_text=True)
+    assert post(admin, f"/admin/models/{active_model}/activate", "/admin/models").status_code == 302
+    assert json.loads(pointer.read_text())["version"] == active_model
+    assert admin.get("/api/v1/health").get_json()["model_version"] == active_model

@@ -229,7 +229,8 @@ def job_cancel(job_id):
 def models():
     """List model versions; activate or roll back."""
     registry = get_registry()
-    return render_template("admin/models.html", versions=registry.versions(), pointer=registry.pointer())
+    return render_template("admin/models.html", versions=registry.versions(), broken=registry.broken(),
+                           pointer=registry.pointer())
 
 
 @bp.get("/models/compare")
@@ -251,8 +252,8 @@ def model(version):
     form = ThresholdsForm(formdata=None, min_probability=thresholds["min_probability"],
                           min_margin=thresholds["min_margin"])
     return render_template("admin/model.html", version=found, active=registry.pointer().get("version"),
-                           card_json=json.dumps(found.card, indent=1), thresholds_form=form,
-                           thresholds_changed=thresholds != found.card["abstention"])
+                           card_json=json.dumps(found.card.to_dict(), indent=1), thresholds_form=form,
+                           thresholds_changed=thresholds != found.card.abstention)
 
 
 def probability(form, field):
@@ -288,14 +289,14 @@ def model_predictions(version):
         true, predicted = int(request.args["true"]), int(request.args["predicted"])
     except (KeyError, ValueError):
         abort(400, "Give the cell as ?true=<row>&predicted=<column>.")
-    labels = found.card["labels"]
+    labels = found.card.labels
     if not (0 <= true < len(labels) and 0 <= predicted < len(labels)):
         abort(404, "There is no such cell.")
     rows = [row for row in json.loads((found.path / "evaluation.json").read_text())
             if row["label"] == true and max(range(len(labels)), key=lambda i: row["probabilities"][i]) == predicted]
     try:
-        dataset = get_dataset(datasets_root(), found.card["dataset"]["id"])
-        present = dataset.manifest["checksum"] == found.card["dataset"]["checksum"]
+        dataset = get_dataset(datasets_root(), found.card.dataset["id"])
+        present = dataset.manifest["checksum"] == found.card.dataset.get("checksum")
     except FaceDxError:
         present = False
     return render_template("admin/predictions.html", version=found, rows=rows, true=labels[true],

@@ -9,7 +9,7 @@ from web.auth import csrf, user_for_token
 from web.db import TrainingJob, audit, db
 from web.errors import error_response
 from web.privacy import keep_photo
-from web.summaries import version_summary
+from web.summaries import broken_summary, version_summary
 from web.jobs import cancel, get_job, job_state, reconcile, start_training
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -65,8 +65,10 @@ def list_models():
     registry = get_registry()
     active = registry.pointer().get("version")
     wanted = [v for v in request.args.get("compare", "").split(",") if v]
-    versions = [registry.get(v) for v in wanted] if wanted else registry.versions()
-    return jsonify(models=[version_summary(v, active) for v in versions], active=active)
+    if wanted:
+        return jsonify(models=[version_summary(registry.get(v), active) for v in wanted], active=active)
+    return jsonify(models=[version_summary(v, active) for v in registry.versions()],
+                   broken=[broken_summary(v, active) for v in registry.broken()], active=active)
 
 
 @bp.post("/models/<version>/activate")

@@ -132,10 +132,10 @@ def train_command(dataset_name, **options):
     for name, scores in summary["baselines"].items():
         click.echo(f"  baseline {name:<10} accuracy {percent(scores['accuracy'], scores['accuracy_std'])}  "
                    f"macro F1 {percent(scores['macro_f1'], scores['macro_f1_std'])}")
-    for label, row in version.card["metrics"]["per_class"].items():
+    for label, row in version.card.metrics["per_class"].items():
         click.echo(f"  {label:<24} precision {row['precision']:.2f}  recall {row['recall']:.2f}  "
                    f"F1 {row['f1']:.2f}  n {row['support']}")
-    for row in version.card["metrics"].get("candidates") or []:
+    for row in version.card.metrics.get("candidates") or []:
         click.echo(f"  candidate {row['pipeline']:<28} CV accuracy {percent(row['accuracy'], row['accuracy_std'])}"
                    f"{'  (chosen)' if row['chosen'] else ''}")
 
@@ -159,13 +159,19 @@ def print_progress(event):
 def models_list():
     """List model versions, newest first; the active one is marked with *."""
     registry = get_registry()
-    active = registry.pointer().get("version")
+    pointer = registry.pointer()
+    if pointer.get("damaged"):
+        click.echo(f"No model is being served: {pointer['damaged']}.", err=True)
+    active = pointer.get("version")
     for version in registry.versions():
         row = version_summary(version, active)
         mark = "*" if row["active"] else " "
         flag = "" if row["useful"] else "\tNOT USEFUL: does not clearly beat the majority class"
         click.echo(f"{mark} {row['version']}\t{row['dataset']}\t{row['backbone']}/{row['weights']} + {row['head']}"
                    f"\taccuracy {percent(row['accuracy'], row['accuracy_std'])} ({row['evaluation']}){flag}")
+    for broken in registry.broken():
+        mark = "*" if broken.version == active else " "
+        click.echo(f"{mark} {broken.version}\tDAMAGED: {broken.problem}")
 
 
 @models_cli.command("activate")

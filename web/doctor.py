@@ -22,12 +22,11 @@ class PredictForm(FlaskForm):
 
 
 def model_status():
-    """Return (active ModelVersion or None, message for the doctor)."""
+    """Return (the model being served or None, message for the doctor), as health and the API see it."""
     try:
-        return get_registry().active(), None
-    except NoActiveModel:
-        return None, "No model is active yet, so photos cannot be analysed. Ask an administrator to train " \
-                     "and activate a model."
+        return get_predictor().current(), None
+    except NoActiveModel as error:
+        return None, f"{error} Until then photos cannot be analysed."
 
 
 @bp.route("/", methods=["GET", "POST"], endpoint="predict")

@@ -5,8 +5,8 @@ from flask import jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from ml.errors import (DatasetError, DatasetExists, DatasetNotFound, FaceDxError, ImageError, NoActiveModel,
-                       NoFaceFound, NotUseful, Overloaded, TrainingError, UnsupportedImage, VersionNotFound,
-                       WeightsUnavailable)
+                       NoFaceFound, NotUseful, Overloaded, TrainingError, UnsupportedImage, VersionBroken,
+                       VersionNotFound, WeightsUnavailable)
 from web.jobs import JobConflict
 
 log = logging.getLogger(__name__)
@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 STATUS_OF = [
     (UnsupportedImage, 415), (ImageError, 422), (NoFaceFound, 422),
     (DatasetNotFound, 404), (VersionNotFound, 404), (DatasetExists, 409), (JobConflict, 409), (NotUseful, 409),
+    (VersionBroken, 409),
     (DatasetError, 400), (TrainingError, 422), (WeightsUnavailable, 422), (NoActiveModel, 503),
     (Overloaded, 503),
     (FaceDxError, 400),

@@ -309,5 +309,5 @@ class VGGBackbone:
     def load(cls, card, folder):
         """Load the extractor a model version was trained with."""
         extractor = keras.saving.load_model(folder / "backbone.keras", compile=False)
-        weights = {k: v for k, v in card["backbone"]["weights"].items() if k != "note"}
-        return cls(card["backbone"]["name"], extractor, WeightsSource(**weights))
+        weights = {k: v for k, v in card.backbone["weights"].items() if k != "note"}
+        return cls(card.backbone["name"], extractor, WeightsSource(**weights))

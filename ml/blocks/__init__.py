@@ -169,7 +169,7 @@ class FaceFeatures:
 
     @classmethod
     def load(cls, card, folder):
-        return cls(card["pipeline"]["blocks"])
+        return cls(card.blocks)
 
 
 def build_extractor(pipeline, options, pretrained_dirs=()):
@@ -184,12 +184,12 @@ def build_extractor(pipeline, options, pretrained_dirs=()):
 
 def load_extractor(card, folder):
     """Load the extractor a saved model version was trained with (cards from before blocks too)."""
-    blocks = card.get("pipeline", {}).get("blocks") or [card["backbone"]["name"]]
+    blocks = card.blocks
     if blocks[0] in VGG_BLOCKS:
         from ml.backbones.vgg import VGGBackbone
 
         return VGGBackbone.load(card, folder)
-    if blocks == ["dlib-face"] and "pipeline" not in card:
+    if blocks == ["dlib-face"] and card.pipeline is None:
         return DlibFaceBackbone()      # a version from before blocks: the descriptor without its mirror
     return FaceFeatures(blocks)
 
