@@ -41,6 +41,8 @@ class Config:
         self.MAX_PENDING_PREDICTIONS = _int("FACEDX_MAX_PENDING_PREDICTIONS", 64)
         # Largest request body: a dataset archive. Photo routes lower it to MAX_IMAGE_BYTES.
         self.MAX_CONTENT_LENGTH = _int("FACEDX_MAX_UPLOAD_BYTES", 2 * 1024 ** 3)
+        # Signs exported model bundles and makes imports refuse bundles without a valid signature.
+        self.BUNDLE_KEY = os.environ.get("FACEDX_BUNDLE_KEY") or None
         self.SQLALCHEMY_DATABASE_URI = (os.environ.get("FACEDX_DATABASE_URL")
                                         or f"sqlite:///{data_dir / 'instance' / 'facedx.sqlite'}")
         self.SECRET_KEY = os.environ.get("FACEDX_SECRET_KEY") or None   # else kept in the instance folder

@@ -36,6 +36,7 @@ class ModelCard:
     created: str | None = None
     files: list = field(default_factory=list)
     imported: dict | None = None             # where and when a version came from another site
+    conversions: list = field(default_factory=list)   # files rewritten since training, e.g. a pickled head
 
     @property
     def blocks(self):

@@ -53,6 +53,14 @@ class VersionBroken(RegistryError):
     """A version's folder is damaged, so it can be neither served nor activated."""
 
 
+class VersionExists(RegistryError):
+    """A version of the same name is already in the registry."""
+
+
+class BundleError(RegistryError):
+    """A model bundle was refused: damaged, tampered with, unsigned, or unable to run here."""
+
+
 class NotUseful(RegistryError):
     """A version that does not clearly beat the majority class was to be activated without confirmation."""
 

@@ -125,7 +125,8 @@ class SoftmaxHead:
 
     @classmethod
     def load(cls, card, folder):
-        return cls(len(card.labels), None, keras.saving.load_model(folder / "head.keras", compile=False))
+        model = keras.saving.load_model(folder / "head.keras", compile=False, safe_mode=True)
+        return cls(len(card.labels), None, model)
 
 
 def fit_with_progress(model, phase, epochs, options, report, **fit_args):

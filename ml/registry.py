@@ -10,7 +10,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ml.card import ModelCard, check_thresholds
-from ml.errors import CardError, NoActiveModel, NotUseful, RegistryError, VersionBroken, VersionNotFound
+from ml.errors import (CardError, NoActiveModel, NotUseful, RegistryError, VersionBroken, VersionExists,
+                       VersionNotFound)
 from ml.filelock import exclusive_lock
 
 log = logging.getLogger(__name__)
@@ -49,23 +50,34 @@ class ModelRegistry:
     def __init__(self, root):
         self.root = Path(root)
 
-    def save(self, card, write):
+    def save(self, card, write, keep_identity=False):
         """Write a new version atomically and return it; it is not activated.
 
         `write(folder)` writes the model's files into a staging folder and returns their names.
+        With `keep_identity` (an imported version) the card's own version name and date are kept.
         """
         self.root.mkdir(parents=True, exist_ok=True)
         now = datetime.now(timezone.utc)
-        version = f"{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-        staging = self.root / f".tmp-{version}"
+        if keep_identity:
+            version, created = card.version, card.created
+            if not (isinstance(version, str) and VERSION_PATTERN.fullmatch(version)):
+                raise RegistryError(f"{version!r} is not a model version name.")
+        else:
+            version, created = f"{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}", now.isoformat(timespec="seconds")
+        staging = self.root / f".tmp-{version}-{uuid.uuid4().hex[:6]}"
         staging.mkdir()
         try:
             files = list(write(staging))
-            card = card.replace(version=version, created=now.isoformat(timespec="seconds"), files=files)
+            card = card.replace(version=version, created=created, files=files)
             _write_durably(staging / CARD_FILE, json.dumps(card.to_dict(), indent=1))
             for name in files:
                 _fsync(staging / name)
-            os.rename(staging, self.root / version)
+            try:
+                os.rename(staging, self.root / version)
+            except OSError:
+                if (self.root / version).exists():
+                    raise VersionExists(f"Model version {version} is already here.") from None
+                raise
             _fsync(self.root)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

@@ -180,8 +180,42 @@ def clone_version(registry, version):
         for name in source.card.files:
             shutil.copy(source.path / name, folder / name)
         return source.card.files
-    return registry.save(source.card,
-                         copy).version
+    return registry.save(source.card, copy).version
+
+
+def legacy_version(registry, source, face_photos):
+    """Save a version as releases before feature blocks wrote it: a format-1 card and a pickled head.
+
+    Returns (the version, a function giving the head's probabilities for a face photo's name).
+    """
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from ml.backbones.dlib_face import DlibFaceBackbone
+    from ml.card import ModelCard
+    from ml.faces import crop_face
+
+    old = {k: v for k, v in source.card.to_dict().items()
+           if k not in ("format", "pipeline", "novelty", "version", "created", "files", "imported", "conversions")}
+    old.update(backbone={"name": "dlib-face", "input_size": 150, "feature_size": 128,
+                         "weights": {"name": "dlib_face_recognition_resnet_model_v1", "path": None, "sha256": None},
+                         "alignment": "dlib 5-point landmarks, face chip 150 px, padding 0.25"},
+               abstention={"min_probability": 0.0, "min_margin": 0.1}, calibration={"temperature": 1.0})
+    backbone = DlibFaceBackbone()
+    crops = {name: crop_face(face_photos[name], FaceOptions()).image for name in ("astronaut", "grace_hopper")}
+    features = backbone.features(np.stack(list(crops.values()) + [c[:, ::-1] for c in crops.values()]))
+    head = make_pipeline(StandardScaler(), LogisticRegression()).fit(features, [0, 1, 0, 1])
+
+    def write(folder):
+        joblib.dump(head, folder / "head.joblib")
+        (folder / "evaluation.json").write_text("[]")
+        return ["head.joblib", "evaluation.json"]
+
+    def expected(name):
+        return head.predict_proba(backbone.features(crops[name][np.newaxis]))[0]
+    return registry.save(ModelCard.from_dict(old), write), expected
 
 
 @pytest.fixture(scope="session")

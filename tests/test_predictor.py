@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ml.card import ModelCard
 from ml.errors import ImageError, NoActiveModel, NoFaceFound
 from ml.predictor import UNLIKE_TRAINING, Predictor
 from ml.registry import ModelRegistry
-from tests.conftest import clone_version, coloured_image, png_bytes
+from tests.conftest import clone_version, coloured_image, legacy_version, png_bytes
 
 
 @pytest.fixture
@@ -142,35 +141,11 @@ def test_a_photo_unlike_the_training_photos_is_referred(registry, trained):
 
 def test_a_version_written_before_blocks_and_card_formats_still_serves(tmp_path, trained_people, face_photos):
     """An old card (no format, no pipeline) with a pickled scikit-learn head loads and predicts as it did."""
-    import joblib
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from ml.backbones.dlib_face import DlibFaceBackbone
-    from ml.faces import FaceOptions, crop_face
-
-    source = trained_people[1]
     registry = ModelRegistry(tmp_path / "models")
-    old = {k: v for k, v in source.card.to_dict().items()
-           if k not in ("format", "pipeline", "novelty", "version", "created", "files", "imported")}
-    old.update(backbone={"name": "dlib-face", "input_size": 150, "feature_size": 128,
-                         "weights": {"name": "dlib_face_recognition_resnet_model_v1", "path": None, "sha256": None},
-                         "alignment": "dlib 5-point landmarks, face chip 150 px, padding 0.25"},
-               abstention={"min_probability": 0.0, "min_margin": 0.1}, calibration={"temperature": 1.0})
-    backbone = DlibFaceBackbone()
-    crops = [crop_face(face_photos[name], FaceOptions()).image for name in ("astronaut", "grace_hopper")]
-    features = backbone.features(np.stack(crops + [c[:, ::-1] for c in crops]))
-    head = make_pipeline(StandardScaler(), LogisticRegression()).fit(features, [0, 1, 0, 1])
-
-    def write(folder):
-        joblib.dump(head, folder / "head.joblib")
-        (folder / "evaluation.json").write_text("[]")
-        return ["head.joblib", "evaluation.json"]
-    version = registry.save(ModelCard.from_dict(old), write)
-    assert version.card.format == 1 and version.card.pipeline is None
+    version, expected_for = legacy_version(registry, trained_people[1], face_photos)
+    assert version.card.format == 1 and version.card.pipeline is None and "head.joblib" in version.card.files
     registry.activate(version.version)
     result = Predictor(registry).predict(png_bytes(face_photos["grace_hopper"]))
-    expected = head.predict_proba(backbone.features(crops[1][np.newaxis]))[0]
+    expected = expected_for("grace_hopper")
     served = dict(result.probabilities)
     np.testing.assert_allclose([served["first"], served["second"]], expected, atol=1e-6)

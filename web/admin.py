@@ -18,6 +18,7 @@ from ml.faces import FaceOptions
 from ml.options import OPTION_SPECS, PIPELINES, VGG_BLOCKS
 from web import datasets_root, get_registry, import_limits
 from web.auth import admin_required
+from web.bundles import bundle_download, bundle_upload
 from web.db import AuditEvent, TrainingJob, audit, db
 from web.errors import status_of
 from web.jobs import cancel, get_job, job_state, reconcile, start_training
@@ -226,11 +227,31 @@ def job_cancel(job_id):
 
 
 @bp.get("/models")
-def models():
-    """List model versions; activate or roll back."""
+def models(error=None, status=200):
+    """List model versions; activate, roll back or import one."""
     registry = get_registry()
     return render_template("admin/models.html", versions=registry.versions(), broken=registry.broken(),
-                           pointer=registry.pointer())
+                           pointer=registry.pointer(), error=error), status
+
+
+@bp.post("/models/import")
+def model_import():
+    """Import a bundle exported at another site as a new, inactive version."""
+    upload = request.files.get("bundle")
+    if upload is None or not upload.filename:
+        return models("Choose a bundle (.zip) exported by FaceDx first.", 400)
+    try:
+        version = bundle_upload(upload.stream, upload.filename, current_user)
+    except FaceDxError as error:
+        return models(f"The bundle was not imported: {error}", status_of(error))
+    flash(f"Version {version.version} imported; it is not active until you activate it.", "info")
+    return redirect(url_for("admin.model", version=version.version))
+
+
+@bp.get("/models/<version>/bundle")
+def model_bundle(version):
+    """Download a version as a bundle to import at another site."""
+    return bundle_download(version, current_user)
 
 
 @bp.get("/models/compare")

@@ -9,6 +9,7 @@ from web.auth import csrf, user_for_token
 from web.db import TrainingJob, audit, db
 from web.errors import error_response
 from web.privacy import keep_photo
+from web.bundles import bundle_download, bundle_upload
 from web.summaries import broken_summary, version_summary
 from web.jobs import cancel, get_job, job_state, reconcile, start_training
 
@@ -69,6 +70,22 @@ def list_models():
         return jsonify(models=[version_summary(registry.get(v), active) for v in wanted], active=active)
     return jsonify(models=[version_summary(v, active) for v in registry.versions()],
                    broken=[broken_summary(v, active) for v in registry.broken()], active=active)
+
+
+@bp.get("/models/<version>/bundle")
+def export_model(version):
+    """Download a version as a bundle (zip) to import at another site."""
+    return bundle_download(version, g.api_user)
+
+
+@bp.post("/models")
+def import_model():
+    """Import a bundle from the multipart field `bundle` as a new version; it is not activated."""
+    upload = request.files.get("bundle")
+    if upload is None:
+        return error_response(400, "Send the bundle (a zip exported by FaceDx) as the multipart field 'bundle'.")
+    version = bundle_upload(upload.stream, upload.filename, g.api_user)
+    return jsonify(version_summary(version, get_registry().pointer().get("version"))), 201
 
 
 @bp.post("/models/<version>/activate")

@@ -1,8 +1,10 @@
 """The `flask --app app ...` commands: datasets, training, model versions and predictions."""
 import json
+import os
 import re
 import sys
 from functools import wraps
+from pathlib import Path
 
 import click
 from flask import current_app
@@ -14,7 +16,7 @@ from web import datasets_root, get_predictor, get_registry, import_limits
 from web.summaries import percent, version_summary
 
 dataset_cli = AppGroup("dataset", help="Import and list labelled datasets.")
-models_cli = AppGroup("models", help="List, activate and roll back model versions.")
+models_cli = AppGroup("models", help="List, activate, roll back, export and import model versions.")
 user_cli = AppGroup("user", help="Create accounts and set passwords.")
 token_cli = AppGroup("token", help="Create API tokens.")
 photos_cli = AppGroup("photos", help="Kept patient photos (only with FACEDX_KEEP_PHOTOS_DAYS > 0).")
@@ -189,6 +191,50 @@ def models_activate(version, force):
 def models_rollback():
     """Re-activate the version that was active before the current one."""
     click.echo(f"Version {get_registry().rollback()} is active again.")
+
+
+@models_cli.command("export")
+@click.argument("version")
+@click.argument("file", type=click.Path(dir_okay=False, writable=True))
+@user_errors
+def models_export(version, file):
+    """Write VERSION as a bundle (zip) to FILE, to import at another site."""
+    from ml.bundles import export_bundle
+    from web.bundles import bundle_key
+    from web.db import audit, db
+
+    found = get_registry().get(version)
+    target = Path(file)
+    staging = target.with_name(f".{target.name}.partial")
+    try:
+        with open(staging, "wb") as stream:
+            export_bundle(found, stream, bundle_key())
+        os.replace(staging, target)
+    finally:
+        staging.unlink(missing_ok=True)
+    audit(cli_actor(), "model.export", version)
+    db.session.commit()
+    click.echo(f"Version {version} written to {target}{' (signed)' if bundle_key() else ''}.")
+
+
+@models_cli.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@user_errors
+def models_import(file):
+    """Import a bundle exported at another site as a new version (not active)."""
+    from web.bundles import bundle_upload
+
+    with open(file, "rb") as stream:
+        version = bundle_upload(stream, file, cli_actor())
+    click.echo(f"Version {version.version} imported; activate it with "
+               f"`flask --app app models activate {version.version}`.")
+
+
+def cli_actor():
+    """Return the audit log's name for the command line: cli:<the operating-system user>."""
+    import getpass
+
+    return f"cli:{getpass.getuser()}"
 
 
 @click.command("predict")

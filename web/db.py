@@ -130,9 +130,9 @@ class AuditEvent(db.Model):
     target = db.Column(db.String(128), nullable=False, default="")
 
 
-def audit(user, action, target=""):
-    """Record an administrative action (committed with the caller's session)."""
-    db.session.add(AuditEvent(username=user.username, action=action, target=str(target)))
+def audit(actor, action, target=""):
+    """Record an administrative action by a user, or by a name such as the command line's (committed by the caller)."""
+    db.session.add(AuditEvent(username=getattr(actor, "username", actor), action=action, target=str(target)))
 
 
 def _iso(moment):

@@ -4,9 +4,9 @@ import logging
 from flask import jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from ml.errors import (DatasetError, DatasetExists, DatasetNotFound, FaceDxError, ImageError, NoActiveModel,
-                       NoFaceFound, NotUseful, Overloaded, TrainingError, UnsupportedImage, VersionBroken,
-                       VersionNotFound, WeightsUnavailable)
+from ml.errors import (BundleError, DatasetError, DatasetExists, DatasetNotFound, FaceDxError, ImageError,
+                       NoActiveModel, NoFaceFound, NotUseful, Overloaded, TrainingError, UnsupportedImage,
+                       VersionBroken, VersionExists, VersionNotFound, WeightsUnavailable)
 from web.jobs import JobConflict
 
 log = logging.getLogger(__name__)
@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 STATUS_OF = [
     (UnsupportedImage, 415), (ImageError, 422), (NoFaceFound, 422),
     (DatasetNotFound, 404), (VersionNotFound, 404), (DatasetExists, 409), (JobConflict, 409), (NotUseful, 409),
-    (VersionBroken, 409),
+    (VersionBroken, 409), (VersionExists, 409), (BundleError, 422),
     (DatasetError, 400), (TrainingError, 422), (WeightsUnavailable, 422), (NoActiveModel, 503),
     (Overloaded, 503),
     (FaceDxError, 400),

@@ -308,6 +308,6 @@ class VGGBackbone:
     @classmethod
     def load(cls, card, folder):
         """Load the extractor a model version was trained with."""
-        extractor = keras.saving.load_model(folder / "backbone.keras", compile=False)
+        extractor = keras.saving.load_model(folder / "backbone.keras", compile=False, safe_mode=True)
         weights = {k: v for k, v in card.backbone["weights"].items() if k != "note"}
         return cls(card.backbone["name"], extractor, WeightsSource(**weights))

@@ -1,0 +1,42 @@
+"""Model bundles at the edges: download a version, import one from another site (admins; audited)."""
+import tempfile
+from pathlib import Path
+
+from flask import current_app, send_file
+
+from ml.bundles import export_bundle, import_bundle
+from web import get_registry
+from web.db import audit, db
+
+
+def bundle_key():
+    """Return the site's bundle signing key (FACEDX_BUNDLE_KEY), or None when bundles are not signed."""
+    return current_app.config.get("BUNDLE_KEY") or None
+
+
+def bundle_download(version, actor):
+    """Answer with a version's bundle as a zip attachment; the export is audited."""
+    found = get_registry().get(version)
+    spool = tempfile.TemporaryFile(dir=private_models_temp())
+    export_bundle(found, spool, bundle_key())
+    spool.seek(0)
+    audit(actor, "model.export", version)
+    db.session.commit()
+    return send_file(spool, mimetype="application/zip", as_attachment=True,
+                     download_name=f"facedx-model-{version}.zip")
+
+
+def bundle_upload(stream, filename, actor):
+    """Import an uploaded bundle as a new, inactive version; audited. Return the ModelVersion."""
+    version = import_bundle(stream, get_registry(), bundle_key(),
+                            origin=f"uploaded by {getattr(actor, 'username', actor)} as {Path(filename or '').name!r}")
+    audit(actor, "model.import", f"{version.version} ({'signed' if version.card.imported['signed'] else 'unsigned'})")
+    db.session.commit()
+    return version
+
+
+def private_models_temp():
+    """Return a private folder beside the model versions for bundles being written (same disk, mode 700)."""
+    folder = Path(current_app.config["MODELS_DIR"]) / ".spool"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder
