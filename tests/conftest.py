@@ -3,7 +3,6 @@ import glob
 import io
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.server import free_port, wait_for_port
 from ml.datasets import import_dataset
 from ml.faces import FaceOptions
 from ml.registry import ModelRegistry
@@ -72,6 +72,17 @@ def make_user(app, name, role):
 def tokens(app):
     """Create an admin and a doctor; return their API tokens."""
     return {"admin": make_user(app, "ada", "admin"), "doctor": make_user(app, "dan", "doctor")}
+
+
+def import_result(client, headers, response, timeout=120):
+    """Wait for the import that an accepted `POST /api/v1/datasets` started; return the import's final state."""
+    assert response.status_code == 202, response.get_json()
+    deadline = time.monotonic() + timeout
+    while (job := client.get(response.headers["Location"], headers=headers).get_json())["status"] in (
+            "queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+    return job
 
 
 def form_token(client, path):
@@ -168,6 +179,16 @@ def face_variants(photo, count):
         image = np.clip(image.astype(np.int16) + 8 * i - 16, 0, 255).astype(np.uint8)
         variants.append(jpeg_bytes(np.ascontiguousarray(image[i * 4:, i * 3:]), quality=90))
     return variants
+
+
+def model_card(**changes):
+    """Return a small valid model card, as a training run would write it (with `changes`)."""
+    from ml.card import ModelCard
+
+    return ModelCard(labels=["a", "b"], backbone={"name": "hog", "weights": {"name": "none"}}, head="linear",
+                     face={"detector": "haar", "fallback": "whole"}, dataset={"id": "d", "images": 4},
+                     metrics={"per_class": {}, "accuracy": 0.5, "macro_f1": 0.5},
+                     abstention={"min_probability": 0.5, "min_margin": 0.1}).replace(**changes)
 
 
 def clone_version(registry, version):
@@ -281,12 +302,6 @@ def new_database(port, name):
     return f"postgresql://facedx@127.0.0.1:{port}/{name}"
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def redis_url():
     """Start a throw-away Redis server on 127.0.0.1 (Debian's redis-server); return its URL."""
@@ -295,14 +310,7 @@ def redis_url():
                                "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "redis-server did not start"
-                time.sleep(0.1)
+        wait_for_port(port, server, lambda: "redis-server did not start")
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         server.kill()
@@ -328,7 +336,7 @@ def start_web_node(env, output=subprocess.DEVNULL):
     import urllib.request
 
     port = free_port()
-    node = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "app:app"],
+    node = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "wsgi:app"],
                             cwd=PROJECT, env=dict(env, FACEDX_BIND=f"127.0.0.1:{port}"), stdout=output,
                             stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -340,3 +348,36 @@ def start_web_node(env, output=subprocess.DEVNULL):
         except OSError:
             assert node.poll() is None and time.monotonic() < deadline, "gunicorn did not start"
             time.sleep(0.5)
+
+
+def concurrent_wrong_logins(app, name, count):
+    """Send `count` wrong-password logins for `name` at the same moment; return (passwords checked, statuses)."""
+    import threading
+    from unittest import mock
+
+    from web.db import User
+
+    checked, lock = [], threading.Lock()
+    check_password = User.check_password
+
+    def counted(user, password):
+        with lock:
+            checked.append(user.username)
+        return check_password(user, password)
+
+    clients = [app.test_client() for _ in range(count)]
+    forms = [{"username": name, "password": "not the password", "csrf_token": form_token(c, "/login")}
+             for c in clients]
+    start, statuses = threading.Barrier(count), []
+
+    def guess(client, form):
+        start.wait()
+        statuses.append(client.post("/login", data=form).status_code)
+
+    with mock.patch.object(User, "check_password", counted):
+        threads = [threading.Thread(target=guess, args=pair) for pair in zip(clients, forms)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    return len(checked), sorted(statuses)

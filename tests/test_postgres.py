@@ -1,17 +1,18 @@
 """The same application on PostgreSQL (FACEDX_DATABASE_URL), against a real server started here."""
 import io
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import (PASSWORD, SMALL_API_OPTIONS, bearer_headers, form_token, make_user, new_database,
-                            synthetic_entries, write_zip)
+from tests.conftest import (PASSWORD, SMALL_API_OPTIONS, bearer_headers, concurrent_wrong_logins, form_token,
+                            import_result, make_user, new_database, synthetic_entries, write_zip)
 
 
 @pytest.fixture
 def pg_app(tmp_path, monkeypatch, postgres_server):
-    postgres_url = new_database(postgres_server, "single")
+    postgres_url = new_database(postgres_server, f"single_{uuid.uuid4().hex[:8]}")    # one per test
     from flask_migrate import downgrade, upgrade
 
     from app import create_app
@@ -40,7 +41,7 @@ def test_migrations_accounts_and_a_training_job_on_postgres(pg_app):
     with open(archive, "rb") as stream:
         created = client.post("/api/v1/datasets", headers=admin, content_type="multipart/form-data",
                               data={"archive": (stream, "c.zip"), "name": "colours", "face_fallback": "whole"})
-    assert created.status_code == 201
+    assert import_result(client, admin, created)["status"] == "succeeded"       # the import's process too
     job = client.post("/api/v1/training-jobs", headers=admin, json={"dataset": "colours", "options": SMALL_API_OPTIONS})
     assert job.status_code == 202
     deadline = time.monotonic() + 180                  # the training process writes to PostgreSQL too
@@ -56,3 +57,10 @@ def test_migrations_accounts_and_a_training_job_on_postgres(pg_app):
     result = client.post("/api/v1/predict", headers=bearer_headers(tokens["doctor"]),
                          content_type="multipart/form-data", data={"image": (photo, "p.png")})
     assert result.status_code == 200
+
+
+def test_the_login_limit_holds_under_concurrent_guesses_on_postgres(pg_app):
+    make_user(pg_app, "dan", "doctor")
+    checked, statuses = concurrent_wrong_logins(pg_app, "dan", 40)
+    assert checked == 5 and statuses == [401] * 5 + [429] * 35
+

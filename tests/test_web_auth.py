@@ -1,6 +1,11 @@
-import pytest
+import sqlite3
+from contextlib import contextmanager
+from datetime import timedelta
 
-from tests.conftest import PASSWORD, form_token, login
+import pytest
+from sqlalchemy import event
+
+from tests.conftest import PASSWORD, bearer_headers, concurrent_wrong_logins, form_token, login, make_user
 
 
 def test_anonymous_users_are_sent_to_the_login_page(client):
@@ -32,7 +37,7 @@ def test_a_form_without_a_csrf_token_is_refused(client, tokens):
 
 
 @pytest.mark.parametrize("path", ["/admin/datasets", "/admin/training", "/admin/models", "/admin/audit",
-                                  "/admin/training/1.json"])
+                                  "/admin/training/1.json", "/admin/users"])
 def test_doctors_cannot_reach_admin_pages(client, tokens, path):
     login(client, "dan")
     assert client.get(path).status_code == 403
@@ -85,3 +90,96 @@ def test_setup_creates_the_first_admin_once(app, runner):
     assert response.status_code == 302
     again = runner.invoke(args=["setup"])
     assert again.exit_code == 0 and "password" not in again.output
+
+
+def test_a_deleted_accounts_token_and_session_are_not_inherited(app, tokens):
+    from web.db import User, db
+
+    browser = login(app.test_client(), "dan")
+    with app.app_context():
+        database = db.engine.url.database
+        dan = db.session.execute(db.select(User).filter_by(username="dan")).scalar_one()
+        old_id = dan.id
+    with sqlite3.connect(database) as by_hand:           # the sqlite3 shell: foreign keys off, no cascade
+        by_hand.execute("DELETE FROM user WHERE id = ?", (old_id,))
+    make_user(app, "eve", "admin")
+    with app.app_context():
+        assert db.session.execute(db.select(User).filter_by(username="eve")).scalar_one().id != old_id
+    assert app.test_client().get("/api/v1/datasets", headers=bearer_headers(tokens["doctor"])).status_code == 401
+    assert browser.get("/admin/datasets").status_code == 302
+
+
+def test_deleting_an_account_deletes_its_tokens(app, tokens):
+    from web.db import ApiToken, User, db
+
+    with app.app_context():
+        db.session.execute(db.delete(User).where(User.username == "dan"))
+        db.session.commit()
+        owners = db.session.execute(db.select(ApiToken.user_id)).scalars().all()
+        assert owners == [db.session.execute(db.select(User.id).filter_by(username="ada")).scalar_one()]
+
+
+def test_the_login_limit_holds_under_concurrent_guesses(app, tokens):
+    checked, statuses = concurrent_wrong_logins(app, "dan", 40)
+    assert checked == 5 and statuses == [401] * 5 + [429] * 35
+
+
+def test_guesses_from_one_address_do_not_lock_the_account_elsewhere(client, tokens):
+    def attempt(password, address):
+        return client.post("/login", data={"username": "dan", "password": password,
+                                           "csrf_token": form_token(client, "/login")},
+                           environ_base={"REMOTE_ADDR": address})
+
+    assert [attempt("not the password", "203.0.113.9").status_code for _ in range(6)] == [401] * 5 + [429]
+    assert attempt(PASSWORD, "203.0.113.9").status_code == 429
+    assert attempt(PASSWORD, "10.1.2.3").status_code == 302
+
+
+def test_an_account_wide_limit_stops_guesses_spread_over_many_addresses(client, tokens, monkeypatch):
+    from web import auth
+
+    monkeypatch.setattr(auth, "PER_ACCOUNT", auth.Limit(attempts=8, window=timedelta(hours=1)))
+
+    def attempt(password, address):
+        return client.post("/login", data={"username": "dan", "password": password,
+                                           "csrf_token": form_token(client, "/login")},
+                           environ_base={"REMOTE_ADDR": address}).status_code
+
+    assert [attempt("not the password", f"198.51.100.{n}") for n in range(10)] == [401] * 8 + [429] * 2
+    assert attempt(PASSWORD, "10.1.2.3") == 429
+    assert attempt(PASSWORD, "10.1.2.3") == 429
+    assert login(client, "ada").get("/admin/models").status_code == 200
+
+
+def test_a_successful_login_does_not_count_towards_the_account_wide_limit(client, tokens, monkeypatch):
+    from web import auth
+
+    monkeypatch.setattr(auth, "PER_ACCOUNT", auth.Limit(attempts=2, window=timedelta(hours=1)))
+    for _ in range(4):
+        login(client, "dan")
+
+
+@contextmanager
+def full_disk(app):
+    """Make every write to the database fail as SQLite's do when the disk is full."""
+    from web.db import db
+
+    def refuse(connection, cursor, statement, *args):
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
+            raise sqlite3.OperationalError("database or disk is full")
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", refuse)
+    try:
+        yield
+    finally:
+        event.remove(engine, "before_cursor_execute", refuse)
+
+
+def test_a_login_on_a_full_disk_gets_a_clear_answer(client, tokens):
+    with full_disk(client.application):
+        response = client.post("/login", data={"username": "dan", "password": "not the password",
+                                               "csrf_token": form_token(client, "/login")})
+    assert response.status_code == 507 and "disk is full" in response.get_data(as_text=True)
+    assert login(client, "dan").get("/").status_code == 200

@@ -1,16 +1,24 @@
 """Accounts: log in and out, roles, and the bearer tokens of the API."""
+import logging
+import math
+import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import wraps
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
 from flask_wtf import CSRFProtect, FlaskForm
+from sqlalchemy import case
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from web.db import ApiToken, LoginFailure, User, db, utcnow
+from web.db import ApiToken, LoginThrottle, User, db, disk_full, utcnow
 
+log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
@@ -23,35 +31,90 @@ class LoginForm(FlaskForm):
     password = PasswordField("Password", validators=[DataRequired(), Length(max=256)])
 
 
-LOGIN_WINDOW = timedelta(minutes=15)
-FAILURES_PER_USER = 5        # within the window, per user name
-FAILURES_PER_ADDRESS = 20    # within the window, per client address
+@dataclass(frozen=True)
+class Limit:
+    """At most `attempts` logins per `window`, counted from the first one."""
+    attempts: int
+    window: timedelta
+
+
+# As the OWASP authentication cheat sheet advises: a guesser is slowed down per (account, address),
+# so guesses from elsewhere cannot lock a user out; a slower account-wide backstop stops guesses
+# spread over many addresses (one address alone, at 5 per 15 minutes, never reaches it), and a
+# per-address limit stops one address trying many accounts.
+PER_ACCOUNT_AND_ADDRESS = Limit(attempts=5, window=timedelta(minutes=15))
+PER_ACCOUNT = Limit(attempts=50, window=timedelta(hours=1))
+PER_ADDRESS = Limit(attempts=30, window=timedelta(minutes=15))
+ANY = ""
 
 
 @login_manager.user_loader
 def load_user(user_id):
-    """Return the user of a session cookie, unless that user has logged out since (session version)."""
-    number, _, version = user_id.partition(":")
-    if not number.isdigit() or not version.isdigit():
+    """Return the enabled user of a session cookie, unless its sessions were ended since (session key)."""
+    number, _, key = user_id.partition(":")
+    if not number.isdigit() or not key:
         return None
     user = db.session.get(User, int(number))
-    return user if user is not None and user.session_version == int(version) else None
+    if user is None or not user.is_active or not secrets.compare_digest(user.session_key.encode(), key.encode()):
+        return None
+    return user
 
 
-def login_blocked(username, address):
-    """Say whether there were too many failed logins lately for this user name or address."""
-    since = utcnow() - LOGIN_WINDOW
-    recent = db.select(db.func.count(LoginFailure.id)).where(LoginFailure.at >= since)
-    by_user = db.session.execute(recent.where(LoginFailure.username == username)).scalar()
-    by_address = db.session.execute(recent.where(LoginFailure.address == address)).scalar()
-    return by_user >= FAILURES_PER_USER or by_address >= FAILURES_PER_ADDRESS
+def count_attempt(username, address, limit):
+    """Count one login attempt against `limit`; return the seconds to wait when it is over, else 0.
 
-
-def record_failure(username, address):
-    """Remember a failed login; forget those older than the window."""
-    db.session.execute(db.delete(LoginFailure).where(LoginFailure.at < utcnow() - LOGIN_WINDOW))
-    db.session.add(LoginFailure(username=username[:64], address=address[:64]))
+    One upsert counts and reads in a single step under SQLite's write lock or PostgreSQL's row
+    lock, so concurrent attempts in any thread, worker or node never pass the limit together.
+    Committing at once keeps one row lock per transaction: nothing can wait in a circle.
+    """
+    now = utcnow()
+    table = LoginThrottle.__table__
+    insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[db.engine.dialect.name](table)
+    expired = table.c.window_start <= now - limit.window
+    statement = insert.values(username=username, address=address, attempts=1, window_start=now).on_conflict_do_update(
+        index_elements=[table.c.username, table.c.address],
+        set_={"attempts": case((expired, 1), else_=table.c.attempts + 1),
+              "window_start": case((expired, now), else_=table.c.window_start)},
+    ).returning(table.c.attempts, table.c.window_start)
+    attempts, window_start = db.session.execute(statement).one()
     db.session.commit()
+    if attempts <= limit.attempts:
+        return 0
+    return max(1, math.ceil((window_start + limit.window - now).total_seconds()))
+
+
+def admit_attempt(username, address):
+    """Count a login attempt before its password is checked; return the seconds to wait when over a limit, else 0.
+
+    The first limit reached stops the counting, so a blocked guesser does not use up the
+    account-wide allowance that the account's other addresses share.
+    """
+    table = LoginThrottle.__table__
+    longest = max(PER_ACCOUNT_AND_ADDRESS.window, PER_ACCOUNT.window, PER_ADDRESS.window)
+    try:
+        db.session.execute(db.delete(table).where(table.c.window_start < utcnow() - longest))
+        db.session.commit()
+        return (count_attempt(username[:64], address[:64], PER_ACCOUNT_AND_ADDRESS)
+                or count_attempt(username[:64], ANY, PER_ACCOUNT) or count_attempt(ANY, address[:64], PER_ADDRESS))
+    except OperationalError:
+        db.session.rollback()
+        raise
+
+
+def forget_attempt(username, address):
+    """After a successful login: clear the (account, address) count and give back the shared allowances."""
+    table = LoginThrottle.__table__
+    username, address = username[:64], address[:64]
+    statements = [db.delete(table).where(table.c.username == username, table.c.address == address)]
+    statements += [db.update(table).where(table.c.username == key[0], table.c.address == key[1], table.c.attempts > 0)
+                   .values(attempts=table.c.attempts - 1) for key in ((username, ANY), (ANY, address))]
+    try:
+        for statement in statements:
+            db.session.execute(statement)
+            db.session.commit()
+    except OperationalError:
+        db.session.rollback()        # the counts stay a little high: that only slows this account down
+        log.warning("could not clear the login attempts of a successful login", exc_info=True)
 
 
 def safe_next(target):
@@ -68,30 +131,39 @@ def safe_next(target):
 def login():
     """Show the login form and log a user in."""
     form = LoginForm()
-    if form.validate_on_submit():
-        address = request.remote_addr or "unknown"
-        if login_blocked(form.username.data, address):
-            flash(f"Too many failed logins. Try again in {LOGIN_WINDOW.seconds // 60} minutes.", "error")
-            response = current_app.make_response((render_template("auth/login.html", form=form), 429))
-            response.headers["Retry-After"] = str(LOGIN_WINDOW.seconds)
-            return response
-        user = db.session.execute(db.select(User).filter_by(username=form.username.data)).scalar_one_or_none()
-        if user is not None and user.check_password(form.password.data):
-            db.session.execute(db.delete(LoginFailure).where(LoginFailure.username == user.username))
-            db.session.commit()
-            login_user(user)
-            return redirect(safe_next(request.args.get("next")))
-        record_failure(form.username.data, address)
+    if not form.validate_on_submit():
+        return render_template("auth/login.html", form=form)
+    address = request.remote_addr or "unknown"
+    try:
+        wait = admit_attempt(form.username.data, address)
+    except OperationalError as error:
+        if not disk_full(error):
+            raise
+        # Fail closed: a guess that cannot be counted is not checked.
+        flash("Logins are paused: the server's disk is full. Ask the administrator to free space.", "error")
+        return render_template("auth/login.html", form=form), 507
+    if wait:
+        flash(f"Too many failed logins. Try again in {math.ceil(wait / 60)} minutes.", "error")
+        response = current_app.make_response((render_template("auth/login.html", form=form), 429))
+        response.headers["Retry-After"] = str(wait)
+        return response
+    user = db.session.execute(db.select(User).filter_by(username=form.username.data)).scalar_one_or_none()
+    if user is None or not user.check_password(form.password.data):
         flash("Wrong user name or password.", "error")
         return render_template("auth/login.html", form=form), 401
-    return render_template("auth/login.html", form=form)
+    forget_attempt(user.username, address)
+    if not user.is_active:
+        flash("This account is disabled. Ask an administrator.", "error")
+        return render_template("auth/login.html", form=form), 403
+    login_user(user)
+    return redirect(safe_next(request.args.get("next")))
 
 
 @bp.post("/logout")
 @login_required
 def logout():
     """Log the current user out, voiding every copy of the session cookie."""
-    current_user.session_version += 1
+    current_user.end_sessions()
     db.session.commit()
     logout_user()
     flash("You are logged out.", "info")
@@ -117,10 +189,20 @@ def user_for_token(header):
         return None
     row = db.session.execute(db.select(ApiToken).filter_by(token_hash=ApiToken.digest(token.strip())))
     token_row = row.scalar_one_or_none()
-    return token_row.user if token_row else None
+    # A token left behind by an account deleted outside the app (foreign keys off) has no user.
+    user = token_row.user if token_row else None
+    return user if user is not None and user.is_active else None
+
+
+def no_store_when_logged_in(response):
+    """Keep what a logged-in user was shown out of every cache: after logout, Back cannot bring it back."""
+    if request.endpoint != "static" and session.get("_user_id"):
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
 
 
 def init_app(app):
-    """Install sessions and CSRF protection."""
+    """Install sessions, CSRF protection and uncached pages for logged-in users."""
     login_manager.init_app(app)
     csrf.init_app(app)
+    app.after_request(no_store_when_logged_in)

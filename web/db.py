@@ -1,4 +1,4 @@
-"""The database: accounts, API tokens, training jobs and the audit log (schema via Alembic migrations)."""
+"""The database: accounts, API tokens, login throttle, jobs and the audit log (schema via Alembic migrations)."""
 import hashlib
 import json
 import secrets
@@ -22,32 +22,75 @@ def utcnow():
 
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(connection, record):
-    """Let the web workers read while a training process writes its progress."""
+    """Let the web workers read while a training process writes; make SQLite honour ON DELETE CASCADE."""
     if type(connection).__module__.startswith("sqlite3"):
         cursor = connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=15000")
+        cursor.execute("PRAGMA foreign_keys=ON")     # off by default: deleting an account would leave its tokens
         cursor.close()
+
+
+def disk_full(error):
+    """Say whether a database error means the disk (or the database's quota) is full."""
+    original = getattr(error, "orig", error)
+    return "database or disk is full" in str(original) or getattr(original, "sqlstate", None) == "53100"
+
+
+def new_session_key():
+    """Return a random value for a session cookie's user id."""
+    return secrets.token_urlsafe(16)
 
 
 class User(UserMixin, db.Model):
     """A doctor or an administrator."""
+    __table_args__ = {"sqlite_autoincrement": True}     # an id is never given to a later account
     id = db.Column(db.Integer, primary_key=True)
     username = db.Column(db.String(64), unique=True, nullable=False)
     password_hash = db.Column(db.String(255), nullable=False)
     role = db.Column(db.String(16), nullable=False)
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
-    # Part of the session cookie's user id: raising it on logout voids every copy of old cookies.
-    session_version = db.Column(db.Integer, nullable=False, default=0, server_default="0")
+    # Random, in the session cookie's user id: a new one voids every copy of old cookies, and an
+    # account that somehow got a deleted account's id still cannot inherit its sessions.
+    session_key = db.Column(db.String(32), nullable=False, default=new_session_key)
+    disabled_at = db.Column(db.DateTime)
 
     def get_id(self):
-        return f"{self.id}:{self.session_version}"
+        return f"{self.id}:{self.session_key}"
+
+    @property
+    def is_active(self):
+        return self.disabled_at is None
 
     def set_password(self, password):
         self.password_hash = generate_password_hash(password)
 
     def check_password(self, password):
         return check_password_hash(self.password_hash, password)
+
+    def change_password(self, password):
+        """Set a new password and end the sessions and tokens that the old one opened."""
+        self.set_password(password)
+        self.end_sessions()
+        self.revoke_tokens()
+
+    def end_sessions(self):
+        """Void every session cookie of this account."""
+        self.session_key = new_session_key()
+
+    def revoke_tokens(self):
+        """Delete every API token of this account; return how many there were."""
+        return db.session.execute(db.delete(ApiToken).where(ApiToken.user_id == self.id)).rowcount
+
+    def disable(self):
+        """Refuse this account from now on: no login, no session, no token; return how many tokens went."""
+        self.disabled_at = utcnow()
+        self.end_sessions()
+        return self.revoke_tokens()
+
+    def enable(self):
+        """Let a disabled account log in again (its old sessions and tokens stay void)."""
+        self.disabled_at = None
 
     @property
     def is_admin(self):
@@ -56,6 +99,7 @@ class User(UserMixin, db.Model):
 
 class ApiToken(db.Model):
     """A bearer token for the API; only its SHA-256 is stored."""
+    __table_args__ = {"sqlite_autoincrement": True}     # `flask token revoke ID` never hits a later token
     id = db.Column(db.Integer, primary_key=True)
     user_id = db.Column(db.Integer, db.ForeignKey("user.id", ondelete="CASCADE"), nullable=False)
     token_hash = db.Column(db.String(64), unique=True, nullable=False)
@@ -74,8 +118,9 @@ class ApiToken(db.Model):
 
 
 class TrainingJob(db.Model):
-    """One training run: its options, live progress and outcome."""
+    """One job run in a process of its own: a training, or a dataset import; its options, live progress and outcome."""
     id = db.Column(db.Integer, primary_key=True)
+    kind = db.Column(db.String(16), nullable=False, default="training", server_default="training", index=True)
     dataset = db.Column(db.String(64), nullable=False)
     options_json = db.Column(db.Text, nullable=False)
     status = db.Column(db.String(16), nullable=False, default="queued")
@@ -102,10 +147,10 @@ class TrainingJob(db.Model):
 
     def as_dict(self):
         """Return the job as the API's JSON object."""
-        body = {"id": self.id, "dataset": self.dataset, "options": self.options, "status": self.status,
-                "progress": self.progress, "history": self.history, "created_by": self.created_by,
-                "created_at": _iso(self.created_at), "started_at": _iso(self.started_at),
-                "finished_at": _iso(self.finished_at)}
+        body = {"id": self.id, "kind": self.kind, "dataset": self.dataset, "options": self.options,
+                "status": self.status, "progress": self.progress, "history": self.history,
+                "created_by": self.created_by, "created_at": _iso(self.created_at),
+                "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at)}
         if self.model_version:
             body["model_version"] = self.model_version
         if self.error:
@@ -113,12 +158,12 @@ class TrainingJob(db.Model):
         return body
 
 
-class LoginFailure(db.Model):
-    """A failed login, kept for a while to slow down password guessing."""
-    id = db.Column(db.Integer, primary_key=True)
-    username = db.Column(db.String(64), nullable=False, index=True)
-    address = db.Column(db.String(64), nullable=False, index=True)
-    at = db.Column(db.DateTime, nullable=False, default=utcnow, index=True)
+class LoginThrottle(db.Model):
+    """Login attempts in the current window for a user name from an address ("" stands for any of them)."""
+    username = db.Column(db.String(64), primary_key=True)
+    address = db.Column(db.String(64), primary_key=True)
+    attempts = db.Column(db.Integer, nullable=False)
+    window_start = db.Column(db.DateTime, nullable=False, index=True)
 
 
 class AuditEvent(db.Model):
@@ -137,3 +182,28 @@ def audit(actor, action, target=""):
 
 def _iso(moment):
     return moment.replace(tzinfo=timezone.utc).isoformat(timespec="seconds") if moment else None
+
+
+class Feedback(db.Model):
+    """A doctor's clinical assessment of one result, beside what the model said; never the photo."""
+    __table_args__ = {"sqlite_autoincrement": True}
+    id = db.Column(db.Integer, primary_key=True)
+    result_id = db.Column(db.String(32), unique=True, nullable=False)     # one record per result shown
+    # Kept when the account is deleted: the assessment still tells how the model does in practice.
+    user_id = db.Column(db.Integer, db.ForeignKey("user.id", ondelete="SET NULL"), index=True)
+    model_version = db.Column(db.String(64), nullable=False, index=True)
+    probabilities_json = db.Column(db.Text, nullable=False)     # [[label, probability], ...], highest first
+    decision = db.Column(db.String(128), nullable=False)        # the condition the model named, or "referred"
+    assessment = db.Column(db.String(128), nullable=False)
+    created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+    updated_at = db.Column(db.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+    probabilities = property(lambda self: json.loads(self.probabilities_json))
+
+
+class IntendedUse(db.Model):
+    """What a model version is for, as an administrator of this site states it (the card stays immutable)."""
+    model_version = db.Column(db.String(64), primary_key=True)
+    text = db.Column(db.Text, nullable=False)
+    updated_by = db.Column(db.String(64), nullable=False)
+    updated_at = db.Column(db.DateTime, nullable=False, default=utcnow, onupdate=utcnow)

@@ -1,0 +1,149 @@
+"""Accounts: the IT administrator's commands and page (list, disable, enable, delete, tokens), and their upgrade."""
+import pytest
+
+from tests.conftest import PASSWORD, bearer_headers, form_token, login
+from web.cli import cli_actor
+
+
+def run(runner, *args, stdin=None):
+    return runner.invoke(args=list(args), input=stdin, catch_exceptions=False)
+
+
+def audit_log(app):
+    from web.db import AuditEvent, db
+
+    with app.app_context():
+        return [(e.username, e.action, e.target)
+                for e in db.session.execute(db.select(AuditEvent).order_by(AuditEvent.id)).scalars()]
+
+
+def api_status(app, token):
+    return app.test_client().get("/api/v1/datasets", headers=bearer_headers(token)).status_code
+
+
+def test_user_commands_list_disable_enable_and_delete(app, runner, tokens):
+    listed = run(runner, "user", "list").output.splitlines()
+    assert [line.split("\t")[:4] for line in listed] == [["ada", "admin", "enabled", "1 token(s)"],
+                                                        ["dan", "doctor", "enabled", "1 token(s)"]]
+    browser = login(app.test_client(), "dan")
+
+    result = run(runner, "user", "disable", "dan")
+    assert result.exit_code == 0 and "1 API token(s) revoked" in result.output
+    assert "disabled since" in run(runner, "user", "list").output
+    assert browser.get("/").status_code == 302                      # the session ended
+    client = app.test_client()
+    refused = client.post("/login", data={"username": "dan", "password": PASSWORD,
+                                          "csrf_token": form_token(client, "/login")})
+    assert refused.status_code == 403 and "disabled" in refused.get_data(as_text=True)
+
+    assert run(runner, "user", "enable", "dan").exit_code == 0
+    login(app.test_client(), "dan")
+
+    assert run(runner, "user", "delete", "dan", stdin="n\n").exit_code == 1          # asks first
+    assert run(runner, "user", "delete", "dan", "--yes").exit_code == 0
+    assert [line.split("\t")[0] for line in run(runner, "user", "list").output.splitlines()] == ["ada"]
+    assert run(runner, "user", "disable", "dan").exit_code == 1
+    assert [action for who, action, _ in audit_log(app) if who == cli_actor()] == [
+        "user.disable", "user.enable", "user.delete"]
+
+
+def test_token_commands_list_and_revoke(app, runner, tokens):
+    issued = run(runner, "token", "create", "dan").output
+    assert issued.split()[-1] and run(runner, "token", "list").output.count("\tdan\t") == 2
+    listed = run(runner, "token", "list", "ada").output.splitlines()
+    assert len(listed) == 1 and listed[0].split("\t")[1] == "ada"
+    ada_token_id = listed[0].split("\t")[0]
+    assert tokens["admin"] not in run(runner, "token", "list").output          # only hashes are stored
+
+    result = run(runner, "token", "revoke", ada_token_id)
+    assert result.exit_code == 0 and api_status(app, tokens["admin"]) == 401
+    assert api_status(app, issued.split()[-1]) == 403                          # the doctor's tokens still work
+    for wrong in (ada_token_id, "0", "99999999999999999999999", "x"):
+        assert run(runner, "token", "revoke", wrong).exit_code in (1, 2)
+    assert run(runner, "token", "list", "nobody").exit_code == 1
+    assert (cli_actor(), "token.revoke", f"{ada_token_id} of ada") in audit_log(app)
+
+
+def test_a_password_change_ends_sessions_and_tokens(app, runner, tokens):
+    browser = login(app.test_client(), "ada")
+    result = run(runner, "user", "password", "ada", stdin="another long password\n")
+    assert result.exit_code == 0
+    assert browser.get("/admin/models").status_code == 302
+    assert api_status(app, tokens["admin"]) == 401
+    assert api_status(app, tokens["doctor"]) == 403                             # other accounts keep theirs
+
+
+def test_a_session_cookie_is_bound_to_the_account_not_only_its_id(app, tokens):
+    from web.db import User, db
+
+    browser = login(app.test_client(), "dan")
+    with app.app_context():
+        dan = db.session.execute(db.select(User).filter_by(username="dan")).scalar_one()
+        dan.end_sessions()
+        db.session.commit()
+    assert browser.get("/").status_code == 302
+
+
+@pytest.fixture
+def admin(app, tokens):
+    return login(app.test_client(), "ada")
+
+
+def post(client, path):
+    return client.post(path, data={"csrf_token": form_token(client, "/admin/users")})
+
+
+def test_the_users_page_disables_enables_and_revokes_tokens(app, admin, tokens):
+    page = admin.get("/admin/users").get_data(as_text=True)
+    assert "dan" in page and "Revoke 1 token(s)" in page
+    doctor = login(app.test_client(), "dan")
+
+    assert post(admin, "/admin/users/dan/disable").status_code == 302
+    assert doctor.get("/").status_code == 302 and api_status(app, tokens["doctor"]) == 401
+    assert "disabled" in admin.get("/admin/users").get_data(as_text=True)
+    assert post(admin, "/admin/users/dan/enable").status_code == 302
+    login(app.test_client(), "dan")
+
+    assert post(admin, "/admin/users/ada/revoke-tokens").status_code == 302
+    assert api_status(app, tokens["admin"]) == 401
+    assert admin.get("/admin/users").status_code == 200                        # the session is not a token
+    assert audit_log(app) == [("ada", "user.disable", "dan (1 token(s) revoked)"), ("ada", "user.enable", "dan"),
+                              ("ada", "token.revoke", "1 of ada")]
+
+
+def test_the_users_page_refuses_to_disable_yourself_or_nobody(admin):
+    response = post(admin, "/admin/users/ada/disable")
+    assert response.status_code == 409 and "your own account" in response.get_data(as_text=True)
+    assert post(admin, "/admin/users/nobody/disable").status_code == 404
+    assert admin.get("/admin/users").status_code == 200
+
+
+def test_an_existing_database_upgrades_and_forgets_tokens_of_deleted_accounts(tmp_path, monkeypatch):
+    import sqlite3
+
+    from flask_migrate import downgrade, upgrade
+
+    from app import create_app
+    from web.db import ApiToken, db
+
+    monkeypatch.setenv("FACEDX_DATA_DIR", str(tmp_path / "data"))
+    app = create_app({"TESTING": True})
+    with app.app_context():
+        upgrade(revision="9f7699914d8d")
+        database = db.engine.url.database
+    with sqlite3.connect(database) as old:
+        old.executemany("INSERT INTO user (id, username, password_hash, role, created_at, session_version) "
+                        "VALUES (?, ?, 'x', ?, '2026-01-01', 3)", [(1, "ada", "admin"), (2, "dan", "doctor")])
+        old.executemany("INSERT INTO api_token (user_id, token_hash, created_at) VALUES (?, ?, '2026-01-01')",
+                        [(1, ApiToken.digest("ada's token")), (2, ApiToken.digest("dan's token"))])
+        old.execute("DELETE FROM user WHERE id = 2")
+    with app.app_context():
+        upgrade()
+        assert [(t.user.username, t.token_hash) for t in db.session.execute(db.select(ApiToken)).scalars()] == [
+            ("ada", ApiToken.digest("ada's token"))]                  # rebuilding "user" cascaded nothing
+    with sqlite3.connect(database) as new:
+        assert "AUTOINCREMENT" in new.execute("SELECT sql FROM sqlite_master WHERE name = 'user'").fetchone()[0]
+        assert new.execute("SELECT session_key FROM user").fetchone()[0]
+    with app.app_context():
+        downgrade(revision="9f7699914d8d")
+        upgrade()
