@@ -1,4 +1,4 @@
-"""FaceDx: the Flask application factory and the `app` object gunicorn serves."""
+"""FaceDx: the Flask application factory (wsgi.py builds the app gunicorn serves; importing this builds nothing)."""
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # TensorFlow's start-up chatter hides real messages
@@ -7,6 +7,7 @@ import secrets  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from flask import Flask  # noqa: E402
+from werkzeug.routing import IntegerConverter  # noqa: E402
 
 from config import Config  # noqa: E402
 
@@ -15,11 +16,13 @@ def create_app(test_config=None):
     """Create and configure the FaceDx application."""
     config = Config()
     app = Flask(__name__, instance_path=config.INSTANCE_DIR)
+    from web.uploads import UploadRequest
+    app.request_class = UploadRequest           # per-route body limits; photos held in memory only
+    app.url_map.converters["int"] = DatabaseId  # before any route is added, so every <int:...> is one
     app.config.from_object(config)
     if test_config:
         app.config.update(test_config)
-    for key in ("UPLOAD_DIR", "MODELS_DIR", "INSTANCE_DIR"):
-        Path(app.config[key]).mkdir(parents=True, exist_ok=True)
+    keep_data_private(app)
     if app.config["TRUSTED_PROXIES"]:
         from werkzeug.middleware.proxy_fix import ProxyFix
         hops = app.config["TRUSTED_PROXIES"]
@@ -27,15 +30,15 @@ def create_app(test_config=None):
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = instance_secret(Path(app.config["INSTANCE_DIR"]) / "secret_key")
 
-    from web import admin, api, auth, cli, doctor, errors, limit_upload_size, security_headers
-    app.before_request(limit_upload_size)     # first: before CSRF protection reads the form
+    from web import accounts, admin, api, auth, cli, dispatch, doctor, errors, feedback, security_headers
     from web.db import db
     db.init_app(app)
+    dispatch.init_app(app)
     from flask_migrate import Migrate
     Migrate(app, db, directory=str(Path(__file__).parent / "migrations"))
     auth.init_app(app)
     errors.init_app(app)
-    for blueprint in (auth.bp, doctor.bp, admin.bp, api.bp):
+    for blueprint in (auth.bp, doctor.bp, feedback.bp, admin.bp, accounts.bp, api.bp):
         app.register_blueprint(blueprint)
     cli.init_app(app)
     app.after_request(security_headers)
@@ -43,6 +46,27 @@ def create_app(test_config=None):
     app.add_template_filter(percent)
     app.add_template_global(version_summary)
     return app
+
+
+def keep_data_private(app):
+    """Create files 0600 and folders 0700 from now on; close the data folders to other system users.
+
+    The database holds password hashes, the datasets hold face crops. The web workers, the commands
+    and the queue worker build the app and get this here; a job's process sets the same mask (worker.py).
+    """
+    os.umask(0o077)
+    for key in ("UPLOAD_DIR", "MODELS_DIR", "INSTANCE_DIR"):
+        folder = Path(app.config[key])
+        folder.mkdir(parents=True, exist_ok=True)
+        if folder.stat().st_uid == os.geteuid():       # folders made by an earlier version are 0755
+            folder.chmod(0o700)
+
+
+class DatabaseId(IntegerConverter):
+    """An `<int:...>` URL part no larger than a database id (2**63 - 1): a larger number is not found."""
+
+    def __init__(self, url_map, fixed_digits=0, min=None, max=2 ** 63 - 1, signed=False):
+        super().__init__(url_map, fixed_digits, min, max, signed)
 
 
 def instance_secret(path):
@@ -59,6 +83,3 @@ def instance_secret(path):
         finally:
             os.unlink(staging)
     return path.read_text().strip()
-
-
-app = create_app()

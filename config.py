@@ -52,8 +52,11 @@ class Config:
         self.REMEMBER_COOKIE_SECURE = self.SESSION_COOKIE_SECURE
         # Training on other machines through a Redis queue (RQ) when set; else a local process per job.
         self.REDIS_URL = os.environ.get("FACEDX_REDIS_URL") or None
-        # A queued job whose training process has not written a heartbeat for this long is dead.
+        # A job whose training process has not written a heartbeat for this long is dead, local or queued.
         self.JOB_HEARTBEAT_TIMEOUT = _int("FACEDX_JOB_HEARTBEAT_TIMEOUT", 60)
+        # Start-up removes staging folders and temporary uploads unchanged for this long: longer than the
+        # slowest import allowed (20,000 photos of 40 megapixels at about 5 s each: 28 hours).
+        self.STALE_AFTER_S = _int("FACEDX_STALE_AFTER_S", 2 * 24 * 3600)
         # Reverse proxies in front of FaceDx whose X-Forwarded-For/-Proto are trusted (0: none).
         self.TRUSTED_PROXIES = _int("FACEDX_TRUSTED_PROXIES", 0)
         # Keep uploaded patient photos? Off (0) by default; else for this many days, then purged.

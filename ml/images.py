@@ -1,6 +1,8 @@
 """Decode untrusted image bytes into a plain RGB array, safely."""
 import io
+import threading
 import warnings
+from contextlib import nullcontext
 
 import cv2
 import numpy as np
@@ -9,13 +11,22 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ml.errors import ImageError, UnsupportedImage
 
 DEFAULT_MAX_PIXELS = 40_000_000
+# Photos are analysed at most this size on their longer side. Faces are searched at 1,024 px
+# (ml.faces.DETECTION_MAX_SIDE), and a face an eighth of the longer side still gives its
+# 256 px crop from real pixels; more pixels only cost memory and time.
+MAX_SIDE = 2048
+# A photo decoded at more than MAX_SIDE x MAX_SIDE pixels holds one to three full-size copies
+# (up to 120 MB each at 40 megapixels) for a second or more: so many at once in one process,
+# the others wait (bench/large_photos.py: sixteen at once peaked at 5.6 GB before, 2.6 GB after).
+FULL_SIZE_DECODES = threading.BoundedSemaphore(2)
 
 
-def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS):
-    """Return the photo in `data` (bytes) as an RGB uint8 array, upright, without metadata.
+def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS, max_side=MAX_SIDE):
+    """Return the photo in `data` (bytes) as an RGB uint8 array, upright, without metadata, at most `max_side`.
 
-    Raises ImageError with a human message for anything that is not a readable,
-    reasonably sized image.
+    A larger photo is shrunk (area averaging) as it is decoded: JPEG at a reduced scale by the
+    decoder itself, other formats right after decoding. Raises ImageError with a human message
+    for anything that is not a readable, reasonably sized image.
     """
     if not data:
         raise ImageError("The file is empty.")
@@ -29,8 +40,13 @@ def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS):
                 raise ImageError(
                     f"The image is too large ({width}x{height} pixels; "
                     f"the limit is {max_pixels:,} pixels).")
-            image.load()
-            image = ImageOps.exif_transpose(image)
+            if _fitted(image.size, max_side) != image.size:
+                image.draft(None, _fitted(image.size, max_side))     # JPEG: decode at 1/2, 1/4 or 1/8
+            width, height = image.size
+            with FULL_SIZE_DECODES if width * height > max_side ** 2 else nullcontext():
+                image.load()
+                ImageOps.exif_transpose(image, in_place=True)
+                image = _shrunk(image, max_side)
         except ImageError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -41,6 +57,28 @@ def decode_image(data, max_pixels=DEFAULT_MAX_PIXELS):
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageError(f"The image is damaged or truncated ({exc}).") from None
     return _to_rgb(image)
+
+
+def _fitted(size, max_side):
+    """Return (width, height) shrunk to fit `max_side`, keeping the aspect; unchanged when it fits."""
+    width, height = size
+    scale = max_side / max(width, height)
+    if scale >= 1:
+        return size
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _shrunk(image, max_side):
+    """Return a Pillow image area-averaged down to fit `max_side` (the same image when it fits)."""
+    size = _fitted(image.size, max_side)
+    if size == image.size:
+        return image
+    # Pillow shrinks bilevel and palette images by picking pixels, not averaging them.
+    if image.mode == "1":
+        image = image.convert("L")
+    elif image.mode in ("P", "PA"):
+        image = image.convert("RGBA" if image.mode == "PA" or "transparency" in image.info else "RGB")
+    return image.resize(size, Image.Resampling.BOX)
 
 
 def _to_rgb(image):

@@ -1,13 +1,16 @@
 """A corpus of hostile and broken uploads, built in code, sent through the API as an attacker would."""
 import io
+import os
 import stat
+import tempfile
 import zipfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import coloured_image, jpeg_bytes, png_bytes, synthetic_entries
+from tests.conftest import (coloured_image, form_token, import_result, jpeg_bytes, login, png_bytes,
+                            synthetic_entries)
 
 
 def bearer(token):
@@ -66,9 +69,9 @@ def test_bad_members_are_rejected_one_by_one_and_nothing_escapes(client, tokens,
     before = tree(tmp_path)
     # A name in the old DOS code page, without the UTF-8 flag, as old zip tools write it.
     archive = zipped(entries, [(link, "/etc/passwd")]).replace(b"beta/cafX.png", b"beta/caf\x82.png")
-    response = upload(client, tokens["admin"], archive)
-    assert response.status_code == 201, response.get_json()
-    body = response.get_json()
+    job = import_result(client, bearer(tokens["admin"]), upload(client, tokens["admin"], archive))
+    assert job["status"] == "succeeded", job
+    body = job["result"]
     reasons = {item["file"]: item["reason"] for item in body["rejected"]}
     assert "unsafe path" in reasons["../../escape.png"] and "unsafe path" in reasons["/etc/cron.d/evil.png"]
     assert "unsafe path" in reasons["C:\\Windows\\evil.png"]
@@ -95,7 +98,8 @@ def test_html_in_class_names_is_escaped_on_every_page(client, tokens):
     entries = synthetic_entries(per_class=5, labels=("alpha", "beta"))
     label = "<img src=x onerror=alert(1)>"
     entries |= {f"{label}/{i}.png": png_bytes(coloured_image("gamma", 300 + i)) for i in range(5)}
-    assert upload(client, tokens["admin"], zipped(entries)).status_code == 201
+    assert import_result(client, bearer(tokens["admin"]), upload(client, tokens["admin"], zipped(entries)))[
+        "status"] == "succeeded"
     login(client, "ada")
     for path in ("/admin/datasets", "/admin/datasets/hostile"):
         page = client.get(path).get_data(as_text=True)
@@ -128,9 +132,6 @@ def test_a_request_over_the_size_limit_is_refused_before_it_is_read(app, client,
     response = upload(client, tokens["admin"], b"x" * 100_000)
     assert response.status_code == 413 and response.get_json()["error"] == "request_entity_too_large"
 
-    class Unreadable(io.RawIOBase):             # a body the server must not even start reading
-        def readinto(self, buffer):
-            raise AssertionError("the body was read")
     environ = {"CONTENT_LENGTH": "100000000", "CONTENT_TYPE": "multipart/form-data; boundary=x",
                "wsgi.input": Unreadable(), "HTTP_AUTHORIZATION": f"Bearer {tokens['doctor']}"}
     response = client.post("/api/v1/predict", environ_overrides=environ)
@@ -155,3 +156,137 @@ def test_bad_photos_through_the_api(client, tokens, active_model):
         response = client.post("/api/v1/predict", headers=bearer(tokens["doctor"]),
                                content_type="multipart/form-data", data={"image": (io.BytesIO(data), "p")})
         assert response.status_code == status and message in response.get_json()["message"], data[:10]
+
+
+def open_files_under(folder):
+    """Return the files under `folder` this process holds open, deleted ones included."""
+    found = []
+    for descriptor in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{descriptor}")
+        except OSError:
+            continue
+        if target.startswith(str(folder)):
+            found.append(target)
+    return found
+
+
+@pytest.fixture
+def system_temp(tmp_path, monkeypatch):
+    """Point the system's temporary folder at an empty one; return it."""
+    folder = tmp_path / "system-temp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+@pytest.fixture
+def files_open_while_decoding(monkeypatch):
+    """Record, while each upload is decoded, which files the process holds open (as `open_files_under` sees)."""
+    seen = []
+    opened = Image.open
+
+    def recording_open(*args, **kwargs):
+        seen.append(open_files_under("/"))
+        return opened(*args, **kwargs)
+    monkeypatch.setattr(Image, "open", recording_open)
+    return seen
+
+
+def multipart(fields, boundary=b"facedx-boundary"):
+    """Return (body, content type) of a multipart form from [(name, filename bytes or None, data bytes)]."""
+    body = b""
+    for name, filename, data in fields:
+        disposition = b'form-data; name="' + name + b'"' + (b'; filename="' + filename + b'"' if filename else b"")
+        body += b"--" + boundary + b"\r\nContent-Disposition: " + disposition + b"\r\n\r\n" + data + b"\r\n"
+    return body + b"--" + boundary + b"--\r\n", "multipart/form-data; boundary=" + boundary.decode()
+
+
+def photo_over_500_kb():
+    data = png_bytes(np.random.default_rng(5).integers(0, 255, (600, 600, 3), np.uint8))
+    assert len(data) > 600 * 1024          # Werkzeug spools a part over 500 KB to a temporary file
+    return data
+
+
+def test_a_photo_is_held_in_memory_only_while_it_is_analysed(client, tokens, active_model, system_temp,
+                                                             files_open_while_decoding):
+    photo = photo_over_500_kb()
+    # Bodies built here: the test client would spool a large dict-built one to a temporary file itself.
+    body, content_type = multipart([(b"image", b"patient.png", photo)])
+    client.post("/api/v1/predict", headers=bearer(tokens["doctor"]), data=body, content_type=content_type)
+    login(client, "dan")
+    body, content_type = multipart([(b"csrf_token", None, form_token(client, "/").encode()),
+                                    (b"photo", b"patient.png", photo)])
+    client.post("/", data=body, content_type=content_type)
+    assert len(files_open_while_decoding) >= 2          # both uploads were decoded
+    for open_files in files_open_while_decoding:
+        assert not [path for path in open_files if path.startswith(str(system_temp))]
+
+
+def test_an_archive_spools_into_the_data_folder_not_the_system_temp(client, tokens, tmp_path, system_temp,
+                                                                    monkeypatch):
+    import web.imports
+
+    seen, checked = [], web.imports.check_archive
+
+    def recording_check(*args, **kwargs):          # while the request holds the uploaded archive
+        seen.append(open_files_under(tmp_path))
+        return checked(*args, **kwargs)
+    monkeypatch.setattr(web.imports, "check_archive", recording_check)
+    entries = synthetic_entries(per_class=5) | {"alpha/filler.bin": os.urandom(600 * 1024)}
+    body, content_type = multipart([(b"archive", b"upload.zip", zipped(entries)), (b"name", None, b"hostile"),
+                                    (b"face_fallback", None, b"whole")])
+    response = client.post("/api/v1/datasets", headers=bearer(tokens["admin"]), data=body, content_type=content_type)
+    assert import_result(client, bearer(tokens["admin"]), response)["status"] == "succeeded"
+    private = tmp_path / "data" / "uploads" / "tmp"
+    assert seen and not [path for path in seen[0] if path.startswith(str(system_temp))]
+    assert [path for path in seen[0] if path.startswith(str(private)) and path.endswith("(deleted)")]
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700
+
+
+class Unreadable(io.RawIOBase):
+    """A request body the server must refuse without reading it."""
+
+    def readinto(self, buffer):
+        raise AssertionError("the body was read")
+
+
+def unread_post(client, path, length, **environ):
+    """POST a multipart body of `length` bytes that fails the test if the server reads it."""
+    return client.post(path, environ_overrides={
+        "CONTENT_LENGTH": str(length), "CONTENT_TYPE": "multipart/form-data; boundary=x",
+        "wsgi.input": Unreadable(), **environ})
+
+
+def test_each_route_refuses_a_body_larger_than_it_needs_before_reading_it(client, tokens):
+    assert unread_post(client, "/login", 100_000).status_code == 413
+    anonymous = unread_post(client, "/", 1_000_000)                  # a photo, from no one
+    assert anonymous.status_code == 302 and "/login" in anonymous.headers["Location"]
+    login(client, "dan")
+    assert unread_post(client, "/admin/datasets", 1_000_000).status_code == 413   # an archive, from a doctor
+    assert unread_post(client, "/api/v1/training-jobs", 100_000, CONTENT_TYPE="application/json",
+                       HTTP_AUTHORIZATION=f"Bearer {tokens['admin']}").status_code == 413
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_with_the_reason(client, tokens):
+    photo = png_bytes(coloured_image("alpha", 1))
+    body, content_type = multipart([(b"image", "café.png".encode("latin-1"), photo)])
+    response = client.post("/api/v1/predict", headers=bearer(tokens["doctor"]), data=body, content_type=content_type)
+    assert response.status_code == 400 and "not UTF-8" in response.get_json()["message"]
+    login(client, "dan")
+    body, content_type = multipart([(b"csrf_token", None, form_token(client, "/").encode()),
+                                    (b"photo", "café.png".encode("latin-1"), photo)])
+    page = client.post("/", data=body, content_type=content_type).get_data(as_text=True)
+    assert "not UTF-8" in page and "CSRF" not in page
+
+
+@pytest.mark.parametrize("job_id", [2 ** 63 - 1, 2 ** 63, 10 ** 20])
+def test_a_job_id_out_of_any_range_is_not_found(client, tokens, job_id):
+    admin = bearer(tokens["admin"])
+    assert client.get(f"/api/v1/training-jobs/{job_id}", headers=admin).status_code == 404
+    assert client.post(f"/api/v1/training-jobs/{job_id}/cancel", headers=admin).status_code == 404
+    login(client, "ada")
+    for path in (f"/admin/training/{job_id}", f"/admin/training/{job_id}.json"):
+        assert client.get(path).status_code == 404
+    token = form_token(client, "/admin/training")
+    assert client.post(f"/admin/training/{job_id}/cancel", data={"csrf_token": token}).status_code == 404

@@ -1,9 +1,11 @@
 import io
+import threading
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
+from ml import images
 from ml.errors import ImageError
 from ml.images import decode_image, encode_png, resize
 from tests.conftest import jpeg_bytes, png_bytes
@@ -80,6 +82,61 @@ def test_decompression_bomb_is_refused_before_decoding():
         decode_image(bomb)
     with pytest.raises(ImageError, match="too large"):
         decode_image(png_bytes(np.zeros((50, 50, 3), np.uint8)), max_pixels=2_000)
+
+
+def halves(width, height):
+    """An image whose left half is red and right half blue."""
+    rgb = np.zeros((height, width, 3), np.uint8)
+    rgb[:, :width // 2] = (255, 0, 0)
+    rgb[:, width // 2:] = (0, 0, 255)
+    return Image.fromarray(rgb)
+
+
+@pytest.mark.parametrize("fmt, mode", [("PNG", "RGB"), ("JPEG", "RGB"), ("PNG", "P"), ("PNG", "1"),
+                                       ("TIFF", "I;16")])
+def test_a_large_photo_is_shrunk_to_the_working_size(fmt, mode):
+    decoded = decode_image(saved(halves(600, 200).convert(mode), fmt), max_side=150)
+    assert decoded.shape == (50, 150, 3)
+    if mode in ("RGB", "P"):                     # the colours are averaged, not picked or lost
+        assert decoded[:, :70, 0].mean() > 200 and decoded[:, 80:, 2].mean() > 200
+
+
+def test_an_upright_shrunk_photo_keeps_its_exif_orientation():
+    image = halves(400, 200)
+    exif = image.getexif()
+    exif[0x0112] = 6                                 # "rotate 90 degrees clockwise to display"
+    decoded = decode_image(saved(image, "JPEG", exif=exif, quality=95), max_side=100)
+    assert decoded.shape == (100, 50, 3)
+    assert decoded[:45, :, 0].mean() > 200 and decoded[55:, :, 2].mean() > 200     # red now on top
+
+
+@pytest.fixture
+def full_size_decodes(monkeypatch):
+    """Record, for each image decoded, its size and whether it held a full-size decode slot (one slot)."""
+    slot, seen = threading.BoundedSemaphore(1), set()
+    monkeypatch.setattr(images, "FULL_SIZE_DECODES", slot)
+    load = ImageFile.ImageFile.load
+
+    def recording_load(image):
+        held = not slot.acquire(blocking=False)
+        if not held:
+            slot.release()
+        seen.add((image.size, held))
+        return load(image)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", recording_load)
+    return seen
+
+
+def test_a_jpeg_is_decoded_at_a_reduced_scale_without_a_full_size_slot(full_size_decodes):
+    decoded = decode_image(saved(halves(1600, 1200), "JPEG"), max_side=200)
+    assert decoded.shape == (150, 200, 3)
+    assert full_size_decodes == {((200, 150), False)}         # the decoder itself gave 1/8 of the pixels
+
+
+def test_a_png_over_the_working_size_is_decoded_only_in_a_full_size_slot(full_size_decodes):
+    decode_image(saved(halves(1600, 1200), "PNG"), max_side=200)
+    decode_image(saved(halves(100, 50), "PNG"), max_side=200)
+    assert full_size_decodes == {((1600, 1200), True), ((100, 50), False)}
 
 
 def test_encode_png_drops_metadata():

@@ -64,3 +64,14 @@ def test_admin_actions_are_audited_without_patient_data(app, client, tokens, act
     client.post(f"/admin/models/{active_model}/activate", data={"csrf_token": form_token(client, "/admin/models")})
     page = client.get("/admin/audit").get_data(as_text=True)
     assert "model.activate" in page and active_model in page and "ada" in page
+
+
+def test_only_what_decodes_as_an_image_is_kept(app, client, tokens, active_model):
+    app.config["KEEP_PHOTOS_DAYS"] = 7
+    for data in (b"%PDF-1.7 a letter about the patient", png_bytes(coloured_image("beta", seed=5))[:300]):
+        response = client.post("/api/v1/predict", headers={"Authorization": f"Bearer {tokens['doctor']}"},
+                               content_type="multipart/form-data", data={"image": (io.BytesIO(data), "scan.png")})
+        assert response.status_code in (415, 422)
+    with app.app_context():
+        from web.privacy import kept_root
+        assert list(kept_root().rglob("*.img")) == []

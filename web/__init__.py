@@ -1,20 +1,20 @@
 """The web layer: turns HTTP requests and commands into calls of `ml`, and the results back."""
 from pathlib import Path
 
-from flask import current_app, request
+from flask import current_app
 
 from ml.datasets import ImportLimits
 from ml.registry import ModelRegistry
 
 
-def datasets_root():
-    """Return the folder that holds the imported datasets."""
-    return Path(current_app.config["UPLOAD_DIR"]) / "datasets"
+def datasets_root(config=None):
+    """Return the folder that holds the imported datasets (of the current app, or of the settings given)."""
+    return Path((config or current_app.config)["UPLOAD_DIR"]) / "datasets"
 
 
-def import_limits():
-    """Return the archive limits from the configuration."""
-    config = current_app.config
+def import_limits(config=None):
+    """Return the archive limits from the configuration (of the current app, or the settings given)."""
+    config = config or current_app.config
     return ImportLimits(max_entries=config["MAX_ARCHIVE_ENTRIES"], max_total_bytes=config["MAX_ARCHIVE_BYTES"],
                         max_file_bytes=config["MAX_IMAGE_BYTES"], max_pixels=config["MAX_IMAGE_PIXELS"],
                         min_per_class=config["MIN_IMAGES_PER_CLASS"])
@@ -49,12 +49,3 @@ def security_headers(response):
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Referrer-Policy", "same-origin")
     return response
-
-
-PHOTO_ENDPOINTS = {"doctor.predict", "api.predict"}
-
-
-def limit_upload_size():
-    """Lower the body limit to one photo on the photo routes, before anything reads the body."""
-    if request.endpoint in PHOTO_ENDPOINTS:
-        request.max_content_length = current_app.config["MAX_IMAGE_BYTES"] + 64 * 1024   # + form fields

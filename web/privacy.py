@@ -7,11 +7,20 @@ from pathlib import Path
 
 from flask import current_app
 
+from ml.images import decode_image
+
 KEPT_DIR = "kept-photos"
 
 
 def kept_root():
     return Path(current_app.config["INSTANCE_DIR"]) / KEPT_DIR
+
+
+def decoded_photo(data):
+    """Decode an uploaded photo (ImageError when it is none) and keep it if the operator opted in; return RGB."""
+    rgb = decode_image(data, current_app.config["MAX_IMAGE_PIXELS"])
+    keep_photo(data)          # only now: what is not an image is never kept
+    return rgb
 
 
 def keep_photo(data):
