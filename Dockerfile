@@ -5,6 +5,7 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     TF_FORCE_GPU_ALLOW_GROWTH=true \
+    MALLOC_MMAP_THRESHOLD_=4194304 \
     FACEDX_DATA_DIR=/data \
     FACEDX_BIND=0.0.0.0:8000
 
@@ -14,7 +15,7 @@ COPY requirements.txt ./
 # with the CPU pins in requirements-cpu.txt.
 RUN pip install --no-cache-dir -r requirements.txt "tensorflow[and-cuda]==2.21.0"
 
-COPY app.py config.py gunicorn.conf.py ./
+COPY app.py config.py gunicorn.conf.py worker.py wsgi.py ./
 COPY ml ./ml
 COPY web ./web
 COPY migrations ./migrations
@@ -31,4 +32,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=120s \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/api/v1/health', timeout=4)"
 
 # Schema up to date (and, on the very first start, the admin's password in the log), then serve.
-CMD ["sh", "-c", "flask --app app setup && exec gunicorn --config gunicorn.conf.py app:app"]
+CMD ["sh", "-c", "flask --app app setup && exec gunicorn --config gunicorn.conf.py wsgi:app"]

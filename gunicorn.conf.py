@@ -1,15 +1,65 @@
-"""gunicorn settings for FaceDx (read by `gunicorn --config gunicorn.conf.py app:app`)."""
+"""gunicorn settings for FaceDx (read by `gunicorn --config gunicorn.conf.py wsgi:app`)."""
 import os
+import re
+
+from gunicorn.glogging import Logger, SafeAtoms
+from gunicorn.workers.gthread import TConn, ThreadWorker
+
+# A client that sends nothing for this long while its request is read (or its answer written)
+# is dropped and its thread freed. gthread has no setting for it: a client that sends a header
+# and then nothing would hold a thread for ever, and eight of them would hold them all.
+# 10 s is far above the pauses of a working connection (TCP's retransmission back-off reaches
+# 1 + 2 + 4 s only after three losses in a row) and well inside the patience of a health check
+# (compose: three tries 30 s apart), so a stalled client costs one thread 10 s, not the service.
+# Behind deploy/nginx.conf it is a backstop: nginx sends gunicorn whole requests at once.
+REQUEST_READ_TIMEOUT = 10
+# C0 and C1 control characters (a %0A in a path is a line break in PATH_INFO) and the backslash
+# that starts their escapes.
+LOG_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")
+
+
+class TimedConnection(TConn):
+    """A gthread connection whose reads and writes give up after REQUEST_READ_TIMEOUT s of silence."""
+
+    def init(self):
+        super().init()
+        # gthread makes the socket blocking, without a timeout, before each request and then
+        # calls init(): the timeout has to be set again here every time.
+        self.sock.settimeout(REQUEST_READ_TIMEOUT)
+
+
+class TimedThreadWorker(ThreadWorker):
+    """gunicorn's gthread worker, with connections that time out."""
+
+    def enqueue_req(self, conn):
+        conn.__class__ = TimedConnection     # accept() builds a TConn; the subclass adds only the timeout
+        super().enqueue_req(conn)
+
+
+class EscapedAtoms(SafeAtoms):
+    """Access log fields with control characters written as \\xNN, so a request cannot forge log lines."""
+
+    def __init__(self, atoms):
+        super().__init__({key: LOG_UNSAFE.sub(lambda c: f"\\x{ord(c.group()):02x}", value)
+                          if isinstance(value, str) else value for key, value in atoms.items()})
+
+
+class EscapingLogger(Logger):
+    """gunicorn's logger, with the access log's fields escaped."""
+
+    atoms_wrapper_class = EscapedAtoms
+
 
 bind = os.environ.get("FACEDX_BIND", "127.0.0.1:8000")
 # One process holds one copy of the model; threads share it. TensorFlow releases the GIL while
 # it computes, so threads give concurrency without a second copy of the weights.
 workers = int(os.environ.get("FACEDX_WORKERS", "1"))
-worker_class = "gthread"
+worker_class = TimedThreadWorker
 threads = int(os.environ.get("FACEDX_THREADS", "8"))
 timeout = 120            # loading and warming up a model takes several seconds
 graceful_timeout = 30
 accesslog = "-"
+logger_class = EscapingLogger
 # Query strings could identify a patient; log the request line without them.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss'
 

@@ -1,20 +1,31 @@
-"""Load: 20 concurrent doctors predicting through gunicorn on 127.0.0.1 for 60 s while a training job runs.
+"""Load at the edge: what photo clients get from gunicorn alone (`make run`) and through nginx in front.
 
-Then 1,000 more requests with no training, to see whether the worker's memory grows.
-Prints requests/s, p50/p95/p99 latency, errors by status and the worker's resident memory.
+One run, for each edge the checkout has (gunicorn alone; then nginx with deploy/nginx.conf in
+front of it, when the checkout ships that file):
+- 20 clients posting photos for --seconds while a training job runs: answers, p50/p95 latency
+- 100 clients for --seconds: how many got a prediction and after how long, how many a 503 with
+  Retry-After and how fast (a client told to retry waits as told before its next photo)
+- 16 clients posting a 40-megapixel PNG at once: answers, and the worker's peak memory
 The model is VGG16 at 224 px with random weights (ImageNet weights cost the same time) and a
-linear head, trained on generated images in a temporary data folder.
-Usage: .venv/bin/python -m bench.load [--clients 20] [--seconds 60] [--image-size 224]
+linear head, trained on generated images in a temporary data folder. To compare with another
+checkout, copy bench/load.py, bench/server.py and bench/large_photos.py into it and run it
+there: it serves the code of the checkout it sits in.
+Usage: .venv/bin/python -m bench.load [--seconds 30] [--image-size 224]
 """
 import argparse
+import collections
 import concurrent.futures
-import statistics
+import os
+import tempfile
 import threading
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
 import requests
 
-from bench.server import gunicorn, photos, prepared_data, rss_mib
+from bench.large_photos import HEAVY_SIDE, PeakMemory, black_png
+from bench.server import PROJECT, gunicorn, nginx, photos, prepared_data, rss_mib
 
 
 def percentile(values, share):
@@ -22,73 +33,156 @@ def percentile(values, share):
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def hammer(url, headers, photos, clients, stop):
-    """Send predictions from `clients` threads until stop() says so; return (latencies, statuses)."""
-    latencies, statuses, lock = [], {}, threading.Lock()
+def send_photos(url, headers, photos, clients, stop, verify=True):
+    """Post photos from `clients` threads until stop() says so; return (answers, waits, unanswered).
 
-    def doctor(number):
+    answers: every request's (answer, seconds). The answer is the status; "503 Retry-After" when
+    the server said when to come back (the client waits that long, then sends the same photo
+    again); "no answer" for a timeout or a closed connection. waits: for every photo answered
+    otherwise, the seconds from its first try. unanswered: photos still being retried at the end.
+    """
+    answers, waits, lock = [], [], threading.Lock()
+    unanswered = [0]
+
+    def client(number):
         session = requests.Session()
-        i = number
+        i, first_try = number, None
         while not stop():
-            start = time.perf_counter()
+            start, wait = time.perf_counter(), 0
+            first_try = first_try or start
             try:
-                status = session.post(url, headers=headers, files={"image": ("p.png", photos[i % len(photos)])},
-                                      timeout=60).status_code
+                response = session.post(url, headers=headers, files={"image": ("p.png", photos[i % len(photos)])},
+                                        verify=verify, timeout=120)
+                answer = response.status_code
+                if answer == 503 and "Retry-After" in response.headers:
+                    answer, wait = "503 Retry-After", float(response.headers["Retry-After"])
             except requests.RequestException:
-                status = "connection error"
+                answer = "no answer"
             with lock:
-                latencies.append(time.perf_counter() - start)
-                statuses[status] = statuses.get(status, 0) + 1
-            i += 1
+                answers.append((answer, time.perf_counter() - start))
+                if not wait:
+                    waits.append(time.perf_counter() - first_try)
+            if wait:
+                time.sleep(wait)
+            else:
+                i, first_try = i + 1, None
+        with lock:
+            unanswered[0] += first_try is not None
 
     with concurrent.futures.ThreadPoolExecutor(clients) as pool:
-        list(pool.map(doctor, range(clients)))
-    return latencies, statuses
+        list(pool.map(client, range(clients)))
+    return answers, waits, unanswered[0]
+
+
+def hammer(url, headers, photos, clients, stop):
+    """Send predictions from `clients` threads until stop() says so; return (latencies, {answer: count})."""
+    answers, _, _ = send_photos(url, headers, photos, clients, stop)
+    return [seconds for _, seconds in answers], dict(collections.Counter(answer for answer, _ in answers))
+
+
+def counts(answers):
+    """Say how many of each answer, the most frequent first: '412x200, 3x503 Retry-After'."""
+    return ", ".join(f"{n}x{answer}" for answer, n in collections.Counter(answers).most_common())
+
+
+def spread(seconds):
+    """Say p50/p95 of durations in milliseconds, or '-' for none."""
+    if not seconds:
+        return "-"
+    return f"{percentile(seconds, .5) * 1000:.0f}/{percentile(seconds, .95) * 1000:.0f} ms"
+
+
+def sent_summary(answers, waits, unanswered):
+    """Say what the clients got: answers, how fast each kind came, and how long a photo took to its answer."""
+    kinds = collections.defaultdict(list)
+    for answer, seconds in answers:
+        kinds[answer].append(seconds)
+    each = ", ".join(f"{len(seconds)}x{answer} in {spread(seconds)}"
+                     for answer, seconds in sorted(kinds.items(), key=lambda kind: -len(kind[1])))
+    return f"{each}; a photo's first try to its answer {spread(waits)}, {unanswered} unanswered at the end"
+
+
+@contextmanager
+def edge(env, proxied):
+    """Start gunicorn, with nginx in front when `proxied`; yield (URL the clients use, TLS verify, worker pid)."""
+    with gunicorn(env) as (base, worker):
+        if not proxied:
+            yield base, True, worker
+            return
+        with tempfile.TemporaryDirectory() as folder, \
+                nginx(Path(folder) / "nginx", base.removeprefix("http://")) as (port, certificate):
+            yield f"https://localhost:{port}", str(certificate), worker
+
+
+def while_training(url, verify, admin, doctor, image_size, clients, seconds):
+    """Send photos from `clients` for `seconds` while a training job runs; return (send_photos's, job phase)."""
+    jobs = url + "/api/v1/training-jobs"
+    job = requests.post(jobs, headers=admin, verify=verify, timeout=30, json={
+        "dataset": "bench", "options": {"backbone": "vgg16-imagenet", "weights": "none", "image_size": image_size,
+                                        "head": "softmax", "epochs": 1000, "patience": 1000}}).json()
+    deadline = time.monotonic() + seconds
+    sent = send_photos(url + "/api/v1/predict", doctor, photos(), clients, lambda: time.monotonic() > deadline,
+                       verify)
+    training = requests.get(f"{jobs}/{job['id']}", headers=admin, verify=verify, timeout=30).json()
+    requests.post(f"{jobs}/{job['id']}/cancel", headers=admin, verify=verify, timeout=30)
+    while requests.get(f"{jobs}/{job['id']}", headers=admin, verify=verify,
+                       timeout=30).json()["status"] in ("queued", "running"):
+        time.sleep(1)                      # one job at a time: the next edge starts its own
+    return sent, f"{training['status']}, {training['progress'].get('phase')}"
+
+
+def large_photos(url, verify, doctor, worker, clients):
+    """Post one 40-megapixel PNG from each of `clients` at once; return (answers, worker's peak MiB)."""
+    photo = black_png(HEAVY_SIDE)
+
+    def post(_):
+        try:
+            return requests.post(url + "/api/v1/predict", headers=doctor, files={"image": ("p.png", photo)},
+                                 verify=verify, timeout=600).status_code
+        except requests.RequestException:
+            return "no answer"
+    with PeakMemory(worker) as memory, concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        answers = list(pool.map(post, range(clients)))
+    return answers, memory.peak
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=20)
-    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--clients", type=int, default=20, help="clients while training")
+    parser.add_argument("--crowd", type=int, default=100, help="clients at once, no training")
+    parser.add_argument("--large", type=int, default=16, help="clients posting a 40-megapixel photo")
     args = parser.parse_args()
-    with prepared_data(args.image_size) as (env, admin, doctor, _), gunicorn(env) as (base, worker):
-        sample = photos()
-        url = base + "/api/v1/predict"
-        for photo in sample[:3]:
-            requests.post(url, headers=doctor, files={"image": ("p.png", photo)}, timeout=60)
-        rss_start = rss_mib(worker)
-        job = requests.post(base + "/api/v1/training-jobs", headers=admin, timeout=30, json={
-            "dataset": "bench", "options": {"backbone": "vgg16-imagenet", "weights": "none",
-                                            "image_size": args.image_size, "head": "softmax",
-                                            "epochs": 1000, "patience": 1000}}).json()
-        deadline = time.monotonic() + args.seconds
-        started = time.monotonic()
-        latencies, statuses = hammer(url, doctor, sample, args.clients, lambda: time.monotonic() > deadline)
-        elapsed = time.monotonic() - started
-        training = requests.get(f"{base}/api/v1/training-jobs/{job['id']}", headers=admin, timeout=30).json()
-        requests.post(f"{base}/api/v1/training-jobs/{job['id']}/cancel", headers=admin, timeout=30)
-        rss_end = rss_mib(worker)
-        counter = {"n": 0}
-
-        def thousand():
-            counter["n"] += 1
-            return counter["n"] > 1000
-        time.sleep(5)
-        rss_before_1000 = rss_mib(worker)
-        more, more_statuses = hammer(url, doctor, sample, 4, thousand)
-        rss_after_1000 = rss_mib(worker)
-    errors_5xx = sum(n for status, n in statuses.items() if not isinstance(status, int) or status >= 500)
-    print(f"{args.clients} clients for {elapsed:.0f} s against gunicorn (1 worker x 8 threads), VGG16 "
-          f"{args.image_size} px + linear head, a training job {training['status']} meanwhile "
-          f"(phase {training['progress'].get('phase')})")
-    print(f"requests: {len(latencies)}  ({len(latencies) / elapsed:.1f}/s)  statuses: {statuses}  5xx/errors: "
-          f"{errors_5xx}")
-    print(f"latency p50 {statistics.median(latencies) * 1000:.0f} ms  p95 {percentile(latencies, .95) * 1000:.0f} ms"
-          f"  p99 {percentile(latencies, .99) * 1000:.0f} ms")
-    print(f"worker memory: {rss_start:.0f} MiB at start, {rss_end:.0f} MiB after the load")
-    print(f"then {len(more)} more requests ({more_statuses}), no training: {rss_before_1000:.0f} MiB -> "
-          f"{rss_after_1000:.0f} MiB")
+    edges = ["gunicorn alone"] + ["nginx in front"] * (PROJECT / "deploy" / "nginx.conf").is_file()
+    rows, load_at_start = {}, os.getloadavg()[0]
+    with prepared_data(args.image_size) as (env, admin, doctor, _):
+        for name in edges:
+            with edge(env, name == "nginx in front") as (url, verify, worker):
+                for photo in photos()[:3]:
+                    requests.post(url + "/api/v1/predict", headers=doctor, files={"image": ("p.png", photo)},
+                                  verify=verify, timeout=60)
+                start_mib = rss_mib(worker)
+                training = while_training(url, verify, admin, doctor, args.image_size, args.clients, args.seconds)
+                deadline = time.monotonic() + args.seconds
+                crowd = send_photos(url + "/api/v1/predict", doctor, photos(), args.crowd,
+                                    lambda: time.monotonic() > deadline, verify)
+                large = large_photos(url, verify, doctor, worker, args.large)
+                rows[name] = training, crowd, large, start_mib
+    print(f"{PROJECT}: gunicorn as `make run` starts it (1 worker x 8 threads), VGG16 {args.image_size} px "
+          f"+ linear head; p50/p95; load average {load_at_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
+          f"on {os.cpu_count()} CPUs")
+    print(f"\n{args.clients} clients for {args.seconds} s while a training job runs")
+    for name, (((answers, waits, unanswered), phase), _, _, _) in rows.items():
+        print(f"  {name:<15} {sent_summary(answers, waits, unanswered)}; the job meanwhile: {phase}")
+    print(f"\n{args.crowd} clients for {args.seconds} s, no training")
+    for name, (_, (answers, waits, unanswered), _, _) in rows.items():
+        told = sum(answer == "503 Retry-After" for answer, _ in answers)
+        print(f"  {name:<15} {told / len(answers):.0%} of the answers were 503 Retry-After; "
+              f"{sent_summary(answers, waits, unanswered)}")
+    print(f"\n{args.large} clients posting a {HEAVY_SIDE} x {HEAVY_SIDE} black PNG at once")
+    for name, (_, _, (answers, peak), start_mib) in rows.items():
+        print(f"  {name:<15} {counts(answers)}; worker peak {peak:.0f} MiB ({start_mib:.0f} MiB before the loads)")
 
 
 if __name__ == "__main__":

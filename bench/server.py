@@ -1,6 +1,8 @@
-"""A FaceDx server for benchmarks: a temporary data folder, a trained model, gunicorn on 127.0.0.1."""
+"""A FaceDx server for benchmarks: a temporary data folder, a trained model, gunicorn on 127.0.0.1,
+and nginx in front of it with the shipped deploy/nginx.conf (the proxy tests run it too)."""
 import io
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -67,14 +69,31 @@ def prepared_data(image_size):
         yield env, admin, doctor, version
 
 
+def free_port():
+    """Return a TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port, server, why_not, timeout=20):
+    """Wait until `server` (a Popen) accepts connections on `port`; fail with `why_not()` if it dies or times out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert server.poll() is None and time.monotonic() < deadline, why_not()
+            time.sleep(0.1)
+
+
 @contextmanager
 def gunicorn(env, **settings):
     """Run gunicorn as `make run` does, with extra FACEDX_* settings; yield (base URL, worker pid)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = dict(env, FACEDX_BIND=f"127.0.0.1:{port}", **{k: str(v) for k, v in settings.items()})
-    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "app:app"],
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "wsgi:app"],
                               cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -90,4 +109,49 @@ def gunicorn(env, **settings):
         yield base, worker
     finally:
         os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+# What a site needs from the main nginx.conf (Debian's or the official image's), with every path
+# in a folder of its own, so that no root is needed.
+NGINX_MAIN = """daemon off;
+worker_processes auto;
+pid {folder}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+    client_body_temp_path {folder}/body;
+    proxy_temp_path {folder}/proxy;
+    fastcgi_temp_path {folder}/fastcgi;
+    uwsgi_temp_path {folder}/uwsgi;
+    scgi_temp_path {folder}/scgi;
+    include {folder}/facedx.conf;
+}}
+"""
+
+
+@contextmanager
+def nginx(folder, upstream):
+    """Run Debian's nginx with deploy/nginx.conf as `make nginx-site` fills it in, in front of `upstream`.
+
+    `folder` (created) receives a self-signed certificate for localhost, the configuration and
+    the logs. Yield (HTTPS port on 127.0.0.1, certificate file to trust).
+    """
+    folder.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                    "-keyout", folder / "privkey.pem", "-out", folder / "fullchain.pem"], check=True,
+                   capture_output=True)
+    port = free_port()
+    site = subprocess.run(["make", "-s", "nginx-site", f"UPSTREAM={upstream}", f"TLS_DIR={folder}",
+                           f"HTTPS_PORT={port}", f"HTTP_PORT={free_port()}"], cwd=PROJECT, check=True,
+                          capture_output=True, text=True).stdout
+    (folder / "facedx.conf").write_text(site.replace("/var/log/nginx/", f"{folder}/"))
+    (folder / "nginx.conf").write_text(NGINX_MAIN.format(folder=folder))
+    server = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-p", folder, "-c", folder / "nginx.conf",
+                               "-e", folder / "error.log"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, server, (folder / "error.log").read_text)
+        yield port, folder / "fullchain.pem"
+    finally:
+        server.terminate()
         server.wait()

@@ -2,7 +2,13 @@ import json
 import os
 import shutil
 import signal
+import socket
+import time
+import urllib.error
+import urllib.parse
 import urllib.request
+
+import pytest
 
 from ml.registry import ModelRegistry
 from tests.conftest import start_web_node
@@ -23,3 +29,59 @@ def test_a_worker_boots_warm_with_an_active_whole_photo_model_and_serves_it(tmp_
     finally:
         os.killpg(node.pid, signal.SIGKILL)
         node.wait()
+
+
+THREADS = 8          # gunicorn.conf.py's default
+
+
+def stalled_request(connection, path="/login", length=1000, headers_only=False):
+    """Start a POST on `connection` and stop sending: after the header, or half-way through it.
+
+    The login form's CSRF check reads the body, so gunicorn waits for it; nginx waits for any body.
+    """
+    head = (f"POST {path} HTTP/1.1\r\nHost: facedx\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {length}\r\n\r\n").encode()
+    connection.sendall(head[:40] if headers_only else head)
+    return connection
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    """One gunicorn started as `make run` does; yield (base URL, path of its log)."""
+    folder = tmp_path_factory.mktemp("node")
+    log_path = folder / "gunicorn.log"
+    with open(log_path, "wb") as log:
+        process, base = start_web_node(dict(os.environ, FACEDX_DATA_DIR=str(folder / "data")), log)
+    try:
+        yield base, log_path
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def test_clients_that_stop_sending_lose_their_threads_so_health_still_answers(node):
+    """More stalled uploads than threads: each is dropped after the read timeout, not held for ever."""
+    base, _ = node
+    address = urllib.parse.urlsplit(base).netloc.split(":")
+    stalled = [stalled_request(socket.create_connection((address[0], int(address[1]))), headers_only=i % 3 == 0)
+               for i in range(THREADS + 2)]
+    try:
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(base + "/api/v1/health", timeout=40)
+        assert (answer.value.code, json.load(answer.value)["status"]) == (503, "unavailable")   # no model yet
+    finally:
+        for connection in stalled:
+            connection.close()
+
+
+def test_control_characters_in_a_path_cannot_forge_access_log_lines(node):
+    base, log_path = node
+    forged = "/login%0A127.0.0.1%20%22GET%20/admin/models%22%20200%0D%1B[2J"
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(base + forged, timeout=10)
+    deadline = time.monotonic() + 10               # the access log line is written after the answer
+    while "/login\\x0a" not in log_path.read_text(errors="replace") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    lines = log_path.read_text(errors="replace").splitlines()
+    assert all("/login" in line for line in lines if "admin/models" in line)
+    assert any('"GET /login\\x0a127.0.0.1 \\"GET /admin/models\\" 200\\x0d\\x1b[2J"' in line for line in lines)
