@@ -1,4 +1,5 @@
 """Exceptions that carry a message a user can act on."""
+import errno
 
 
 class FaceDxError(Exception):
@@ -71,3 +72,15 @@ class NoActiveModel(RegistryError):
 
 class Overloaded(FaceDxError):
     """Too many predictions are waiting; the caller should try again shortly."""
+
+
+class DiskFull(FaceDxError):
+    """The disk or the quota is full: what was being written was undone (507)."""
+
+    def __init__(self, message="The server's disk is full, so nothing was saved. Free space on it, then try again."):
+        super().__init__(message)
+
+
+def is_disk_full(error):
+    """Say whether an OSError means that the disk or the user's quota is full."""
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -146,8 +146,8 @@ class ModelRegistry:
             if not 0 <= value <= 1:
                 raise RegistryError("Thresholds are probabilities between 0 and 1.")
         staging = found.path / f".{THRESHOLDS_FILE}.{uuid.uuid4().hex}"
-        _write_durably(staging, json.dumps({"min_probability": min_probability, "min_margin": min_margin}))
-        os.replace(staging, found.path / THRESHOLDS_FILE)
+        _replace_durably(staging, found.path / THRESHOLDS_FILE,
+                         json.dumps({"min_probability": min_probability, "min_margin": min_margin}))
 
     def pointer(self):
         """Return the content of active.json: {} when nothing was ever activated, {"damaged": why} if unreadable."""
@@ -206,14 +206,23 @@ class ModelRegistry:
         content = {"version": version, "activated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    "history": history}
         staging = self.root / f".{ACTIVE_FILE}.{uuid.uuid4().hex}"
-        _write_durably(staging, json.dumps(content, indent=1))
-        os.replace(staging, self.root / ACTIVE_FILE)
+        _replace_durably(staging, self.root / ACTIVE_FILE, json.dumps(content, indent=1))
         _fsync(self.root)
 
     def _pointer_lock(self):
         """Serialise activations across threads and processes sharing this folder."""
         self.root.mkdir(parents=True, exist_ok=True)
         return exclusive_lock(self.root / ".active.lock")
+
+
+def _replace_durably(staging, target, text):
+    """Write `text` to `staging`, then put it in place of `target`; a failed write leaves no staging file."""
+    try:
+        _write_durably(staging, text)
+        os.replace(staging, target)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
 
 
 def _write_durably(path, text):

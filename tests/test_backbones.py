@@ -13,6 +13,7 @@ from ml.backbones.vgg import (VGG16_CONVS, VGG16_NOTOP_FILE, VGGFACE_FILE, VGGFA
                               WeightsSource, build_vgg16, resolve_weights, unfreeze_last_block)
 from ml.errors import TrainingError, WeightsUnavailable
 from ml.faces import FaceOptions, crop_face
+from tests.conftest import model_card
 
 
 @pytest.fixture
@@ -164,7 +165,7 @@ def test_fine_tuning_unfreezes_only_the_last_block():
 def test_a_saved_vgg_backbone_gives_the_same_features(tmp_path, face_crops):
     backbone = VGGBackbone.build("vgg16-imagenet", "none", 32, ())
     crops = np.stack(list(face_crops.values()))
-    card = {"backbone": backbone.describe()}
+    card = model_card(backbone=backbone.describe(), pipeline={"name": "vgg16-imagenet", "blocks": ["vgg16-imagenet"]})
     backbone.save(tmp_path)
     np.testing.assert_allclose(load_extractor(card, tmp_path).features(crops), backbone.features(crops), atol=1e-5)
 

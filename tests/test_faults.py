@@ -1,15 +1,28 @@
-"""Faults: broken model folders, a full disk, racing administrators, restarts in every job state."""
+"""Faults: broken model folders, a full disk, racing administrators, restarts, jobs whose process is gone."""
 import errno
+import io
+import json
+import os
 import shutil
+import sqlite3
+import subprocess
+import sys
 import threading
+import time
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from ml import registry as registry_module
 from ml.predictor import Predictor
 from ml.registry import ModelRegistry
 from ml.training import train
-from tests.conftest import SMALL_TRAINING, bearer_headers, clone_version
+from tests.conftest import (PROJECT, SMALL_API_OPTIONS, SMALL_TRAINING, bearer_headers, clone_version, form_token,
+                            login, synthetic_entries, write_zip)
 
 
 def test_a_corrupt_active_model_reports_not_ready_and_recovers(app, client, tokens, trained):
@@ -39,8 +52,9 @@ def test_a_version_with_a_missing_file_cannot_be_activated(app, client, tokens, 
         shutil.copytree(version.path, registry.root / version.version)
         (registry.root / version.version / "head.npz").unlink()
     response = client.post(f"/api/v1/models/{version.version}/activate", headers=bearer_headers(tokens["admin"]))
-    assert response.status_code == 404 and client.get("/api/v1/models", headers=bearer_headers(
-        tokens["admin"])).get_json()["models"] == []
+    assert response.status_code == 409 and "missing files: head.npz" in response.get_json()["message"]
+    listed = client.get("/api/v1/models", headers=bearer_headers(tokens["admin"])).get_json()
+    assert listed["models"] == [] and listed["broken"][0]["version"] == version.version
 
 
 def test_a_full_disk_while_a_version_is_written_leaves_no_trace(tmp_path, trained, monkeypatch):
@@ -105,3 +119,278 @@ def test_a_restart_in_every_job_state(tmp_path, monkeypatch, state, after_restar
         assert job.status == after_restart
         if state in ("queued", "running"):
             assert job.error == DIED
+
+
+# Disk full: a clear 507, never a 500, and nothing half-written.
+
+DISK_FULL_MESSAGE = "The server's disk is full, so nothing was saved. Free space on it, then try again."
+
+
+def no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@contextmanager
+def database_full(app, table):
+    """Make every write to `table` fail the way SQLite fails when its disk is full (the job processes' too)."""
+    def refuse(connection, cursor, statement, parameters, context, executemany):
+        if statement.startswith(("INSERT", "UPDATE")) and f" {table} " in f" {statement} ":
+            raise sqlite3.OperationalError("database or disk is full")
+    event.listen(Engine, "before_cursor_execute", refuse)
+    try:
+        yield
+    finally:
+        event.remove(Engine, "before_cursor_execute", refuse)
+
+
+def post_archive(client, token, name="colours"):
+    archive = io.BytesIO(write_zip(io.BytesIO(), synthetic_entries(per_class=5)).getvalue())
+    return client.post("/api/v1/datasets", headers=bearer_headers(token), content_type="multipart/form-data",
+                       data={"archive": (archive, "data.zip"), "name": name, "face_fallback": "whole"})
+
+
+def import_ended(client, token, response):
+    """Wait for the import an accepted upload started; return its final state."""
+    assert response.status_code == 202, response.get_json()
+    deadline = time.monotonic() + 120
+    while (job := client.get(response.headers["Location"], headers=bearer_headers(token)).get_json())["status"] in (
+            "queued", "running"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    return job
+
+
+def data_files(app):
+    """Return every file under uploads/ (datasets, staging folders, temporary uploads)."""
+    root = Path(app.config["UPLOAD_DIR"])
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def haar(app):
+    app.config["FACE_DETECTOR"] = "haar"         # the generated photos hold no face: the fast detector will do
+    return app
+
+
+@pytest.fixture
+def held(haar):
+    """Keep the app's jobs from starting: the test runs each in its own process with run_in_test()."""
+    from web.dispatch import LocalDispatcher
+
+    class Held(LocalDispatcher):
+        def submit(self, job, settings):
+            return None
+    haar.extensions["facedx.dispatcher"] = Held(haar.config["INSTANCE_DIR"])
+    return haar
+
+
+def run_in_test(app, response):
+    """Run the job an accepted request started, in this process (where the test's faults apply)."""
+    import worker
+    from web.jobs import job_settings
+
+    return worker.run_job(response.get_json()["id"], job_settings(app.config))
+
+
+def test_a_full_disk_during_an_import_fails_it_with_the_reason_and_leaves_nothing(held, client, tokens,
+                                                                                  monkeypatch):
+    response = post_archive(client, tokens["admin"])
+    monkeypatch.setattr(Path, "write_bytes", no_space)
+    assert run_in_test(held, response) == "failed"
+    monkeypatch.undo()
+    job = client.get(response.headers["Location"], headers=bearer_headers(tokens["admin"])).get_json()
+    assert job["error"] == DISK_FULL_MESSAGE
+    assert data_files(held) == []
+    assert client.get("/api/v1/datasets", headers=bearer_headers(tokens["admin"])).get_json()["datasets"] == []
+
+
+def test_a_full_database_after_an_import_undoes_it(held, client, tokens):
+    response = post_archive(client, tokens["admin"])
+    with database_full(held, "audit_event"):
+        assert run_in_test(held, response) == "failed"
+    job = client.get(response.headers["Location"], headers=bearer_headers(tokens["admin"])).get_json()
+    assert job["error"] == DISK_FULL_MESSAGE and data_files(held) == []
+    again = post_archive(client, tokens["admin"])
+    assert run_in_test(held, again) == "succeeded"                         # once there is space, it imports
+
+
+def test_a_full_disk_while_an_upload_is_kept_shows_the_administrator_a_page_that_says_so(haar, client, tokens,
+                                                                                      monkeypatch):
+    from werkzeug.datastructures import FileStorage
+
+    login(client, "ada")
+    token = form_token(client, "/admin/datasets")
+    archive = write_zip(io.BytesIO(), synthetic_entries(per_class=5)).getvalue()
+    monkeypatch.setattr(FileStorage, "save", no_space)
+    response = client.post("/admin/datasets", content_type="multipart/form-data", data={
+        "name": "colours", "face_fallback": "whole", "archive": (io.BytesIO(archive), "a.zip"), "csrf_token": token})
+    assert response.status_code == 507 and DISK_FULL_MESSAGE.replace("'", "&#39;") in response.get_data(as_text=True)
+    assert data_files(haar) == []
+
+
+def test_a_full_database_when_training_starts_answers_507_and_records_no_job(haar, client, tokens):
+    admin = bearer_headers(tokens["admin"])
+    assert import_ended(client, tokens["admin"], post_archive(client, tokens["admin"]))["status"] == "succeeded"
+    with database_full(haar, "training_job"):
+        response = client.post("/api/v1/training-jobs", headers=admin, json={"dataset": "colours",
+                                                                            "options": SMALL_API_OPTIONS})
+    assert response.status_code == 507 and response.get_json()["message"] == DISK_FULL_MESSAGE
+    assert client.get("/api/v1/training-jobs", headers=admin).get_json()["jobs"] == []
+
+
+def test_a_full_database_shows_the_training_page_that_says_so(haar, client, tokens):
+    assert import_ended(client, tokens["admin"], post_archive(client, tokens["admin"]))["status"] == "succeeded"
+    login(client, "ada")
+    token = form_token(client, "/admin/training")
+    with database_full(haar, "training_job"):
+        response = client.post("/admin/training", data=dict(SMALL_API_OPTIONS, dataset="colours", csrf_token=token))
+    page = response.get_data(as_text=True)
+    assert response.status_code == 507 and DISK_FULL_MESSAGE.replace("'", "&#39;") in page and "ada" in page
+
+
+def test_a_full_disk_during_an_activation_answers_507_and_keeps_the_active_version(app, client, tokens, trained,
+                                                                                   monkeypatch):
+    from web import get_registry
+
+    version = trained[1]
+    with app.app_context():
+        registry = get_registry()
+        shutil.copytree(version.path, registry.root / version.version)
+        other = clone_version(registry, version.version)
+        registry.activate(version.version)
+    monkeypatch.setattr(registry_module, "_write_durably", no_space)
+    response = client.post(f"/api/v1/models/{other}/activate", headers=bearer_headers(tokens["admin"]))
+    assert response.status_code == 507 and response.get_json()["message"] == DISK_FULL_MESSAGE
+    with app.app_context():
+        assert get_registry().active().version == version.version
+
+
+def test_of_two_simultaneous_imports_the_second_gets_409(held, tokens):
+    start = threading.Barrier(2)
+    responses = []
+
+    def import_colours():
+        client = held.test_client()
+        start.wait()
+        responses.append(post_archive(client, tokens["admin"]))
+    importers = [threading.Thread(target=import_colours) for _ in range(2)]
+    for importer in importers:
+        importer.start()
+    for importer in importers:
+        importer.join()
+    assert sorted(r.status_code for r in responses) == [202, 409]
+    refused = next(r for r in responses if r.status_code == 409).get_json()["message"]
+    assert "one dataset import runs at a time" in refused
+    assert run_in_test(held, next(r for r in responses if r.status_code == 202)) == "succeeded"
+    assert data_files(held) == sorted(f"datasets/colours/{name}" for name in
+                                      ["dataset.json"] + [f"{i}/{n:05d}.png" for i in range(3) for n in range(1, 6)])
+
+
+# Job liveness: the heartbeat decides, whatever the recorded pid says.
+
+@pytest.fixture
+def unrelated_process():
+    """Return the pid of a live process that is no training: what a recorded pid may name after a restart."""
+    process = subprocess.Popen(["sleep", "600"])
+    yield process.pid
+    process.kill()
+    process.wait()
+
+
+def record_job(app, **fields):
+    """Store a training job as a server that has since restarted left it; return its id."""
+    from web.db import TrainingJob, db
+
+    with app.app_context():
+        job = TrainingJob(dataset="colours", options_json="{}", **fields)
+        db.session.add(job)
+        db.session.commit()
+        return job.id
+
+
+def seconds_ago(seconds):
+    from web.db import utcnow
+
+    return utcnow() - timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("state, process, beat, created, after", [
+    ("running", "live", 0, 600, "running"),       # beating: still tracked after a restart
+    ("running", "live", 120, 600, "failed"),      # silent for longer than the timeout (60 s)
+    ("queued", "live", None, 0, "queued"),        # its process is still starting
+    ("queued", "live", None, 120, "failed"),      # started long ago and never beat
+    ("running", "gone", 0, 600, "failed"),        # its process ended: no need to wait for the heartbeat
+])
+def test_a_local_job_lives_by_its_heartbeat_whatever_its_pid_says(app, client, tokens, unrelated_process, state,
+                                                                   process, beat, created, after):
+    from web.jobs import DIED
+
+    pid = unrelated_process if process == "live" else 2 ** 22 + 7
+    job_id = record_job(app, status=state, pid=pid, created_at=seconds_ago(created),
+                        heartbeat_at=None if beat is None else seconds_ago(beat))
+    job = client.get(f"/api/v1/training-jobs/{job_id}", headers=bearer_headers(tokens["admin"])).get_json()
+    assert job["status"] == after and job.get("error") == (DIED if after == "failed" else None)
+
+
+def test_a_job_whose_pid_was_reused_is_failed_and_cancel_says_so(app, client, tokens):
+    from web.jobs import DIED
+
+    admin = bearer_headers(tokens["admin"])
+    stale = record_job(app, status="running", pid=os.getpid(), created_at=seconds_ago(3600),
+                       heartbeat_at=seconds_ago(600))
+    assert client.get(f"/api/v1/training-jobs/{stale}", headers=admin).get_json()["error"] == DIED
+    refused = client.post(f"/api/v1/training-jobs/{stale}/cancel", headers=admin)
+    assert refused.status_code == 409 and refused.get_json()["message"] == (
+        f"Training job {stale} has already ended (failed); there is nothing to cancel.")
+
+
+# What a gunicorn worker does when it starts a training; then it exits, as a worker does on a restart.
+WEB_WORKER = """
+import json, sys
+from app import create_app
+from web.jobs import start_training
+with create_app({"TESTING": True}).app_context():
+    print(start_training("colours", json.loads(sys.argv[1]), "ada").id)
+"""
+
+
+def test_a_new_job_starts_after_a_dead_one_and_outlives_its_restarted_web_worker(haar, client, tokens, tmp_path):
+    from web.db import TrainingJob, db
+
+    admin = bearer_headers(tokens["admin"])
+    dead = record_job(haar, status="running", pid=os.getpid(), created_at=seconds_ago(3600),
+                      heartbeat_at=seconds_ago(600))                 # its pid names a live process: this one
+    assert import_ended(client, tokens["admin"], post_archive(client, tokens["admin"]))["status"] == "succeeded"
+    options = dict(SMALL_API_OPTIONS, head="softmax", epochs=1000, patience=1000)     # runs until it is stopped
+    output, log = tmp_path / "worker.out", tmp_path / "worker.log"   # files, not pipes: the training inherits them
+    try:
+        with open(output, "w") as stdout, open(log, "w") as stderr:
+            worker = subprocess.run([sys.executable, "-c", WEB_WORKER, json.dumps(options)], cwd=PROJECT,
+                                    stdout=stdout, stderr=stderr, timeout=120)
+        assert worker.returncode == 0, log.read_text()
+        job_id = int(output.read_text())
+        deadline = time.monotonic() + 120
+        while True:                       # the web worker is gone; its training goes on, beating
+            with haar.app_context():
+                job = db.session.get(TrainingJob, job_id)
+                if job.status == "running" and job.heartbeat_at is not None:
+                    break
+                assert job.active and time.monotonic() < deadline, (job.status, job.error)
+            time.sleep(0.3)
+        assert client.post(f"/api/v1/training-jobs/{job_id}/cancel", headers=admin).status_code == 202
+        assert wait_for_end(client, admin, job_id) == "cancelled"
+        assert client.get(f"/api/v1/training-jobs/{dead}", headers=admin).get_json()["status"] == "failed"
+    finally:
+        with haar.app_context():          # never leave a training running after the test
+            db.session.execute(db.update(TrainingJob).values(cancel_requested=True))
+            db.session.commit()
+
+
+def wait_for_end(client, headers, job_id):
+    """Return the state a job ends in."""
+    deadline = time.monotonic() + 240
+    while (status := client.get(f"/api/v1/training-jobs/{job_id}", headers=headers).get_json()["status"]) in (
+            "queued", "running"):
+        assert time.monotonic() < deadline, f"job {job_id} still {status}"
+        time.sleep(0.3)
+    return status

@@ -121,6 +121,8 @@ def admin_token(app, tmp_path):
     ('{"learning_rate": NaN}', "learning_rate"), ('{"regularization": NaN}', "regularization"),
     ('{"seed": -1}', "seed"), ('{"seed": 4294967296}', "seed"), ('{"dropout": 1.0}', "dropout"),
     ('{"folds": -1e400}', "folds"), ('{"epochs": "abc"}', "epochs"), ('{"folds": true}', "folds"),
+    ('{"seed": 1e400}', "seed"), ('{"dropout": -0.01}', "dropout"), ('{"dropout": NaN}', "dropout"),
+    ('{"fine_tune_learning_rate": NaN}', "fine_tune_learning_rate"), ('{"regularization": Infinity}', "regularization"),
 ])
 def test_the_api_answers_422_naming_the_option(client, admin_token, options, name):
     headers = bearer_headers(admin_token)
@@ -131,8 +133,10 @@ def test_the_api_answers_422_naming_the_option(client, admin_token, options, nam
     assert client.get("/api/v1/training-jobs", headers=headers).get_json()["jobs"] == []
 
 
-@pytest.mark.parametrize("name, value", [("epochs", "1e400"), ("epochs", "nan"), ("folds", "true"), ("seed", "-1"),
-                                         ("dropout", "1"), ("regularization", "nan"), ("learning_rate", "inf")])
+@pytest.mark.parametrize("name, value", [("epochs", "1e400"), ("epochs", "nan"), ("epochs", "Infinity"),
+                                         ("folds", "true"), ("folds", "-1e400"), ("seed", "-1"), ("seed", "4294967296"),
+                                         ("dropout", "1"), ("dropout", "-0.1"), ("regularization", "nan"),
+                                         ("learning_rate", "inf"), ("learning_rate", "NaN")])
 def test_the_training_form_shows_the_same_message(client, admin_token, app, name, value):
     login(client, "ada")
     response = client.post("/admin/training", data={"dataset": "colours", name: value,
@@ -164,7 +168,12 @@ def test_the_training_form_offers_every_option_with_its_range(client, admin_toke
 @pytest.mark.parametrize("args, message", [
     (["--epochs", "0"], "epochs must be a whole number from 1 to 1000"),
     (["--epochs", "1e400"], "epochs must be a whole number from 1 to 1000"),
+    (["--epochs", "Infinity"], "epochs must be a whole number from 1 to 1000"),
+    (["--folds", "-1e400"], "folds must be a whole number from 2 to 20"),
     (["--seed", "-1"], "seed must be a whole number from 0 to 4294967295"),
+    (["--seed", "4294967296"], "seed must be a whole number from 0 to 4294967295"),
+    (["--regularization", "NaN"], "regularization must be auto or a number above 0 and at most 1000000"),
+    (["--dropout", "-0.1"], "dropout must be a number at least 0 and below 1"),
     (["--learning-rate", "nan"], "learning_rate must be a number above 0 and at most 1"),
     (["--regularization", "inf"], "regularization must be auto or a number above 0 and at most 1000000"),
     (["--dropout", "1"], "dropout must be a number at least 0 and below 1"),
@@ -183,13 +192,18 @@ def test_a_bad_combination_on_the_command_line_exits_1(runner):
 
 def stub_version(app):
     """Save a model version that holds only a card with trained thresholds; return its name."""
+    from ml.card import ModelCard
     from web import get_registry
 
     def write(folder):
         (folder / "head.bin").write_bytes(b"")
         return ["head.bin"]
+    card = ModelCard(labels=["a", "b"], backbone={"name": "hog", "weights": {"name": "none"}}, head="linear",
+                     face={"detector": "haar", "fallback": "whole"}, dataset={"id": "d"},
+                     metrics={"per_class": {}, "accuracy": 0.5, "macro_f1": 0.5},
+                     abstention={"min_probability": 0.5, "min_margin": 0.1})
     with app.app_context():
-        return get_registry().save({"abstention": {"min_probability": 0.5, "min_margin": 0.1}}, write).version
+        return get_registry().save(card, write).version
 
 
 def stored_thresholds(app, version):
@@ -199,14 +213,18 @@ def stored_thresholds(app, version):
         return get_registry().thresholds(version)
 
 
-@pytest.mark.parametrize("value", ["nan", "sNaN", "NaN", "inf", "-Infinity", "1e400", "1.5", "-0.1", "abc", ""])
-def test_a_threshold_outside_0_to_1_is_refused_and_nothing_is_stored(app, client, tokens, value):
+@pytest.mark.parametrize("field, label", [("min_probability", "Lowest top probability"),
+                                          ("min_margin", "Smallest margin to the second condition")])
+@pytest.mark.parametrize("value", ["nan", "sNaN", "-sNaN", "NaN", "inf", "-Infinity", "1e400", "1.5", "-0.1", "abc",
+                                   ""])
+def test_a_threshold_outside_0_to_1_is_refused_and_nothing_is_stored(app, client, tokens, field, label, value):
     version = stub_version(app)
     login(client, "ada")
-    response = client.post(f"/admin/models/{version}/thresholds", data={
-        "min_probability": "0.6", "min_margin": value, "csrf_token": form_token(client, "/admin/datasets")})
+    form = {"min_probability": "0.6", "min_margin": "0.2", field: value,
+            "csrf_token": form_token(client, "/admin/datasets")}
+    response = client.post(f"/admin/models/{version}/thresholds", data=form)
     assert response.status_code == 400
-    assert "Smallest margin to the second condition must be a number from 0 to 1." in response.get_data(as_text=True)
+    assert f"{label} must be a number from 0 to 1." in response.get_data(as_text=True)
     assert stored_thresholds(app, version) == {"min_probability": 0.5, "min_margin": 0.1}
 
 

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 import threading
 
 import keras
@@ -7,14 +8,7 @@ import pytest
 from ml.card import CARD_FORMAT, ModelCard
 from ml.errors import CardError, NoActiveModel, RegistryError, VersionBroken, VersionNotFound
 from ml.registry import ModelRegistry
-
-
-def card(**changes):
-    """Return a small valid card, as a training run would write it."""
-    return ModelCard(labels=["a", "b"], backbone={"name": "hog", "weights": {"name": "none"}}, head="linear",
-                     face={"detector": "haar", "fallback": "whole"}, dataset={"id": "d", "images": 4},
-                     metrics={"per_class": {}, "accuracy": 0.5, "macro_f1": 0.5},
-                     abstention={"min_probability": 0.5, "min_margin": 0.1}).replace(**changes)
+from tests.conftest import model_card
 
 
 def tiny_model(folder):
@@ -25,7 +19,7 @@ def tiny_model(folder):
 
 def test_save_writes_a_complete_version_atomically(tmp_path):
     registry = ModelRegistry(tmp_path)
-    version = registry.save(card(), tiny_model)
+    version = registry.save(model_card(), tiny_model)
     assert (version.path / "head.keras").is_file()
     written = json.loads((version.path / "card.json").read_text())
     assert written["labels"] == ["a", "b"] and written["version"] == version.version and "created" in written
@@ -40,15 +34,15 @@ def test_a_failed_save_leaves_nothing(tmp_path):
         raise OSError("No space left on device")
     registry = ModelRegistry(tmp_path)
     with pytest.raises(OSError):
-        registry.save(card(), disk_full)
+        registry.save(model_card(), disk_full)
     assert list(tmp_path.iterdir()) == [] and registry.versions() == []
 
 
 def test_incomplete_folders_are_not_versions(tmp_path):
     registry = ModelRegistry(tmp_path)
-    good = registry.save(card(), tiny_model)
+    good = registry.save(model_card(), tiny_model)
     (tmp_path / "20260101-000000-abcdef").mkdir()
-    missing_file = registry.save(card(), tiny_model)
+    missing_file = registry.save(model_card(), tiny_model)
     (missing_file.path / "head.keras").unlink()
     assert [v.version for v in registry.versions()] == [good.version]
     assert {b.version: b.problem for b in registry.broken()} == {
@@ -67,7 +61,7 @@ def test_activate_and_roll_back(tmp_path):
     registry = ModelRegistry(tmp_path)
     with pytest.raises(NoActiveModel):
         registry.active()
-    first, second = registry.save(card(), tiny_model), registry.save(card(), tiny_model)
+    first, second = registry.save(model_card(), tiny_model), registry.save(model_card(), tiny_model)
     registry.activate(first.version)
     registry.activate(second.version)
     assert registry.active().version == second.version
@@ -79,7 +73,7 @@ def test_activate_and_roll_back(tmp_path):
 
 def test_concurrent_activations_leave_one_valid_pointer(tmp_path):
     registry = ModelRegistry(tmp_path)
-    versions = [registry.save(card(), tiny_model).version for _ in range(2)]
+    versions = [registry.save(model_card(), tiny_model).version for _ in range(2)]
     threads = [threading.Thread(target=registry.activate, args=(versions[i % 2],)) for i in range(20)]
     for thread in threads:
         thread.start()
@@ -93,7 +87,7 @@ def test_concurrent_activations_leave_one_valid_pointer(tmp_path):
                                     '{"format": "2"}', b"\xff\xfe"])
 def test_a_damaged_card_marks_only_its_own_version_broken(tmp_path, damage):
     registry = ModelRegistry(tmp_path)
-    good, bad = registry.save(card(), tiny_model), registry.save(card(), tiny_model)
+    good, bad = registry.save(model_card(), tiny_model), registry.save(model_card(), tiny_model)
     target = bad.path / "card.json"
     target.write_bytes(damage) if isinstance(damage, bytes) else target.write_text(damage)
     assert [v.version for v in registry.versions()] == [good.version]
@@ -107,11 +101,11 @@ def test_a_damaged_card_marks_only_its_own_version_broken(tmp_path, damage):
 
 def test_a_card_from_a_newer_release_is_refused_by_name():
     with pytest.raises(CardError, match="format 3, newer"):
-        ModelCard.from_dict(card().to_dict() | {"format": 3})
+        ModelCard.from_dict(model_card().to_dict() | {"format": 3})
 
 
 def test_a_format_1_card_loads_with_defaults():
-    old = {k: v for k, v in card().to_dict().items() if k not in ("format", "pipeline", "novelty", "calibration")}
+    old = {k: v for k, v in model_card().to_dict().items() if k not in ("format", "pipeline", "novelty", "calibration")}
     loaded = ModelCard.from_dict(old)
     assert loaded.format == 1 and loaded.pipeline is None and loaded.blocks == ["hog"]
     assert loaded.calibration == {"temperature": 1.0} and loaded.novelty is None
@@ -123,13 +117,13 @@ def test_a_format_1_card_loads_with_defaults():
                                           ("backbone", {"name": 7})])
 def test_a_card_with_a_damaged_field_names_it(field, value):
     with pytest.raises(CardError, match=field):
-        ModelCard.from_dict(card().to_dict() | {field: value})
+        ModelCard.from_dict(model_card().to_dict() | {field: value})
 
 
 @pytest.mark.parametrize("damage", ["{not json", "[]", '{"version": 7}', '{"version": "x", "history": "abc"}', ""])
 def test_a_damaged_pointer_stops_serving_and_activation_repairs_it(tmp_path, damage):
     registry = ModelRegistry(tmp_path)
-    first, second = registry.save(card(), tiny_model), registry.save(card(), tiny_model)
+    first, second = registry.save(model_card(), tiny_model), registry.save(model_card(), tiny_model)
     registry.activate(first.version)
     (tmp_path / "active.json").write_text(damage)
     assert registry.pointer().get("version") is None and "damaged" in registry.pointer()["damaged"]
@@ -142,7 +136,7 @@ def test_a_damaged_pointer_stops_serving_and_activation_repairs_it(tmp_path, dam
 
 def test_a_damaged_administrator_threshold_file_falls_back_to_the_trained_thresholds(tmp_path):
     registry = ModelRegistry(tmp_path)
-    version = registry.save(card(), tiny_model)
+    version = registry.save(model_card(), tiny_model)
     (version.path / "abstention.json").write_text('{"min_probability": "x"')
     assert registry.thresholds(version.version) == version.card.abstention
 
@@ -150,3 +144,24 @@ def test_a_damaged_administrator_threshold_file_falls_back_to_the_trained_thresh
 def test_get_says_not_found_for_a_missing_version(tmp_path):
     with pytest.raises(VersionNotFound):
         ModelRegistry(tmp_path).get("20260101-000000-abcdef")
+
+
+@pytest.mark.parametrize("write", ["activate", "thresholds"])
+def test_a_full_disk_while_the_pointer_or_thresholds_are_written_leaves_no_staging_file(tmp_path, monkeypatch,
+                                                                                      write):
+    import errno
+
+    import ml.registry
+
+    registry = ModelRegistry(tmp_path)
+    version = registry.save(model_card(), tiny_model)
+
+    def disk_full(path, text):
+        Path(path).write_text(text[:3])
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(ml.registry, "_write_durably", disk_full)
+    with pytest.raises(OSError):
+        registry.activate(version.version) if write == "activate" else \
+            registry.set_thresholds(version.version, 0.5, 0.1)
+    leftovers = [p.name for p in tmp_path.rglob(".*") if p.name not in (".active.lock",)]
+    assert leftovers == [] and registry.pointer() == {}

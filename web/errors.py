@@ -4,9 +4,10 @@ import logging
 from flask import jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from ml.errors import (BundleError, DatasetError, DatasetExists, DatasetNotFound, FaceDxError, ImageError,
+from ml.errors import (BundleError, DatasetError, DatasetExists, DatasetNotFound, DiskFull, FaceDxError, ImageError,
                        NoActiveModel, NoFaceFound, NotUseful, Overloaded, TrainingError, UnsupportedImage,
-                       VersionBroken, VersionExists, VersionNotFound, WeightsUnavailable)
+                       VersionBroken, VersionExists, VersionNotFound, WeightsUnavailable, is_disk_full)
+from web.db import db, disk_full
 from web.jobs import JobConflict
 
 log = logging.getLogger(__name__)
@@ -17,7 +18,7 @@ STATUS_OF = [
     (DatasetNotFound, 404), (VersionNotFound, 404), (DatasetExists, 409), (JobConflict, 409), (NotUseful, 409),
     (VersionBroken, 409), (VersionExists, 409), (BundleError, 422),
     (DatasetError, 400), (TrainingError, 422), (WeightsUnavailable, 422), (NoActiveModel, 503),
-    (Overloaded, 503),
+    (Overloaded, 503), (DiskFull, 507),
     (FaceDxError, 400),
 ]
 
@@ -25,6 +26,19 @@ STATUS_OF = [
 def status_of(error):
     """Return the HTTP status for an error a user caused."""
     return next(status for kind, status in STATUS_OF if isinstance(error, kind))
+
+
+def caused_by_full_disk(error):
+    """Say whether an error, or one it was raised from, means a full disk: for files or for the database."""
+    from sqlalchemy.exc import DBAPIError
+
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if is_disk_full(error) or (isinstance(error, DBAPIError) and disk_full(error)):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def error_code(status):
@@ -49,7 +63,10 @@ def init_app(app):
     """Register the error handlers."""
     @app.errorhandler(HTTPException)
     def http_error(error):
-        return error_response(error.code, error.description)
+        if wants_json() or error.description != type(error).description:
+            return error_response(error.code, error.description)
+        # Werkzeug's stock words ("You don't have the permission…"): the page says it in its own.
+        return render_template("errors/error.html", status=error.code, message=None), error.code
 
     @app.errorhandler(FaceDxError)
     def user_error(error):
@@ -60,5 +77,9 @@ def init_app(app):
 
     @app.errorhandler(Exception)
     def unexpected(error):
+        if caused_by_full_disk(error):
+            db.session.rollback()        # the failed write's transaction would break the page's own queries
+            log.error("the disk is full (%s) on %s %s", type(error).__name__, request.method, request.path)
+            return user_error(DiskFull())
         log.exception("unexpected error on %s %s", request.method, request.path)
         return error_response(500, "Something went wrong on the server. The error was logged.")
