@@ -177,7 +177,7 @@ def cv_predictions(grams, labels, folds, configs, n_classes, seed, timings=None,
                                                       timings).items():
             pooled[config][test] = probabilities
         if report:
-            report(number)
+            report(number, pooled)
     return pooled
 
 
@@ -218,8 +218,9 @@ def choose(features, labels, groups, configs, options, report=None, baseline=BAS
     timings = {}
     grams = Grams(features)
 
-    def fold_done(number):
-        report({"phase": "cross-validation", "fold": number, "folds": n_folds})
+    def fold_done(number, pooled):         # every candidate scored on one more fold
+        report({"phase": "cross-validation", "fold": number, "folds": n_folds,
+                "candidates": candidates_so_far(pooled, labels, folds[:number], configs)})
     outer = cv_predictions(grams, labels, folds, scored, n_classes, options.seed, timings, fold_done)
     nested = np.zeros((len(labels), n_classes))
     chosen = []
@@ -235,6 +236,8 @@ def choose(features, labels, groups, configs, options, report=None, baseline=BAS
             best = max(configs, key=lambda c: rank_key(inner_pred[c], labels, inner))
         chosen.append(best)
         nested[test] = outer[best][test]
+        report({"phase": "nested selection", "fold": number, "folds": n_folds,
+                **folds_so_far(nested, outer[baseline] if baseline else None, labels, folds[:number])})
     winner = max(configs, key=lambda c: rank_key(outer[c], labels, folds))
     return Choice(winner, nested, fold_accuracies(nested, labels, folds), [c.pipeline for c in chosen],
                   candidate_rows(outer, labels, folds, configs, timings, winner),
@@ -255,3 +258,21 @@ def candidate_rows(outer, labels, folds, configs, timings, winner):
                      "accuracy": float(np.mean(accuracies)), "accuracy_std": float(np.std(accuracies)),
                      "seconds": round(timings.get(pipeline, 0.0), 2), "chosen": config == winner})
     return sorted(rows, key=lambda row: -row["accuracy"])
+
+
+def candidates_so_far(pooled, labels, folds, configs):
+    """Return each candidate pipeline's mean accuracy (at its best C) on the folds scored so far, best first."""
+    best = {}
+    for config in configs:
+        accuracy = float(np.mean(fold_accuracies(pooled[config], labels, folds)))
+        best[config.pipeline] = max(best.get(config.pipeline, 0.0), accuracy)
+    return [{"pipeline": name, "accuracy": accuracy} for name, accuracy in sorted(best.items(), key=lambda r: -r[1])]
+
+
+def folds_so_far(predictions, baseline, labels, folds):
+    """Return the accuracy on each fold scored so far, and the baselines' mean accuracy on the same folds."""
+    majority = [float(np.mean(labels[test] == np.bincount(labels[train]).argmax())) for train, test in folds]
+    baselines = {"majority": float(np.mean(majority))}
+    if baseline is not None:
+        baselines[BASELINE.pipeline] = float(np.mean(fold_accuracies(baseline, labels, folds)))
+    return {"fold_accuracies": fold_accuracies(predictions, labels, folds), "baselines": baselines}

@@ -30,14 +30,12 @@ from ml.evaluation import (clinical_figures, cross_validation_folds, evaluate, s
 from ml.heads import LinearHead, SoftmaxHead, class_weights, fit_with_progress
 from ml.novelty import Novelty
 from ml.options import PIPELINES, VGG_BLOCKS
-from ml.pipelines import BASELINE, Config, Grams, choose, configs_for, cv_predictions, fold_accuracies
+from ml.pipelines import (BASELINE, Config, Grams, choose, configs_for, cv_predictions, fold_accuracies,
+                          folds_so_far)
+from ml.progress import Progress
 
 FEATURES_DIR = "features"
 MIXED_FLOAT16 = "mixed_float16"
-
-
-class TrainingCancelled(Exception):
-    """Raised by a progress callback to stop a run; nothing is written."""
 
 
 def candidate_pipelines(options, pretrained_dirs=()):
@@ -49,8 +47,12 @@ def candidate_pipelines(options, pretrained_dirs=()):
 
 
 def train(dataset, options, registry, pretrained_dirs=(), progress=None):
-    """Train a model on `dataset`, evaluate it honestly and save it as a new (inactive) version."""
-    report = progress or (lambda event: None)
+    """Train a model on `dataset`, evaluate it honestly and save it as a new (inactive) version.
+
+    `progress` receives a Progress record at every step; raising ml.progress.Cancelled from it
+    stops the run, and nothing is written.
+    """
+    report = progress_reporter(options, progress)
     started = time.monotonic()
     keras.utils.set_random_seed(options.seed)       # first: random backbone weights (tests) depend on it too
     pipelines = candidate_pipelines(options, pretrained_dirs)
@@ -104,12 +106,53 @@ def train(dataset, options, registry, pretrained_dirs=(), progress=None):
                  thresholds, calibrated, labels, started, report)
 
 
+# What cross-validation found so far: every later step repeats it, so the latest record alone shows it all.
+SCORES_SO_FAR = ("fold_accuracies", "baselines", "candidates")
+
+
+def progress_reporter(options, progress):
+    """Return the callback the steps report to: it sends `progress` each step as a Progress with its fraction."""
+    if progress is None:
+        return lambda event: None
+    scores = {}
+
+    def report(event):
+        scores.update((key, event[key]) for key in SCORES_SO_FAR if key in event)
+        if "epoch" not in event:            # an epoch of a curve is kept in the history: without them
+            event = dict(scores, **event)
+        progress(Progress.of(event, run_fraction(event, options)))
+    return report
+
+
+def run_fraction(event, options):
+    """Estimate the share of the whole run done, 0..1, at a step event (features take about half of it)."""
+    return round(_share_done(event, options), 4)       # sums of shares must not step back by a rounding error
+
+
+def _share_done(event, options):
+    phase = event["phase"]
+    if phase == "features":                                         # each source of features in turn
+        return 0.5 * (event.get("part", 0) + event["done"] / max(event["total"], 1)) / event.get("parts", 1)
+    if phase == "cross-validation":
+        within = event.get("fold_epoch", 0) / max(event.get("fold_epochs", 1), 1)
+        return 0.55 + 0.15 * (event["fold"] - 1 + within) / event["folds"]
+    if phase == "nested selection":                                 # auto: the choice inside each fold
+        return 0.7 + 0.15 * (event["fold"] - 1) / event["folds"]
+    if phase == "head" and not options.fine_tune_epochs:           # the final head, after cross-validation
+        return 0.85 + 0.1 * event["epoch"] / options.epochs
+    if phase in ("head", "fine-tune"):                             # held-out run with fine-tuning
+        done = event["epoch"] + (options.epochs if phase == "fine-tune" else 0)
+        return 0.55 + 0.4 * done / (options.epochs + options.fine_tune_epochs)
+    return {"baselines": 0.5, "final head": 0.85, "evaluating": 0.95, "saving": 0.97, "saved": 1.0}.get(phase, 0.0)
+
+
 def _softmax_cv(features, labels, groups, pipeline, n_classes, options, report):
     """Cross-validate the softmax head on one pipeline; return what `choose` returns for linear heads."""
     config = Config(tuple(pipeline.split("+")), "softmax", None)
     folds, grouped, n_folds = cross_validation_folds(labels, groups, options.folds, options.seed)
     x = np.concatenate([features[name] for name in config.blocks], axis=1)
     raw = np.zeros((len(labels), n_classes))
+    baseline = baseline_predictions(features, labels, folds, n_classes, options)
     for number, (train_idx, test_idx) in enumerate(folds, 1):
         def fold_report(event, number=number):      # epochs inside a fold: progress only, no curves
             report({"phase": "cross-validation", "fold": number, "folds": n_folds,
@@ -118,10 +161,13 @@ def _softmax_cv(features, labels, groups, pipeline, n_classes, options, report):
         head = SoftmaxHead(n_classes, options)
         head.fit(x[train_idx], labels[train_idx], fold_report)
         raw[test_idx] = head.probabilities(x[test_idx])
+        report({"phase": "cross-validation", "fold": number, "folds": n_folds, "fold_epoch": options.epochs,
+                "fold_epochs": options.epochs,        # the fold's epochs are over (early stopping may end them sooner)
+                **folds_so_far(raw, baseline, labels, folds[:number])})
     accuracies = fold_accuracies(raw, labels, folds)
     candidates = [{"pipeline": pipeline, "head": "softmax", "C": None, "accuracy": float(np.mean(accuracies)),
                    "accuracy_std": float(np.std(accuracies)), "seconds": None, "chosen": True}]
-    return config, folds, grouped, raw, baseline_predictions(features, labels, folds, n_classes, options), candidates
+    return config, folds, grouped, raw, baseline, candidates
 
 
 def baseline_predictions(features, labels, folds, n_classes, options):
@@ -222,7 +268,9 @@ def _save(dataset, options, registry, extractor, head, novelty, pipeline, histor
         (folder / "evaluation.json").write_text(json.dumps(evaluation))
         files = extractor.save(folder) + head.save(folder) + ["evaluation.json"]
         return files + (novelty.save(folder) if novelty is not None else [])
-    return registry.save(card, write)
+    version = registry.save(card, write)
+    report({"phase": "saved"})
+    return version
 
 
 def block_features(blocks, extractors, crops, digests, cache_root, report):
@@ -235,12 +283,13 @@ def block_features(blocks, extractors, crops, digests, cache_root, report):
     sources = [(FaceFeatures(face_blocks), face_blocks)] if face_blocks else []
     sources += [(extractors[name], [name]) for name in blocks if name in VGG_BLOCKS]
     found = {}
-    for extractor, names in sources:
+    for part, (extractor, names) in enumerate(sources):
+        step = {"phase": "features", "part": part, "parts": len(sources)}        # one pass per source
         caches = [cache_root / cache_id if cache_id else None for cache_id in extractor.cache_ids]
         vectors = [_read_cache(cache, digests) for cache in caches]
         missing = [i for i, digest in enumerate(digests) if any(digest not in v for v in vectors)]
         total, done = len(digests), len(digests) - len(missing)
-        report({"phase": "features", "done": done, "total": total})
+        report(dict(step, done=done, total=total))
         for start in range(0, len(missing), 16):
             chunk = missing[start:start + 16]
             for cache, stored, computed in zip(caches, vectors, extractor.block_features(crops[chunk])):
@@ -248,7 +297,7 @@ def block_features(blocks, extractors, crops, digests, cache_root, report):
                     stored[digests[i]] = vector
                     if cache is not None:
                         _save_atomically(cache / f"{digests[i]}.npy", vector)
-            report({"phase": "features", "done": done + start + len(chunk), "total": total})
+            report(dict(step, done=done + start + len(chunk), total=total))
         for name, stored in zip(names, vectors):
             found[name] = np.stack([stored[digest] for digest in digests]).astype(np.float64)
     return found

@@ -41,6 +41,50 @@ def test_import_train_activate_predict(runner, tmp_path):
     assert {p["label"] for p in body["predictions"]} == {"alpha", "beta", "gamma"}
 
 
+def audit_log(app):
+    from web.db import AuditEvent, db
+
+    with app.app_context():
+        return [(e.username, e.action, e.target) for e in db.session.query(AuditEvent).order_by(AuditEvent.id)]
+
+
+def test_train_runs_as_a_job_that_holds_the_one_training_place_and_is_audited(app, runner, tmp_path, tokens,
+                                                                             monkeypatch):
+    import web.cli
+    from tests.conftest import SMALL_API_OPTIONS, bearer_headers
+    from web.cli import cli_actor
+    from web.db import TrainingJob, db
+
+    archive = write_zip(tmp_path / "c.zip", synthetic_entries(per_class=5))
+    run(runner, "dataset", "import", str(archive), "--name", "c", "--face-detector", "haar", "--face-fallback", "whole")
+    refusals, shown = [], []
+
+    def progress_and_a_web_start(progress):       # while `flask train` runs, the web may not start a training
+        shown.append(progress)
+        if not refusals:
+            refusals.append(app.test_client().post("/api/v1/training-jobs", headers=bearer_headers(tokens["admin"]),
+                                                   json={"dataset": "c", "options": SMALL_API_OPTIONS}))
+    monkeypatch.setattr(web.cli, "print_progress", progress_and_a_web_start)
+    result = run(runner, "train", "--dataset", "c", "--backbone", "hog", "--folds", "2")
+    assert result.exit_code == 0, result.output
+    assert refusals[0].status_code == 409 and "one training job runs at a time" in refusals[0].get_json()["message"]
+    assert shown[-1].fraction == 1.0
+    with app.app_context():
+        job = db.session.execute(db.select(TrainingJob)).scalar_one()
+        assert (job.kind, job.status, job.created_by) == ("training", "succeeded", cli_actor())
+        assert result.output.split("Version ", 1)[1].split()[0] == job.model_version
+        job_id, version = job.id, job.model_version
+        job.status = "running"                    # as if that run were still going on, beating
+        db.session.commit()
+    second = run(runner, "train", "--dataset", "c", "--backbone", "hog", "--folds", "2")
+    assert second.exit_code == 1 and f"Training job {job_id} is still running; one training job runs at a time" in \
+        second.output
+    assert run(runner, "models", "activate", version, "--force").exit_code == 0
+    actor = cli_actor()
+    assert audit_log(app) == [(actor, "dataset.import", "c"), (actor, "training.start", f"job {job_id} on c"),
+                              (actor, "model.activate", f"{version} (forced: flagged as not useful)")]
+
+
 def test_imagenet_without_network_fails_fast_naming_the_file(runner, tmp_path, monkeypatch):
     def no_network(*args, **kwargs):
         raise Exception("URL fetch failure: [Errno -2] Name or service not known")

@@ -70,3 +70,18 @@ def test_a_linear_model_round_trips_through_its_arrays(head):
     np.testing.assert_allclose(probabilities, model.probabilities(features["signal"]))
     assert probabilities.shape == (80, 3) and np.all(probabilities[:, 2] == 0)      # class 2 never seen
     assert np.mean(probabilities.argmax(axis=1) == labels) > 0.85
+
+
+def test_choosing_reports_each_fold_and_every_candidate_as_they_are_scored():
+    features, labels = signal_and_noise()
+    features["hog"] = features["noise"]               # the classical baseline's block
+    events = []
+    choose(features, labels, None, CANDIDATES, TrainingOptions(folds=4), events.append)
+    scored = [e for e in events if "candidates" in e]
+    assert [e["fold"] for e in scored] == [1, 2, 3, 4] and scored[0]["phase"] == "cross-validation"
+    assert {row["pipeline"] for row in scored[-1]["candidates"]} == {"signal", "noise", "signal+noise"}
+    folds = [e for e in events if "fold_accuracies" in e]
+    assert [len(e["fold_accuracies"]) for e in folds] == [1, 2, 3, 4]
+    assert all(e["phase"] == "nested selection" for e in folds)
+    assert set(folds[-1]["baselines"]) == {"majority", "hog-svm"} and folds[-1]["baselines"]["majority"] == 0.5
+    assert np.mean(folds[-1]["fold_accuracies"]) > 0.85

@@ -75,7 +75,10 @@ def cluster(tmp_path_factory, postgres_server, redis_url):
     with open(archive, "rb") as stream:
         created = requests.post(nodes.a + "/api/v1/datasets", headers=nodes.admin, files={"archive": stream},
                                 data={"name": "colours", "face_fallback": "whole"}, timeout=120)
-    assert created.status_code == 201, created.text
+    assert created.status_code == 202, created.text
+    imported = wait_for(lambda: (job := requests.get(nodes.b + created.headers["Location"], headers=nodes.admin,
+                                                     timeout=30).json())["status"] not in ("queued", "running") and job)
+    assert imported["status"] == "succeeded", imported           # run by the worker, read through the other node
     yield nodes
     for process in nodes.processes:
         stop(process)
@@ -112,7 +115,7 @@ def test_a_job_started_on_one_node_runs_on_the_worker_and_is_served_by_the_other
     job = wait_for(finished)
     assert job["status"] == "succeeded", job
     assert "running" in seen or job["history"] == [] and job["progress"]["fraction"] == 1.0
-    queued = Job.fetch(f"facedx-training-{job_id}", connection=Redis.from_url(redis_url))
+    queued = Job.fetch(f"facedx-job-{job_id}", connection=Redis.from_url(redis_url))
     assert queued.get_status() == "finished"                             # the worker ran it, not a web node
     version = job["model_version"]
     assert requests.post(f"{cluster.b}/api/v1/models/{version}/activate", headers=cluster.admin,

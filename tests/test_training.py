@@ -8,7 +8,8 @@ from ml.errors import TrainingError
 from ml.evaluation import cross_validation_folds
 from ml.registry import ModelRegistry
 from ml.options import TrainingOptions
-from ml.training import (MIXED_FLOAT16, TrainingCancelled, block_features, convolutions_in, fine_tune_precision,
+from ml.progress import Cancelled, Progress
+from ml.training import (MIXED_FLOAT16, block_features, convolutions_in, fine_tune_precision, run_fraction,
                          split_indices, train)
 from tests.conftest import SMALL_TRAINING, SYNTHETIC_FACES, synthetic_entries, write_zip
 
@@ -101,9 +102,9 @@ def test_features_are_cached_per_image_and_reused(tmp_path, colours):
     for head in ("linear", "softmax"):
         events = []
         train(colours, TrainingOptions(**dict(vars(options), head=head)), registry, progress=events.append)
-        runs.append([e for e in events if e["phase"] == "features"])
-    assert runs[0][0]["done"] == 0 and runs[0][-1]["done"] == 24
-    assert runs[1] == [{"phase": "features", "done": 24, "total": 24}] * 2     # nothing recomputed (HOG, VGG16)
+        runs.append([(e.done, e.total, e.fraction) for e in events if e.phase == "features"])
+    assert runs[0][0][0] == 0 and runs[0][-1][0] == 24
+    assert runs[1] == [(24, 24, 0.25), (24, 24, 0.5)]        # nothing recomputed (HOG, then VGG16)
     assert len(list((colours.path / "features").rglob("*.npy"))) == 2 * 24
 
 
@@ -175,14 +176,22 @@ def test_mixed_precision_is_automatic_on_a_gpu_only(monkeypatch):
     assert fine_tune_precision("auto") == "float32" and fine_tune_precision("on") == MIXED_FLOAT16
 
 
-def test_a_cancelled_run_writes_nothing(tmp_path, colours):
-    def cancel(event):
-        if event["phase"] == "cross-validation" and event["fold"] == 2:
-            raise TrainingCancelled()
+def test_a_cancelled_run_writes_nothing_and_its_progress_only_grows(tmp_path, colours):
+    seen = []
+
+    def cancel(progress):
+        seen.append(progress)
+        if progress.phase == "cross-validation" and progress.fold == 2:
+            raise Cancelled()
     registry = ModelRegistry(tmp_path / "models")
-    with pytest.raises(TrainingCancelled):
+    with pytest.raises(Cancelled):
         train(colours, SMALL_TRAINING, registry, progress=cancel)
     assert registry.versions() == [] and not any((tmp_path / "models").glob(".tmp-*"))
+    fractions = [progress.fraction for progress in seen]
+    assert all(isinstance(progress, Progress) for progress in seen) and fractions == sorted(fractions)
+    assert seen[-1].as_dict().items() >= {"phase": "cross-validation", "fraction": fractions[-1], "fold": 2,
+                                          "folds": 3}.items()
+    assert 0.5 < fractions[-1] < 0.7
 
 
 def test_dlib_face_cannot_be_fine_tuned(tmp_path, colours):
@@ -190,3 +199,29 @@ def test_dlib_face_cannot_be_fine_tuned(tmp_path, colours):
     with pytest.raises(TrainingError, match="cannot be fine-tuned"):
         train(colours, options, ModelRegistry(tmp_path / "models"))
 
+
+
+def test_every_step_after_a_fold_repeats_the_fold_scores_but_epochs_of_curves_do_not(tmp_path, colours):
+    events = []
+    options = TrainingOptions(backbone="hog", head="softmax", folds=2, epochs=2)
+    train(colours, options, ModelRegistry(tmp_path / "models"), progress=events.append)
+    scored = [e for e in events if e.phase == "cross-validation" and e.fold_accuracies]
+    assert list(dict.fromkeys(len(e.fold_accuracies) for e in scored)) == [1, 2]       # fold by fold
+    assert set(scored[-1].baselines) == {"majority", "hog-svm"}
+    saving = next(e for e in events if e.phase == "saving")
+    assert saving.fold_accuracies == scored[-1].fold_accuracies and saving.fraction > scored[-1].fraction
+    assert all(e.fold_accuracies is None for e in events if e.curve_point)
+    fractions = [e.fraction for e in events]
+    assert fractions == sorted(fractions)
+
+
+def test_the_share_of_a_run_done_only_grows_and_ends_at_one():
+    options = TrainingOptions(backbone="vgg16-imagenet", head="softmax", epochs=3, fine_tune_epochs=2)
+    events = ([{"phase": "loading"}]
+              + [{"phase": "features", "part": part, "parts": 2, "done": done, "total": 10}
+                 for part in (0, 1) for done in (0, 5, 10)]
+              + [{"phase": "head", "epoch": n, "epochs": 3} for n in (1, 2, 3)]
+              + [{"phase": "fine-tune", "epoch": n, "epochs": 2} for n in (1, 2)]
+              + [{"phase": "evaluating"}, {"phase": "saving"}, {"phase": "saved"}])
+    fractions = [run_fraction(event, options) for event in events]
+    assert fractions == sorted(fractions) and fractions[0] == 0 and fractions[-1] == 1.0

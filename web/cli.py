@@ -10,15 +10,15 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
-from ml.errors import FaceDxError, TrainingError
+from ml.errors import DiskFull, FaceDxError, TrainingError, is_disk_full
 from ml.options import OPTION_SPECS
 from web import datasets_root, get_predictor, get_registry, import_limits
 from web.summaries import percent, version_summary
 
 dataset_cli = AppGroup("dataset", help="Import and list labelled datasets.")
 models_cli = AppGroup("models", help="List, activate, roll back, export and import model versions.")
-user_cli = AppGroup("user", help="Create accounts and set passwords.")
-token_cli = AppGroup("token", help="Create API tokens.")
+user_cli = AppGroup("user", help="Create, list, disable, enable and delete accounts; set passwords.")
+token_cli = AppGroup("token", help="Create, list and revoke API tokens.")
 photos_cli = AppGroup("photos", help="Kept patient photos (only with FACEDX_KEEP_PHOTOS_DAYS > 0).")
 MIN_PASSWORD_LENGTH = 10
 USER_NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
@@ -32,6 +32,10 @@ def user_errors(command):
             return command(*args, **kwargs)
         except FaceDxError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise click.ClickException(str(DiskFull())) from None
+            raise
     return wrapper
 
 
@@ -47,13 +51,16 @@ def dataset_import(path, name, face_detector, face_fallback):
     """Import a zip or folder with one sub-folder of photos per class."""
     from ml.datasets import import_dataset
     from ml.faces import FaceOptions
+    from web.db import audit, db
 
     face = FaceOptions(face_detector or current_app.config["FACE_DETECTOR"], face_fallback)
     with click.progressbar(length=1, label="Importing", file=sys.stderr) as bar:
-        def progress(done, total):
-            bar.length = total
-            bar.update(done - bar.pos)
+        def progress(step):
+            bar.length = step.total
+            bar.update(step.done - bar.pos)
         dataset = import_dataset(path, name, datasets_root(), import_limits(), face, progress)
+    audit(cli_actor(), "dataset.import", name)
+    db.session.commit()
     manifest = dataset.manifest
     click.echo(f"Dataset {dataset.id}: {len(manifest['images'])} photos in {len(manifest['labels'])} classes")
     for label, count in manifest["counts"].items():
@@ -115,14 +122,29 @@ def training_options(command):
 @training_options
 @user_errors
 def train_command(dataset_name, **options):
-    """Train a model on a dataset; print progress, the new version and its evaluation."""
-    from ml.datasets import get_dataset
-    from ml.options import TrainingOptions
-    from ml.training import train
+    """Train a model on a dataset as a job run here: progress on stderr, then the new version and its evaluation.
 
-    checked = TrainingOptions(**options)
-    dataset = get_dataset(datasets_root(), dataset_name)
-    version = train(dataset, checked, get_registry(), current_app.config["PRETRAINED_DIRS"], print_progress)
+    It takes the one training job's place: while it runs, another training is refused, and the other way round.
+    """
+    from sqlalchemy.orm import Session
+
+    from web.db import audit, db
+    from web.jobrun import JobRun
+    from web.jobs import job_settings, start_training
+
+    job = start_training(dataset_name, options, cli_actor(), here=True)
+    audit(cli_actor(), "training.start", f"job {job.id} on {job.dataset}")
+    db.session.commit()
+    with Session(db.engine) as session:
+        JobRun(session, job.id, job_settings(current_app.config), print_progress).run()
+    db.session.refresh(job)
+    if job.status != "succeeded":
+        raise click.ClickException(job.error or f"Training job {job.id} was {job.status}.")
+    print_version(get_registry().get(job.model_version))
+
+
+def print_version(version):
+    """Print a new version's name and its evaluation."""
     summary = version_summary(version)
     click.echo(f"Version {version.version} (not active; `flask --app app models activate {version.version}`)")
     click.echo(f"{summary['pipeline']} + {summary['head']} head, {summary['evaluation_note']}")
@@ -142,19 +164,17 @@ def train_command(dataset_name, **options):
                    f"{'  (chosen)' if row['chosen'] else ''}")
 
 
-def print_progress(event):
-    """Print one training progress event as a line on stderr."""
-    phase = event["phase"]
-    if "epoch" in event:
-        numbers = "  ".join(f"{k} {event[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy")
-                            if k in event)
-        click.echo(f"{phase} epoch {event['epoch']}/{event['epochs']}  {numbers}", err=True)
-    elif phase == "features":
-        click.echo(f"features {event['done']}/{event['total']}", err=True)
-    elif phase in ("cross-validation", "nested selection"):
-        click.echo(f"{phase} fold {event['fold']}/{event['folds']}", err=True)
-    else:
-        click.echo(phase, err=True)
+def print_progress(progress):
+    """Print one training Progress record as a line on stderr: the share of the run done, the step, its counts."""
+    step = progress.phase
+    if progress.curve_point:
+        step += f" epoch {progress.epoch}/{progress.epochs}  " + "  ".join(
+            f"{name} {value:.4f}" for name, value in progress.metrics.items())
+    elif progress.total is not None:
+        step += f" {progress.done}/{progress.total}"
+    elif progress.fold is not None:
+        step += f" fold {progress.fold}/{progress.folds}"
+    click.echo(f"[{progress.fraction:4.0%}] {step}", err=True)
 
 
 @models_cli.command("list")
@@ -182,7 +202,11 @@ def models_list():
 @user_errors
 def models_activate(version, force):
     """Make VERSION the model that serves predictions."""
+    from web.db import audit, db
+
     get_registry().activate(version, force)
+    audit(cli_actor(), "model.activate", f"{version} (forced: flagged as not useful)" if force else version)
+    db.session.commit()
     click.echo(f"Version {version} is active.")
 
 
@@ -190,7 +214,12 @@ def models_activate(version, force):
 @user_errors
 def models_rollback():
     """Re-activate the version that was active before the current one."""
-    click.echo(f"Version {get_registry().rollback()} is active again.")
+    from web.db import audit, db
+
+    version = get_registry().rollback()
+    audit(cli_actor(), "model.rollback", version)
+    db.session.commit()
+    click.echo(f"Version {version} is active again.")
 
 
 @models_cli.command("export")
@@ -272,7 +301,7 @@ def find_user(name):
 @click.option("--role", type=click.Choice(["admin", "doctor"]), required=True)
 def user_create(name, role):
     """Create an account; the password comes from the terminal or stdin."""
-    from web.db import User, db
+    from web.db import User, audit, db
 
     if not USER_NAME.fullmatch(name):
         raise click.ClickException("A user name is 1-64 letters, digits, '.', '-', '_' or '@'.")
@@ -281,6 +310,7 @@ def user_create(name, role):
     user = User(username=name, role=role)
     user.set_password(read_password())
     db.session.add(user)
+    audit(cli_actor(), "user.create", f"{name} ({role})")
     db.session.commit()
     click.echo(f"Created {role} {name}.")
 
@@ -288,26 +318,105 @@ def user_create(name, role):
 @user_cli.command("password")
 @click.argument("name")
 def user_password(name):
-    """Set a user's password; it comes from the terminal or stdin."""
-    from web.db import db
+    """Set a user's password (it comes from the terminal or stdin); end their sessions and API tokens."""
+    from web.db import audit, db
 
-    user = find_user(name)
-    user.set_password(read_password())
-    user.session_version += 1          # sessions opened with the old password end
+    find_user(name).change_password(read_password())
+    audit(cli_actor(), "user.password", name)
     db.session.commit()
-    click.echo(f"Password of {name} changed.")
+    click.echo(f"Password of {name} changed; their sessions ended and their API tokens were revoked.")
+
+
+@user_cli.command("list")
+def user_list():
+    """List the accounts: name, role, state, number of API tokens, creation time (UTC)."""
+    from web.db import ApiToken, User, db
+
+    counts = dict(db.session.execute(db.select(ApiToken.user_id, db.func.count()).group_by(ApiToken.user_id)).all())
+    for user in db.session.execute(db.select(User).order_by(User.username)).scalars():
+        state = "enabled" if user.is_active else f"disabled since {user.disabled_at:%Y-%m-%d %H:%M}"
+        click.echo(f"{user.username}\t{user.role}\t{state}\t{counts.get(user.id, 0)} token(s)"
+                   f"\tcreated {user.created_at:%Y-%m-%d %H:%M}")
+
+
+@user_cli.command("disable")
+@click.argument("name")
+def user_disable(name):
+    """Stop NAME from logging in; end their sessions and revoke their API tokens."""
+    from web.db import audit, db
+
+    revoked = find_user(name).disable()
+    audit(cli_actor(), "user.disable", f"{name} ({revoked} token(s) revoked)")
+    db.session.commit()
+    click.echo(f"Disabled {name}; {revoked} API token(s) revoked and every session ended.")
+
+
+@user_cli.command("enable")
+@click.argument("name")
+def user_enable(name):
+    """Let a disabled account log in again (its old sessions and API tokens stay void)."""
+    from web.db import audit, db
+
+    find_user(name).enable()
+    audit(cli_actor(), "user.enable", name)
+    db.session.commit()
+    click.echo(f"Enabled {name}.")
+
+
+@user_cli.command("delete")
+@click.argument("name")
+@click.confirmation_option(prompt="Delete this account and its API tokens?")
+def user_delete(name):
+    """Delete NAME's account and its API tokens (the audit log keeps the name)."""
+    from web.db import audit, db
+
+    db.session.delete(find_user(name))       # the database deletes its tokens (ON DELETE CASCADE)
+    audit(cli_actor(), "user.delete", name)
+    db.session.commit()
+    click.echo(f"Deleted {name}.")
 
 
 @token_cli.command("create")
 @click.argument("name")
 def token_create(name):
     """Print a new API token for user NAME (stored hashed: it is shown only now)."""
-    from web.db import ApiToken, db
+    from web.db import ApiToken, audit, db
 
     row, token = ApiToken.issue(find_user(name))
     db.session.add(row)
+    db.session.flush()
+    audit(cli_actor(), "token.create", f"{row.id} of {name}")
     db.session.commit()
-    click.echo(f"API token for {name} (shown once): {token}")
+    click.echo(f"API token {row.id} for {name} (shown once): {token}")
+
+
+@token_cli.command("list")
+@click.argument("name", required=False)
+def token_list(name):
+    """List the API tokens (of user NAME, when given): ID, user, creation time (UTC); never the tokens."""
+    from web.db import ApiToken, User, db
+
+    query = db.select(ApiToken.id, User.username, ApiToken.created_at).join(User).order_by(ApiToken.id)
+    if name:
+        query = query.where(User.id == find_user(name).id)
+    for token_id, username, created_at in db.session.execute(query):
+        click.echo(f"{token_id}\t{username}\tcreated {created_at:%Y-%m-%d %H:%M}")
+
+
+@token_cli.command("revoke")
+@click.argument("token_id", metavar="ID", type=click.IntRange(1, 2 ** 63 - 1))
+def token_revoke(token_id):
+    """Revoke the API token ID (`flask token list` shows the IDs)."""
+    from web.db import ApiToken, audit, db
+
+    token = db.session.get(ApiToken, token_id)
+    if token is None:
+        raise click.ClickException(f"There is no API token {token_id}.")
+    owner = token.user.username
+    audit(cli_actor(), "token.revoke", f"{token_id} of {owner}")
+    db.session.delete(token)
+    db.session.commit()
+    click.echo(f"Revoked API token {token_id} of {owner}.")
 
 
 @photos_cli.command("purge")
@@ -318,18 +427,27 @@ def photos_purge():
     click.echo(f"Deleted {purge_photos()} kept photo(s).")
 
 
+def remove_leftovers():
+    """Remove the staging folders and temporary files of imports, uploads and trainings that were interrupted."""
+    from ml.cleanup import remove_stale
+
+    remove_stale(current_app.config["DATA_DIR"], current_app.config["STALE_AFTER_S"])
+
+
 @click.command("worker")
 @with_appcontext
 def worker_command():
-    """Run training jobs from the Redis queue (FACEDX_REDIS_URL), one at a time, on this machine."""
+    """Run jobs (trainings, imports) from the Redis queue (FACEDX_REDIS_URL), one at a time, on this machine."""
     from rq import Worker
 
-    from web.jobs import redis_connection, training_queue
+    from web.dispatch import QueueDispatcher, current_dispatcher
 
-    if not current_app.config["REDIS_URL"]:
+    dispatcher = current_dispatcher()
+    if not isinstance(dispatcher, QueueDispatcher):
         raise click.ClickException("Set FACEDX_REDIS_URL to the Redis server the web nodes use.")
-    click.echo(f"Waiting for training jobs on {current_app.config['REDIS_URL']} ...")
-    Worker([training_queue()], connection=redis_connection()).work()
+    remove_leftovers()
+    click.echo(f"Waiting for jobs on {current_app.config['REDIS_URL']} ...")
+    Worker([dispatcher.queue()], connection=dispatcher.connection()).work()
 
 
 @click.command("setup")
@@ -348,6 +466,7 @@ def setup_command():
     upgrade()
     reconcile()
     purge_photos()
+    remove_leftovers()
     if db.session.execute(db.select(User).limit(1)).scalar_one_or_none() is None:
         password = secrets.token_urlsafe(12)
         admin = User(username="admin", role="admin")
