@@ -1,4 +1,5 @@
 """Import labelled face photos (a zip or a folder, one sub-folder per class) into a dataset folder."""
+import errno
 import hashlib
 import json
 import math
@@ -14,18 +15,27 @@ from pathlib import Path
 
 import numpy as np
 
-from ml.errors import DatasetError, DatasetExists, DatasetNotFound, FaceDxError, ImageError, NoFaceFound
-from ml.faces import CROP_SIZE, FaceOptions, crop_face
+from ml.errors import (DatasetError, DatasetExists, DatasetNotFound, DiskFull, FaceDxError, ImageError, NoFaceFound,
+                       is_disk_full)
+from ml.faces import CROP_SIZE, FaceOptions, crop_face, whole_photo
+from ml.filelock import exclusive_lock
 from ml.images import decode_image, encode_png
+from ml.progress import Pace
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")      # the whole name: always fullmatch()
+STAGING_PREFIX = ".import-"            # a dataset being imported, renamed into place once complete
+TRASH_PREFIX = ".delete-"              # a dataset being deleted, renamed out of sight first
 SUBJECTS_FILE = "subjects.csv"         # optional, at the archive's root: file and subject, sex, age, ancestry
 ATTRIBUTES = ("sex", "age", "ancestry")
 MAX_ATTRIBUTE_LENGTH = 64
 MAX_AGE = 130
 SUBJECT_IN_NAME = re.compile(r"^(?P<subject>[^_/]+?)__")   # or file names like "<person>__photo1.jpg"
 MANIFEST = "dataset.json"
+REJECTED_DIR = "rejected"              # inside a dataset: thumbnails of the rejected photos that decoded
+THUMBNAIL_SIZE = 96
 MAX_LABEL_LENGTH = 64
+REVISIONS_DIR = "revisions"            # inside a dataset: the manifest of each earlier revision, by checksum
+REVISION_LOCK = ".revision.lock"       # held while a change makes a new revision
 
 
 @dataclass(frozen=True)
@@ -84,68 +94,90 @@ class _Member:
 
 def check_name(name):
     """Refuse a dataset name that is not a safe identifier."""
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise DatasetError("A dataset name is 1-64 letters, digits, '-' or '_', starting with a letter or digit.")
     return name
 
 
-def import_dataset(source, name, root, limits=ImportLimits(), face=FaceOptions(), progress=None):
+def import_dataset(source, name, root, limits=ImportLimits(), face=FaceOptions(), progress=None, source_name=None):
     """Import `source` (a zip file or a folder) as dataset `name` under `root`; return the Dataset.
 
     Every file that cannot be used is listed with its reason in the manifest; the archive as a
     whole is refused (DatasetError) when it breaks a limit or leaves too few usable classes.
+    `progress` receives a Progress record after each file; raising ml.progress.Cancelled from it
+    stops the import and leaves nothing behind. `source_name` is the name the archive had on the
+    sender's computer, shown on the dataset's page (default: the file's own name).
     """
-    check_name(name)
     root = Path(root)
-    if (root / name).exists():
-        raise DatasetExists(f"A dataset named {name!r} already exists; choose another name or delete it first.")
+    check_new_name(root, name)
     source = Path(source)
+    members, table = _read_members(source, limits)
+    root.mkdir(parents=True, exist_ok=True)
+    staging = root / f"{STAGING_PREFIX}{name}-{uuid.uuid4().hex}"
+    try:
+        staging.mkdir()
+        manifest = _write_images(members, staging, limits, face, progress, table)
+        manifest.update(id=name, source=source_name or source.name, face=face.as_dict(), crop_size=CROP_SIZE,
+                        created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        _check_counts(manifest, limits.min_per_class)
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        _rename_into_place(staging, root / name)
+    except BaseException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if is_disk_full(exc):
+            raise DiskFull() from exc
+        raise
+    return Dataset(root / name, manifest)
+
+
+def check_archive(source, limits=ImportLimits()):
+    """Refuse at once a zip or folder that the import would refuse before reading any photo."""
+    _read_members(Path(source), limits)
+
+
+def _read_members(source, limits):
+    """Return (the files offered, subjects.csv's cells) of a zip or folder, refusing one that breaks a limit."""
     if source.is_dir():
         members = _folder_members(source, limits)
     elif zipfile.is_zipfile(source):
         members = _zip_members(source, limits)
     else:
         raise DatasetError("The upload is neither a zip archive nor a folder.")
-    members = _strip_common_folder(members)
-    members, table = _take_subjects(members)
+    members, table = _take_subjects(_strip_common_folder(members))
     _check_classes({m.parts[0] for m in members if m.problem is None and len(m.parts) > 1}, 2)
+    return members, table
 
-    root.mkdir(parents=True, exist_ok=True)
-    staging = root / f".import-{name}-{uuid.uuid4().hex}"
-    staging.mkdir()
+
+def check_new_name(root, name):
+    """Refuse a dataset name that is not a safe identifier or that a dataset under `root` already has."""
+    check_name(name)
+    if (Path(root) / name).exists():
+        raise _taken(name)
+
+
+def _taken(name):
+    return DatasetExists(f"A dataset named {name!r} already exists; choose another name or delete it first.")
+
+
+def _rename_into_place(staging, target):
+    """Rename a complete staging folder to its dataset name, unless an import of the same name finished first."""
     try:
-        manifest = _write_images(members, staging, limits, face, progress, table)
-        manifest.update(id=name, source=source.name, face=face.as_dict(), crop_size=CROP_SIZE,
-                        created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        _check_counts(manifest, limits.min_per_class)
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        os.rename(staging, root / name)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        os.rename(staging, target)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            raise _taken(target.name) from None
         raise
-    return Dataset(root / name, manifest)
 
 
 def _write_images(members, staging, limits, face, progress, table):
     """Decode, face-crop and store every usable member; return the manifest without its header."""
     labels, counts, images, rejected, warnings, seen = [], [], [], [], [], {}
+    pace = Pace()
     for done, member in enumerate(members, 1):
-        problem = member.problem or _label_problem(member)
-        if problem is None:
-            try:
-                data = member.read()
-                digest = hashlib.sha256(data).hexdigest()
-                if digest in seen:
-                    raise DatasetError(f"duplicate of {seen[digest]}")
-                crop = crop_face(decode_image(data, limits.max_pixels), face)
-            except NoFaceFound as exc:
-                # Kept short and stable (the retry with the whole-photo fallback looks for it),
-                # with the reason when the whole photo was refused too.
-                problem = "no face found" + (f": {exc}" if face.fallback == "whole" else "")
-            except FaceDxError as exc:
-                problem = str(exc)
+        problem, rgb, crop, digest = _face_of(member, limits, face, seen)
         if problem is not None:
-            rejected.append({"file": member.name, "reason": problem})
+            rejected.append(_rejection(member, problem, rgb, face, staging, len(rejected) + 1, table,
+                                       seen.get(digest)))
         else:
             seen[digest] = member.name
             label = member.parts[0].strip()
@@ -155,24 +187,122 @@ def _write_images(members, staging, limits, face, progress, table):
                 (staging / str(labels.index(label))).mkdir()
             index = labels.index(label)
             counts[index] += 1
-            png = encode_png(crop.image)
-            relative = f"{index}/{counts[index]:05d}.png"
-            (staging / relative).write_bytes(png)
-            image = {"file": relative, "label": index, "original": member.name, "face": crop.source,
-                     "sha256": hashlib.sha256(png).hexdigest()}
-            subject = subject_of(member, table)
-            if subject:
-                image["subject"] = subject
-            attributes, notes = _attributes_of(table.get("/".join(member.parts), {}))
-            if attributes:
-                image["attributes"] = attributes
-            warnings += [{"file": member.name, "reason": note} for note in notes]
-            images.append(image)
+            image, notes = _image_record(member, table, crop, staging, f"{index}/{counts[index]:05d}.png")
+            images.append(dict(image, label=index))
+            warnings += notes
         if progress:
-            progress(done, len(members))
-    checksum = hashlib.sha256("".join(f"{i['label']}:{i['sha256']}\n" for i in images).encode()).hexdigest()
+            progress(pace.progress("import", done, len(members)))
     return {"labels": labels, "counts": dict(zip(labels, counts)), "images": images,
-            "rejected": rejected, "warnings": warnings, "checksum": checksum}
+            "rejected": rejected, "warnings": warnings, "checksum": images_checksum(images)}
+
+
+def _face_of(member, limits, face, seen):
+    """Return (why a member cannot be used or None, its pixels where they decode, its face crop, its sha256)."""
+    problem = member.problem or _label_problem(member)
+    rgb = crop = digest = None
+    if problem is None:
+        try:
+            data = member.read()
+            digest = hashlib.sha256(data).hexdigest()
+            if digest in seen:
+                # The first copy in the archive is kept; the reason names it, on the copy left out.
+                raise DatasetError(f"duplicate of {seen[digest]}")
+            rgb = decode_image(data, limits.max_pixels)
+            crop = crop_face(rgb, face)
+        except NoFaceFound as exc:
+            # Kept short and stable (the retry with the whole-photo fallback looks for it),
+            # with the reason when the whole photo was refused too.
+            problem = "no face found" + (f": {exc}" if face.fallback == "whole" else "")
+        except FaceDxError as exc:
+            problem = str(exc)
+    return problem, rgb, crop, digest
+
+
+def _image_record(member, table, crop, staging, relative):
+    """Store a face crop as `relative` in the dataset folder; return (its manifest entry, notes on subjects.csv)."""
+    png = encode_png(crop.image)
+    (staging / relative).write_bytes(png)
+    image = {"file": relative, "original": member.name, "face": crop.source, "sha256": hashlib.sha256(png).hexdigest()}
+    subject = subject_of(member, table)
+    if subject:
+        image["subject"] = subject
+    attributes, notes = _attributes_of(table.get("/".join(member.parts), {}))
+    if attributes:
+        image["attributes"] = attributes
+    return image, [{"file": member.name, "reason": note} for note in notes]
+
+
+def _rejection(member, problem, rgb, face, staging, number, table, kept=None):
+    """Return the manifest entry of a rejected file (of a copy: the file `kept`), with a thumbnail where it decoded.
+
+    A photo in which no face was found is kept whole, at the size of a face crop, when the whole
+    photo would do: the dataset's page offers to add those with the whole-photo fallback.
+    """
+    item = {"file": member.name, "reason": problem}
+    if kept is not None:
+        item["duplicate_of"] = kept
+    if rgb is None:
+        return item
+    (staging / REJECTED_DIR).mkdir(exist_ok=True)
+    item["thumbnail"] = f"{REJECTED_DIR}/{number:05d}.png"
+    whole = None
+    if problem == "no face found" and face.fallback == "none":
+        try:
+            whole = whole_photo(rgb)
+        except NoFaceFound:
+            pass
+    if whole is None:
+        (staging / item["thumbnail"]).write_bytes(encode_png(_thumbnail(rgb)))
+        return item
+    image, _ = _image_record(member, table, whole, staging, item["thumbnail"])
+    item["whole_photo"] = dict(image, label=member.parts[0].strip())
+    return item
+
+
+def _thumbnail(rgb):
+    """Return a copy of a photo that fits in THUMBNAIL_SIZE pixels, keeping its shape."""
+    from PIL import Image
+
+    image = Image.fromarray(rgb)
+    image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+    return np.asarray(image)
+
+
+def images_checksum(images):
+    """Return the checksum of a dataset's content: every photo's class and crop, in order."""
+    return hashlib.sha256("".join(f"{i['label']}:{i['sha256']}\n" for i in images).encode()).hexdigest()
+
+
+def retry_whole_photos(root, name):
+    """Add the photos of a dataset that were rejected for want of a face, each used whole; return how many."""
+    dataset = get_dataset(root, name)
+    manifest = json.loads(json.dumps(dataset.manifest))
+    retried = [item for item in manifest["rejected"] if "whole_photo" in item]
+    for item in retried:
+        image = dict(item["whole_photo"])
+        label = image.pop("label")
+        if label not in manifest["labels"]:
+            manifest["labels"].append(label)
+            (dataset.path / str(len(manifest["labels"]) - 1)).mkdir()
+        index = manifest["labels"].index(label)
+        image["file"] = f"{index}/whole-{Path(image['file']).name}"
+        os.rename(dataset.path / item["thumbnail"], dataset.path / image["file"])
+        manifest["images"].append(dict(image, label=index))
+        manifest["counts"][label] = manifest["counts"].get(label, 0) + 1
+    if retried:
+        manifest["rejected"] = [item for item in manifest["rejected"] if "whole_photo" not in item]
+        manifest["checksum"] = images_checksum(manifest["images"])
+        # The model trained on it will meet whole photos too: it uses them where it finds no face.
+        manifest["face"]["fallback"] = "whole"
+        _write_manifest(dataset.path, manifest)
+    return len(retried)
+
+
+def _write_manifest(folder, manifest):
+    """Replace a dataset's manifest at once: a reader sees the old one or the new one, never half of one."""
+    staging = folder / f".{MANIFEST}.{uuid.uuid4().hex}"
+    staging.write_text(json.dumps(manifest, indent=1))
+    os.replace(staging, folder / MANIFEST)
 
 
 def _take_subjects(members):
@@ -358,7 +488,7 @@ def list_datasets(root):
     if not root.is_dir():
         return []
     return [get_dataset(root, p.name) for p in sorted(root.iterdir())
-            if NAME_PATTERN.match(p.name) and (p / MANIFEST).is_file()]
+            if NAME_PATTERN.fullmatch(p.name) and (p / MANIFEST).is_file()]
 
 
 def get_dataset(root, name):
@@ -374,6 +504,89 @@ def get_dataset(root, name):
 def delete_dataset(root, name):
     """Remove a dataset with its images and cached features."""
     dataset = get_dataset(root, name)
-    trash = dataset.path.with_name(f".delete-{name}-{uuid.uuid4().hex}")
+    trash = dataset.path.with_name(f"{TRASH_PREFIX}{name}-{uuid.uuid4().hex}")
     os.rename(dataset.path, trash)
     shutil.rmtree(trash)
+
+
+def remove_photo(root, name, index, checksum, min_per_class=ImportLimits.min_per_class):
+    """Remove photo `index` of the dataset's revision `checksum`; return the dataset at its new revision."""
+    def change(manifest, folder):
+        image = manifest["images"].pop(_photo_index(manifest, index))
+        return [], [folder / image["file"]]
+    return _revise(root, name, checksum, change, min_per_class)
+
+
+def move_photo(root, name, index, label, checksum, min_per_class=ImportLimits.min_per_class):
+    """Move photo `index` of the dataset's revision `checksum` to class `label`; return the dataset at its new revision.
+
+    The crop itself is unchanged, so its features cached by digest are used again.
+    """
+    def change(manifest, folder):
+        image = manifest["images"][_photo_index(manifest, index)]
+        if label not in manifest["labels"]:
+            raise DatasetError(f"The dataset has no class {label!r}; its classes are {', '.join(manifest['labels'])}.")
+        target = manifest["labels"].index(label)
+        if image["label"] == target:
+            raise DatasetError(f"Photo {index} is already in {label}.")
+        old = folder / image["file"]
+        image.update(label=target, file=f"{target}/{uuid.uuid4().hex[:16]}.png")
+        return [(old, folder / image["file"])], [old]
+    return _revise(root, name, checksum, change, min_per_class)
+
+
+def revision(root, name, checksum):
+    """Return the manifest of the dataset's revision `checksum` (the current one or an earlier one), or None."""
+    dataset = get_dataset(root, name)
+    if dataset.manifest["checksum"] == checksum:
+        return dataset.manifest
+    if not re.fullmatch(r"[0-9a-f]{64}", checksum or ""):
+        return None
+    try:
+        return json.loads((dataset.path / REVISIONS_DIR / f"{checksum}.json").read_text())
+    except FileNotFoundError:
+        return None
+
+
+def _photo_index(manifest, index):
+    if not 0 <= index < len(manifest["images"]):
+        raise DatasetError(f"The dataset has no photo {index}.")
+    return index
+
+
+def _revise(root, name, checksum, change, min_per_class):
+    """Apply `change` to the current revision if it is `checksum`, keeping that one under revisions/.
+
+    `change(manifest, folder)` edits the manifest and returns (files to link to a new name, files to
+    remove). New names are linked before the new manifest replaces the old one, and old files are
+    removed after: a reader sees one revision or the other, each with all its photos.
+    """
+    folder = get_dataset(root, name).path
+    with exclusive_lock(folder / REVISION_LOCK):
+        current = get_dataset(root, name).manifest
+        if current["checksum"] != checksum:
+            raise DatasetError(f"Dataset {name} changed since this page was shown (another change came first); "
+                               "look at it again.")
+        manifest = json.loads(json.dumps(current))
+        links, removed = change(manifest, folder)
+        counts = np.bincount([image["label"] for image in manifest["images"]], minlength=len(manifest["labels"]))
+        manifest["counts"] = dict(zip(manifest["labels"], map(int, counts)))
+        _check_counts(dict(manifest, rejected=[]), min_per_class)
+        manifest.update(checksum=images_checksum(manifest["images"]), previous=checksum,
+                        revised=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        (folder / REVISIONS_DIR).mkdir(exist_ok=True)
+        kept = folder / REVISIONS_DIR / f"{checksum}.json"
+        if not kept.exists():
+            _write_atomically(kept, current)
+        for old, new in links:
+            os.link(old, new)
+        _write_manifest(folder, manifest)
+        for path in removed:
+            path.unlink()
+    return Dataset(folder, manifest)
+
+
+def _write_atomically(path, content):
+    staging = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    staging.write_text(json.dumps(content, indent=1))
+    os.replace(staging, path)

@@ -87,12 +87,17 @@ def crop_face(rgb, options=FaceOptions()):
         box, confidence = max(boxes, key=lambda found: found[0].width * found[0].height)
         return FaceCrop(_square_crop(rgb, box, MARGIN), box, "detected", len(boxes), confidence)
     if options.fallback == "whole":
-        height, width = rgb.shape[:2]
-        check_whole_photo(rgb)
-        return FaceCrop(_square_crop(rgb, FaceBox(0, 0, width, height), 0.0),
-                        FaceBox(0, 0, width, height), "whole-image", 0)
+        return whole_photo(rgb)
     raise NoFaceFound("No face was found in the photo. Use a well-lit, frontal photo "
                       "in which the face fills a good part of the picture.")
+
+
+def whole_photo(rgb):
+    """Return the whole photo as the face crop (a photo that already is one), or raise NoFaceFound."""
+    height, width = rgb.shape[:2]
+    check_whole_photo(rgb)
+    return FaceCrop(_square_crop(rgb, FaceBox(0, 0, width, height), 0.0), FaceBox(0, 0, width, height),
+                    "whole-image", 0)
 
 
 def check_whole_photo(rgb):

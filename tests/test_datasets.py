@@ -1,17 +1,22 @@
+import errno
+import io
 import json
 import os
 import re
+import shutil
 import stat
 import zipfile
+from pathlib import Path
 
 import numpy as np
+from PIL import Image
 import pytest
 
 from ml.datasets import ImportLimits, delete_dataset, get_dataset, import_dataset, list_datasets
-from ml.errors import DatasetError
+from ml.errors import DatasetError, DatasetExists, DiskFull
 from ml.faces import FaceOptions
-from tests.conftest import (SYNTHETIC_FACES, coloured_image, face_variants, png_bytes, synthetic_entries,
-                            write_zip)
+from tests.conftest import (SYNTHETIC_FACES, bearer_headers, coloured_image, face_variants, form_token, login,
+                            png_bytes, synthetic_entries, write_zip)
 
 
 def tree(folder):
@@ -140,10 +145,47 @@ def test_a_class_below_the_minimum_is_refused_and_nothing_is_kept(tmp_path):
     assert tree(tmp_path / "d") == []
 
 
-@pytest.mark.parametrize("name", ["", "../up", "a/b", "x" * 65, "-dash", "spa ce"])
+@pytest.mark.parametrize("name", ["", "../up", "a/b", "x" * 65, "-dash", "spa ce", "utk\n", "utk\r\n"])
 def test_unsafe_dataset_names_are_refused(tmp_path, synthetic_zip, name):
     with pytest.raises(DatasetError, match="dataset name"):
         import_dataset(synthetic_zip, name, tmp_path / "d", face=SYNTHETIC_FACES)
+    with pytest.raises(DatasetError, match="dataset name"):
+        get_dataset(tmp_path / "d", name)
+
+
+def test_a_folder_named_with_a_trailing_newline_is_not_listed_as_a_dataset(tmp_path, synthetic_zip):
+    root = tmp_path / "d"
+    import_dataset(synthetic_zip, "utk", root, face=SYNTHETIC_FACES)
+    shutil.copytree(root / "utk", root / "utk\n")
+    assert [d.id for d in list_datasets(root)] == ["utk"]
+
+
+def test_the_loser_of_two_imports_of_one_name_is_told_it_exists_and_leaves_nothing(tmp_path, synthetic_zip):
+    root = tmp_path / "d"
+    rival = []
+
+    def the_other_import_finishes_first(progress):
+        if not rival:                  # both passed the check for an existing name; the other one renames first
+            rival.append(import_dataset(synthetic_zip, "same", root, face=SYNTHETIC_FACES))
+    with pytest.raises(DatasetExists, match="already exists"):
+        import_dataset(synthetic_zip, "same", root, face=SYNTHETIC_FACES, progress=the_other_import_finishes_first)
+    assert os.listdir(root) == ["same"]
+    assert get_dataset(root, "same").manifest == rival[0].manifest
+
+
+def test_a_full_disk_during_an_import_leaves_nothing(tmp_path, synthetic_zip, monkeypatch):
+    written = []
+
+    def disk_full_after_three(path, data):
+        if len(written) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(path)
+        return original(path, data)
+    original = Path.write_bytes
+    monkeypatch.setattr(Path, "write_bytes", disk_full_after_three)
+    with pytest.raises(DiskFull, match="disk is full"):
+        import_dataset(synthetic_zip, "full", tmp_path / "d", face=SYNTHETIC_FACES)
+    assert len(written) == 3 and tree(tmp_path / "d") == []
 
 
 def test_names_are_unique_and_not_a_zip_is_refused(tmp_path, synthetic_zip):
@@ -220,3 +262,136 @@ def test_attributes_without_a_subject_column_keep_people_from_file_names(tmp_pat
     dataset = import_dataset(write_zip(tmp_path / "a.zip", entries), "named", tmp_path / "d", face=SYNTHETIC_FACES)
     assert dataset.grouped and dataset.load_crops()[3] == [f"p{i % 3}" for i in range(10)]
     assert dataset.attributes() == [{"sex": "f"}] + [{}] * 9
+
+
+def test_the_form_and_the_api_refuse_a_name_with_a_trailing_newline(app, client, tokens):
+    app.config["FACE_DETECTOR"] = "haar"
+    archive = write_zip(io.BytesIO(), synthetic_entries(per_class=5)).getvalue()
+    response = client.post("/api/v1/datasets", headers=bearer_headers(tokens["admin"]), data={
+        "archive": (io.BytesIO(archive), "a.zip"), "name": "utk\n", "face_fallback": "whole"})
+    assert response.status_code == 400 and "A dataset name is 1-64 letters" in response.get_json()["message"]
+    login(client, "ada")
+    response = client.post("/admin/datasets", data={"name": "utk\n", "face_fallback": "whole", "archive": (
+        io.BytesIO(archive), "a.zip"), "csrf_token": form_token(client, "/admin/datasets")})
+    assert response.status_code == 400 and "A dataset name is 1-64 letters" in response.get_data(as_text=True)
+    assert not (Path(app.config["UPLOAD_DIR"]) / "datasets").exists() or not os.listdir(
+        Path(app.config["UPLOAD_DIR"]) / "datasets")
+
+
+def test_an_import_reports_photo_n_of_n_and_a_cancelled_one_leaves_nothing(tmp_path, synthetic_zip):
+    from ml.progress import Cancelled
+
+    seen = []
+    import_dataset(synthetic_zip, "counted", tmp_path / "d", face=SYNTHETIC_FACES, progress=seen.append,
+                   source_name="clinic 2026.zip")
+    assert [(p.phase, p.done, p.total) for p in seen] == [("import", n, 30) for n in range(1, 31)]
+    assert seen[-1].fraction == 1.0 and seen[-1].seconds_left == 0 and seen[-1].rate > 0
+    assert get_dataset(tmp_path / "d", "counted").manifest["source"] == "clinic 2026.zip"
+
+    def cancel_at_ten(progress):
+        if progress.done == 10:
+            raise Cancelled()
+    with pytest.raises(Cancelled):
+        import_dataset(synthetic_zip, "stopped", tmp_path / "d", face=SYNTHETIC_FACES, progress=cancel_at_ten)
+    assert os.listdir(tmp_path / "d") == ["counted"]
+
+
+@pytest.fixture
+def faces_and_rejects(tmp_path, face_photos):
+    """An archive of real faces with a photo without a face, a tiny one, a text file and a duplicate."""
+    entries = {f"first/{i}.jpg": d for i, d in enumerate(face_variants(face_photos["astronaut"], 5))}
+    entries |= {f"second/{i}.jpg": d for i, d in enumerate(face_variants(face_photos["grace_hopper"], 5))}
+    entries |= {"first/no-face.png": png_bytes(coloured_image("alpha", 7, size=64)),
+                "second/tiny.png": png_bytes(coloured_image("beta", 8, size=8)),
+                "second/notes.txt": b"not a photo", "second/a copy.jpg": entries["second/0.jpg"]}
+    return write_zip(tmp_path / "faces.zip", entries)
+
+
+def test_rejected_photos_keep_a_thumbnail_and_duplicates_name_the_file_kept(tmp_path, faces_and_rejects):
+    dataset = import_dataset(faces_and_rejects, "faces", tmp_path / "d", face=FaceOptions("haar"))
+    rejected = {item["file"]: item for item in dataset.manifest["rejected"]}
+    assert rejected["second/a copy.jpg"] == {"file": "second/a copy.jpg", "reason": "duplicate of second/0.jpg",
+                                             "duplicate_of": "second/0.jpg"}
+    assert rejected["second/notes.txt"].keys() == {"file", "reason"}
+    assert rejected["second/tiny.png"]["reason"] == "no face found" and "whole_photo" not in rejected["second/tiny.png"]
+    no_face = rejected["first/no-face.png"]
+    assert no_face["reason"] == "no face found" and no_face["whole_photo"]["label"] == "first"
+    for item in (no_face, rejected["second/tiny.png"]):
+        with Image.open(dataset.path / item["thumbnail"]) as thumbnail:
+            assert thumbnail.format == "PNG" and max(thumbnail.size) <= 256
+    assert dataset.path.joinpath(no_face["thumbnail"]).parent.name == "rejected"
+
+
+def test_photos_without_a_face_can_be_added_whole_afterwards(tmp_path, faces_and_rejects):
+    from ml.datasets import retry_whole_photos
+
+    root = tmp_path / "d"
+    before = import_dataset(faces_and_rejects, "faces", root, face=FaceOptions("haar")).manifest
+    assert retry_whole_photos(root, "faces") == 1
+    after = get_dataset(root, "faces")
+    assert after.manifest["counts"] == {"first": 6, "second": 5} and after.manifest["face"]["fallback"] == "whole"
+    added = after.manifest["images"][-1]
+    assert added["original"] == "first/no-face.png" and added["face"] == "whole-image" and added["label"] == 0
+    assert after.manifest["checksum"] != before["checksum"]
+    assert [item["file"] for item in after.manifest["rejected"]] == [
+        item["file"] for item in before["rejected"] if item["file"] != "first/no-face.png"]
+    assert len(after.load_crops()[0]) == 11
+    assert retry_whole_photos(root, "faces") == 0
+
+
+@pytest.fixture
+def six_each(tmp_path):
+    archive = write_zip(tmp_path / "six.zip", synthetic_entries(per_class=6, labels=("alpha", "beta")))
+    return import_dataset(archive, "six", tmp_path / "d", face=SYNTHETIC_FACES)
+
+
+def test_removing_a_photo_makes_a_new_revision_and_keeps_the_earlier_one(tmp_path, six_each):
+    from ml.datasets import remove_photo, revision
+
+    first = six_each.manifest
+    removed = first["images"][2]
+    after = remove_photo(tmp_path / "d", "six", 2, first["checksum"])
+    assert after.manifest["counts"] == {"alpha": 5, "beta": 6} and len(after.manifest["images"]) == 11
+    assert removed not in after.manifest["images"] and not (after.path / removed["file"]).exists()
+    assert after.manifest["checksum"] not in (first["checksum"], None)
+    assert after.manifest["previous"] == first["checksum"]
+    assert get_dataset(tmp_path / "d", "six").manifest == after.manifest
+    assert revision(tmp_path / "d", "six", first["checksum"]) == first           # a model trained on it is traced
+    assert revision(tmp_path / "d", "six", after.manifest["checksum"]) == after.manifest
+    assert revision(tmp_path / "d", "six", "0" * 64) is None
+    assert len(after.load_crops()[0]) == 11
+
+
+def test_moving_a_photo_keeps_its_crop_and_so_its_cached_features(tmp_path, six_each):
+    from ml.datasets import move_photo
+    from ml.training import block_features
+
+    crops, _, digests, _ = six_each.load_crops()
+    block_features(["hog"], {}, crops, digests, six_each.path / "features", lambda event: None)
+    moved = six_each.manifest["images"][0]
+    after = move_photo(tmp_path / "d", "six", 0, "beta", six_each.manifest["checksum"])
+    image = after.manifest["images"][0]
+    assert image["label"] == 1 and image["sha256"] == moved["sha256"] and image["file"].startswith("1/")
+    assert (after.path / image["file"]).is_file() and not (after.path / moved["file"]).exists()
+    assert after.manifest["counts"] == {"alpha": 5, "beta": 7}
+    crops, labels, digests, _ = after.load_crops()
+    events = []
+    block_features(["hog"], {}, crops, digests, after.path / "features", events.append)
+    assert [(e["done"], e["total"]) for e in events] == [(12, 12)]          # nothing computed again
+    assert list(np.bincount(labels)) == [5, 7]
+
+
+def test_a_change_to_a_stale_revision_or_below_the_minimum_is_refused(tmp_path, six_each):
+    from ml.datasets import move_photo, remove_photo
+
+    root, checksum = tmp_path / "d", six_each.manifest["checksum"]
+    remove_photo(root, "six", 0, checksum)
+    with pytest.raises(DatasetError, match="changed since"):
+        remove_photo(root, "six", 0, checksum)
+    current = get_dataset(root, "six").manifest["checksum"]
+    with pytest.raises(DatasetError, match="at least 5 usable photos; too few in alpha: 4"):
+        remove_photo(root, "six", 0, current)
+    for index, label, message in ((99, "beta", "no photo 99"), (7, "beta", "already"), (7, "gamma", "no class")):
+        with pytest.raises(DatasetError, match=message):
+            move_photo(root, "six", index, label, current)
+    assert get_dataset(root, "six").manifest["checksum"] == current
