@@ -1,5 +1,4 @@
 """The model held in memory by a server: thread-safe predictions, swapped when the active version changes."""
-import base64
 import logging
 import os
 import threading
@@ -7,17 +6,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ml.blocks import load_extractor
+from ml.blocks import face_landmarks, load_extractor
 from ml.batching import MicroBatcher
 from ml.calibration import apply_temperature, decide
 from ml.card import ModelCard
-from ml.errors import NoActiveModel, VersionBroken
-from ml.explain import explain as explain_prediction
-from ml.explain import overlay_png
+from ml.errors import FaceDxError, ImageError, NoActiveModel, VersionBroken
+from ml.explain import Explanation, explanation
 from ml.faces import CROP_SIZE, FaceBox, FaceOptions, crop_face
 from ml.heads import load_head
 from ml.novelty import Novelty
 from ml.images import decode_image
+from ml.quality import photo_advice
 from ml.registry import ACTIVE_FILE
 
 log = logging.getLogger(__name__)
@@ -37,7 +36,9 @@ class Prediction:
     probabilities: list          # [(label, probability)], sorted
     crop: np.ndarray             # the face that was analysed, CROP_SIZE square
     abstention_reasons: list = field(default_factory=list)
-    explanation: dict | None = None     # {"method", "heatmap": PNG bytes}
+    explanation: Explanation | None = None
+    advice: list = field(default_factory=list)     # how to retake the photo; empty for a good photo
+    faces_found: int = 1         # faces in the photo (the largest, `face`, was analysed); 0: none detected
 
     @property
     def abstained(self):
@@ -53,10 +54,10 @@ class Prediction:
         body = {"model_version": self.model_version, "face": self.face.as_dict(), "face_source": self.face_source,
                 "predictions": [{"label": label, "probability": p} for label, p in self.probabilities],
                 "decision": self.decision, "abstained": self.abstained,
-                "abstention_reasons": self.abstention_reasons}
+                "abstention_reasons": self.abstention_reasons, "advice": self.advice,
+                "faces_found": self.faces_found}
         if self.explanation:
-            body["explanation"] = {"method": self.explanation["method"],
-                                   "heatmap_png_base64": base64.b64encode(self.explanation["heatmap"]).decode()}
+            body["explanation"] = self.explanation.as_dict()
         return body
 
 
@@ -83,11 +84,17 @@ class LoadedModel:
 
 
 def load_version(model_version):
-    """Load a saved version's extractor, head and novelty score, and warm them up with one blank face."""
+    """Load a saved version's extractor, head and novelty score, and warm them up with one blank face.
+
+    The landmarks behind the photo-quality advice are loaded too (once per process), so that the
+    first doctor does not wait for them whatever the model's blocks are.
+    """
     card, folder = model_version.card, model_version.path
     loaded = LoadedModel(model_version.version, card, load_extractor(card, folder), load_head(card, folder),
                          Novelty.load(folder))
-    loaded.probabilities(np.zeros((1, CROP_SIZE, CROP_SIZE, 3), np.uint8))
+    blank = np.zeros((1, CROP_SIZE, CROP_SIZE, 3), np.uint8)
+    loaded.probabilities(blank)
+    face_landmarks(blank[0])
     return loaded
 
 
@@ -148,9 +155,14 @@ class Predictor:
         return self.predict_image(decode_image(data, self.max_pixels), explain)
 
     def predict_image(self, rgb, explain=False):
-        """Return a Prediction for an RGB array, cropped exactly as in training."""
+        """Return a Prediction for an RGB array, cropped exactly as in training.
+
+        Raises UnusablePhoto, with what to do instead, for a photo too poor to analyse.
+        """
         loaded = self.current()
         crop = crop_face(rgb, FaceOptions(**loaded.card.face))
+        # The head turn is judged from landmarks only on a detected face (a whole photo may be anything).
+        advice = photo_advice(rgb, crop.box, face_landmarks(crop.image) if crop.source == "detected" else None)
         if self._batcher is not None:
             probabilities, unusual = self._batcher.submit(loaded, crop.image)
         else:
@@ -158,8 +170,23 @@ class Predictor:
         ranked = sorted(zip(loaded.card.labels, map(float, probabilities)), key=lambda p: -p[1])
         face_reasons = crop.doubts() + ([UNLIKE_TRAINING] if unusual else [])
         reasons = decide(probabilities, self.registry.thresholds(loaded.version, loaded.card), face_reasons)
-        explanation = None
-        if explain:
-            heat, method = explain_prediction(loaded, crop.image, int(np.argmax(probabilities)))
-            explanation = {"method": method, "heatmap": overlay_png(crop.image, heat)}
-        return Prediction(loaded.version, crop.box, crop.source, ranked, crop.image, reasons, explanation)
+        explained = explanation(loaded, crop.image, int(np.argmax(probabilities))) if explain else None
+        return Prediction(loaded.version, crop.box, crop.source, ranked, crop.image, reasons, explained,
+                          advice=advice, faces_found=crop.faces_found)
+
+    def explain_crop(self, crop, class_index=None):
+        """Return the Explanation of `class_index` (default: the top class) for a face crop (CROP_SIZE, uint8 RGB).
+
+        The crop is the one a Prediction holds; nothing is written anywhere.
+        """
+        loaded = self.current()
+        crop = np.asarray(crop)
+        if crop.dtype != np.uint8 or crop.shape != (CROP_SIZE, CROP_SIZE, 3):
+            raise ImageError(f"A face crop must be a {CROP_SIZE} x {CROP_SIZE} RGB image; "
+                             f"this one is {' x '.join(map(str, crop.shape))} ({crop.dtype}).")
+        if class_index is None:
+            class_index = int(np.argmax(loaded.probabilities(crop[np.newaxis])[0]))
+        elif not 0 <= class_index < len(loaded.card.labels):
+            raise FaceDxError(f"The model has {len(loaded.card.labels)} conditions; "
+                              f"there is no condition number {class_index}.")
+        return explanation(loaded, crop, class_index)

@@ -5,13 +5,15 @@ import numpy as np
 import pytest
 
 from ml.backbones.vgg import VGGBackbone
-from ml.explain import explain, grad_cam, occlusion_map, overlay_png
-from ml.faces import CROP_SIZE
+from ml.blocks import FaceFeatures, face_landmarks
+from ml.explain import FADE_IN, SHOWN_FROM, crop_occlusion_map, explain, explanation, grad_cam
+from ml.faces import CROP_SIZE, FaceOptions, crop_face
 from ml.heads import LinearHead
+from ml.images import decode_image
 from ml.pipelines import Config
 
-
 PATCH = 64
+MASKED = 1
 
 
 def patch_image(label, seed):
@@ -34,7 +36,8 @@ def patch_model():
     head = LinearHead.fit(backbone.features(crops), labels, backbone.block_sizes,
                           Config(("vgg16-imagenet",), "linear", 1.0), 2)
     return SimpleNamespace(backbone=backbone, head=head, card={},
-                           probabilities=lambda batch, reference=None: head.probabilities(backbone.features(batch)))
+                           probabilities=lambda batch, reference=None, calibrated=True:
+                           head.probabilities(backbone.features(batch)))
 
 
 def inside_and_outside(heat, place):
@@ -54,21 +57,112 @@ def test_grad_cam_points_at_the_patch(patch_model, seed):
 
 
 @pytest.mark.parametrize("seed", [2000, 2001])
-def test_occlusion_points_at_the_patch(patch_model, seed):
+def test_occlusion_of_the_crop_points_at_the_patch(patch_model, seed):
     crop, place = patch_image(1, seed)
-    heat = occlusion_map(crop, patch_model.probabilities, 1)
+    heat = crop_occlusion_map(patch_model, crop, 1, grid=6)
     inside, outside = inside_and_outside(heat, place)
     assert inside > 1.5 * outside
 
 
-def test_the_explanation_method_follows_the_backbone(patch_model, trained_people, face_photos):
-    from ml.faces import FaceOptions, crop_face
-    from ml.predictor import load_version
+def eye_box(crop, margin=6):
+    """Return the box (x0, y0, x1, y1) around both eyes of the face in a crop, from its 68 landmarks."""
+    eyes = face_landmarks(crop)[36:48]
+    (x0, y0), (x1, y1) = eyes.min(axis=0) - margin, eyes.max(axis=0) + margin
+    return int(x0), int(y0), int(x1), int(y1)
 
+
+def eyes_masked(crop):
+    x0, y0, x1, y1 = eye_box(crop)
+    masked = crop.copy()
+    masked[y0:y1, x0:x1] = 0
+    return masked
+
+
+def variants(crop):
+    """Return 8 variants of a face crop: mirrored, shifted, lighter and darker."""
+    found = []
+    for mirrored in (crop, crop[:, ::-1]):
+        for shift in (0, 6):
+            for gain in (0.85, 1.1):
+                moved = np.roll(mirrored, shift, axis=(0, 1)) * gain
+                found.append(np.ascontiguousarray(np.clip(moved, 0, 255).astype(np.uint8)))
+    return found
+
+
+@pytest.fixture(scope="module")
+def faces(face_photos):
+    """The face crops of the two real photos, as a prediction cuts them."""
+    return {name: crop_face(photo, FaceOptions("mtcnn")).image for name, photo in face_photos.items()}
+
+
+@pytest.fixture(scope="module")
+def masked_eyes_model(faces):
+    """A HOG face-block model (occlusion on the aligned chip) that tells faces with blacked-out eyes from others."""
+    plain = [variant for crop in faces.values() for variant in variants(crop)]
+    crops = plain + [eyes_masked(crop) for crop in plain]
+    labels = np.array([0] * len(plain) + [MASKED] * len(plain))
+    extractor = FaceFeatures(["hog"])
+    head = LinearHead.fit(extractor.features(np.stack(crops)), labels, extractor.block_sizes,
+                          Config(("hog",), "linear", 1.0), 2)
+    return SimpleNamespace(backbone=extractor, head=head)
+
+
+def peak_in_eyes(heat, crop):
+    x0, y0, x1, y1 = eye_box(crop)
+    y, x = np.unravel_index(np.argmax(heat), heat.shape)
+    return x0 <= x < x1 and y0 <= y < y1
+
+
+@pytest.mark.parametrize("name", ["astronaut", "grace_hopper"])
+def test_the_map_of_a_face_with_its_eyes_masked_peaks_on_the_eyes(masked_eyes_model, faces, name):
+    crop = faces[name]
+    masked = explanation(masked_eyes_model, eyes_masked(crop), MASKED)
+    assert masked.method == "occlusion" and peak_in_eyes(masked.heatmap, crop)
+    x0, y0, x1, y1 = eye_box(crop)
+    inside = np.zeros(crop.shape[:2], bool)
+    inside[y0:y1, x0:x1] = True
+    assert masked.heatmap[inside].mean() > 5 * masked.heatmap[~inside].mean()
+    # The same face with its eyes visible: whatever the map shows for "masked", it does not peak there.
+    assert not peak_in_eyes(explanation(masked_eyes_model, crop, MASKED).heatmap, crop)
+
+
+def test_two_faces_give_different_maps(masked_eyes_model, faces):
+    first, second = (explanation(masked_eyes_model, faces[name], 0).heatmap for name in ("astronaut", "grace_hopper"))
+    assert np.corrcoef(first.ravel(), second.ravel())[0, 1] < 0.9
+    assert np.abs(first - second).mean() > 0.05
+
+
+def test_occluding_nothing_gives_the_served_features(faces):
+    extractor, crop = FaceFeatures(["hog", "lbp", "geometry"]), faces["astronaut"]
+    frame = extractor.chip_frame(crop)
+    np.testing.assert_array_equal(extractor.occluded_features(frame, [None], 127), extractor.features(crop[np.newaxis]))
+
+
+def test_a_region_of_the_chip_is_drawn_where_it_lies_in_the_crop(faces):
+    extractor, crop = FaceFeatures(["hog"]), faces["grace_hopper"]
+    frame = extractor.chip_frame(crop)
+    filled = crop.copy()
+    filled[frame.box_on_crop((50, 40, 90, 70))] = 0
+    # Aligned again exactly as the served features align it, the filled crop shows the region where it was.
+    chip = extractor.aligner.align(filled, extractor.aligner.landmarks(crop))
+    assert chip[42:68, 52:88].max() == 0
+    np.testing.assert_array_equal(chip[:, 100:], frame.chip[:, 100:])
+
+
+def test_the_overlay_colours_only_the_strongest_regions(masked_eyes_model, faces):
+    crop = eyes_masked(faces["astronaut"])
+    explained = explanation(masked_eyes_model, crop, MASKED)
+    heat = explained.heatmap
+    assert heat.dtype == np.float32 and heat.shape == crop.shape[:2] and heat.min() >= 0 and heat.max() == 1
+    assert explained.seconds > 0
+    overlay = decode_image(explained.overlay_png)
+    untinted = heat < SHOWN_FROM
+    assert untinted.mean() > 0.5
+    np.testing.assert_array_equal(overlay[untinted], crop[untinted])
+    coloured = heat >= SHOWN_FROM + FADE_IN
+    assert coloured.any() and np.all(np.abs(overlay[coloured].astype(int) - crop[coloured]).sum(axis=1) > 0)
+
+
+def test_the_explanation_method_follows_the_backbone(patch_model, masked_eyes_model, faces):
     assert explain(patch_model, patch_image(0, 5)[0], 0)[1] == "grad-cam"
-    loaded = load_version(trained_people[1])
-    crop = crop_face(face_photos["astronaut"], FaceOptions("mtcnn")).image
-    heat, method = explain(loaded, crop, 0)
-    assert method == "occlusion" and heat.shape == crop.shape[:2] and heat.max() == pytest.approx(1.0)
-    png = overlay_png(crop, heat)
-    assert png.startswith(b"\x89PNG")
+    assert explain(masked_eyes_model, faces["astronaut"], 0)[1] == "occlusion"

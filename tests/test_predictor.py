@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ml.errors import ImageError, NoActiveModel, NoFaceFound
+from ml.errors import FaceDxError, ImageError, NoActiveModel, NoFaceFound
 from ml.predictor import UNLIKE_TRAINING, Predictor
 from ml.registry import ModelRegistry
 from tests.conftest import clone_version, coloured_image, legacy_version, png_bytes
@@ -149,3 +149,67 @@ def test_a_version_written_before_blocks_and_card_formats_still_serves(tmp_path,
     expected = expected_for("grace_hopper")
     served = dict(result.probabilities)
     np.testing.assert_allclose([served["first"], served["second"]], expected, atol=1e-6)
+
+
+def test_the_explanation_of_a_prediction_is_the_explanation_of_its_crop(registry, trained):
+    from ml.explain import Explanation
+
+    registry.activate(trained[1].version)
+    predictor = Predictor(registry)
+    result = predictor.predict(png_bytes(coloured_image("alpha", seed=31)), explain=True)
+    assert isinstance(result.explanation, Explanation) and result.explanation.method == "grad-cam"
+    later = predictor.explain_crop(result.crop)            # what the page asks for after showing the result
+    np.testing.assert_allclose(later.heatmap, result.explanation.heatmap, atol=1e-5)
+    assert later.heatmap.dtype == np.float32 and later.heatmap.shape == result.crop.shape[:2]
+    assert later.overlay_png.startswith(b"\x89PNG") and later.seconds > 0
+    other = predictor.explain_crop(result.crop, class_index=2)
+    assert not np.allclose(other.heatmap, later.heatmap)
+    body = result.as_dict()["explanation"]
+    assert body["method"] == "grad-cam" and body["heatmap_png_base64"] and body["seconds"] >= 0
+
+
+@pytest.mark.parametrize("crop, class_index, error, words", [
+    (np.zeros((100, 100, 3), np.uint8), None, ImageError, "must be a 256 x 256 RGB image; this one is 100 x 100 x 3"),
+    (np.zeros((256, 256, 3), np.float32), None, ImageError, "float32"),
+    (np.zeros((256, 256, 3), np.uint8), 3, FaceDxError, "3 conditions; there is no condition number 3"),
+    (np.zeros((256, 256, 3), np.uint8), -1, FaceDxError, "no condition number -1"),
+])
+def test_explaining_a_crop_checks_it(registry, trained, crop, class_index, error, words):
+    registry.activate(trained[1].version)
+    with pytest.raises(error, match=words):
+        Predictor(registry).explain_crop(crop, class_index)
+
+
+def test_a_prediction_carries_retake_advice_and_the_faces_found(registry, trained, face_photos):
+    registry.activate(trained[1].version)
+    predictor = Predictor(registry)
+    small = predictor.predict(png_bytes(coloured_image("beta", seed=32)))      # used whole: 48 px
+    assert small.faces_found == 0
+    assert small.advice == ["The face is only 48 px wide; move closer or use a higher-resolution photo "
+                            "(at least 80 px across the face)."]
+    assert small.as_dict()["advice"] == small.advice and small.as_dict()["faces_found"] == 0
+    good = predictor.predict(png_bytes(face_photos["grace_hopper"]))
+    assert good.advice == [] and good.faces_found == 1 and good.as_dict()["face"] == good.face.as_dict()
+
+
+def test_a_nearly_black_photo_is_refused_before_it_is_analysed(registry, trained):
+    from ml.quality import UnusablePhoto
+
+    registry.activate(trained[1].version)
+    black = np.repeat(np.tile(np.linspace(0, 18, 120), (120, 1))[..., np.newaxis], 3, axis=2).astype(np.uint8)
+    with pytest.raises(UnusablePhoto, match="nearly black"):
+        Predictor(registry).predict(png_bytes(black))
+
+
+def test_with_several_faces_the_prediction_says_how_many_and_which_was_analysed(registry, trained, face_photos):
+    import cv2
+
+    registry.activate(trained[1].version)
+    big = cv2.resize(face_photos["grace_hopper"], (400, 400))
+    small = cv2.resize(face_photos["astronaut"], (250, 250))
+    canvas = np.full((400, 650, 3), 255, np.uint8)
+    canvas[:, 250:] = big
+    canvas[75:325, :250] = small
+    result = Predictor(registry).predict(png_bytes(canvas))
+    assert result.faces_found == 2 and result.as_dict()["faces_found"] == 2
+    assert result.face_source == "detected" and result.face.x >= 250      # the larger face, on the right

@@ -1,8 +1,13 @@
+import base64
 import io
+import logging
+import re
 
 import numpy as np
+import pytest
+from PIL import Image
 
-from tests.conftest import coloured_image, form_token, jpeg_bytes, login, png_bytes
+from tests.conftest import bearer_headers, coloured_image, form_token, jpeg_bytes, login, png_bytes
 
 
 def post_photo(client, data, name="photo.png"):
@@ -57,11 +62,12 @@ def test_bad_photos_get_a_message_and_the_form_again(app, client, tokens, active
     assert response.status_code == 400 and "Choose a photo first" in response.get_data(as_text=True)
 
 
-def test_result_shows_the_heat_map_calibrated_probabilities_and_a_print_view(client, tokens, active_model):
+def test_result_shows_calibrated_probabilities_a_map_with_its_scale_and_a_print_view(client, tokens, active_model):
     login(client, "dan")
     page = post_photo(client, png_bytes(coloured_image("alpha", seed=6))).get_data(as_text=True)
-    assert 'id="heatmap" src="data:image/png;base64,' in page and 'id="show-heatmap"' in page
-    assert "Calibrated probabilities" in page and "Grad-CAM" in page
+    assert 'id="face" src="data:image/png;base64,' in page and 'id="heatmap"' in page     # side by side
+    assert 'id="map-scale"' in page and "<stop " in page and "Computing the map" in page
+    assert "Calibrated probabilities" in page
     assert 'class="print-only"' in page and 'id="print-result"' in page
 
 
@@ -83,3 +89,264 @@ def test_the_doctor_is_told_to_refer_when_a_result_is_below_the_thresholds(app, 
     two_faces = np.concatenate([face_photos["astronaut"], face_photos["astronaut"]], axis=1)
     page = post_photo(client, png_bytes(np.ascontiguousarray(two_faces))).get_data(as_text=True)
     assert "Uncertain: refer for clinical assessment" in page and "2 faces are in the photo" in page
+
+
+@pytest.mark.parametrize("share, shown", [(1.0, ">99%"), (0.9996, ">99%"), (0.995, ">99%"), (0.994, "99%"),
+                                          (0.5, "50%"), (0.123, "12%"), (0.005, "1%"), (0.0049, "<1%"),
+                                          (0.0, "<1%")])
+def test_probabilities_read_as_whole_percents_never_100_or_0(share, shown):
+    from web.summaries import clinical_percent
+
+    assert clinical_percent(share) == shown
+
+
+def result_page(client, label="gamma", seed=3, name="photo.png"):
+    return post_photo(client, png_bytes(coloured_image(label, seed=seed)), name).get_data(as_text=True)
+
+
+def test_the_result_reads_in_whole_percents_and_in_clinical_terms(app, client, tokens, active_model):
+    from web import get_registry
+
+    login(client, "dan")
+    page = result_page(client)
+    table = page[page.index('id="probabilities"'):page.index("</table>")]
+    shown = re.findall(r'<td class="number">([^<]*)</td>', table)
+    assert len(shown) == 3 and all(re.fullmatch(r">99%|<1%|[1-9][0-9]?%", text) for text in shown), shown
+    assert re.search(r"Most likely: <strong id=\"top-label\">gamma</strong> \((>99|[1-9][0-9]?)%\)", page)
+    with app.app_context():
+        figures = get_registry().get(active_model).card.metrics["clinical"]["gamma"]
+    sensitivity, specificity = figures["sensitivity"], figures["specificity"]
+    sentence = " ".join(re.search(r'<p id="clinical-sentence">(.*?)<a', page, re.S).group(1).split())
+    assert sentence.startswith(f"In validation, of {sensitivity['n']} photos of people with <em>gamma</em>, the "
+                               f"model named it for {sensitivity['k']} (sensitivity ")
+    assert f"Of {specificity['n']} photos of people without it, it did not name it for {specificity['k']}" in sentence
+    assert "95% interval" in sentence and '<a href="#model-facts"' in page
+
+
+def test_model_facts_say_what_the_model_is_for_and_what_it_was_not_trained_on(app, client, tokens, active_model):
+    login(client, "dan")
+    for page in (result_page(client), client.get("/model-facts").get_data(as_text=True)):
+        facts = page[page.index('id="model-facts"'):]
+        assert "A screening aid for clinicians" in facts                      # the default intended use
+        assert "Not grouped by person" in facts                               # the fixture names nobody
+        assert re.search(r"<td>alpha</td><td class=\"number\">14</td>", facts)   # photos per condition
+        assert "Any condition other than alpha, beta, gamma" in facts
+        assert "did not give the sex, age, ancestry" in facts
+        assert f"Model version {active_model}" in facts
+
+
+def test_an_administrator_sets_the_intended_use_that_doctors_read(app, client, tokens, active_model):
+    admin = login(app.test_client(), "ada")
+    model_page = f"/admin/models/{active_model}"
+    assert "This is the default text" in admin.get(model_page).get_data(as_text=True)
+    text = "Screening of adults in the genetics clinic <only>."
+    response = admin.post(f"{model_page}/intended-use",
+                          data={"text": text, "csrf_token": form_token(admin, model_page)})
+    assert response.status_code == 302
+    assert "Set by ada" in admin.get(model_page).get_data(as_text=True)
+    refused = admin.post(f"{model_page}/intended-use", data={"text": "  ", "csrf_token": form_token(admin, model_page)})
+    assert refused.status_code == 400 and "Say what the model is for" in refused.get_data(as_text=True)
+    login(client, "dan")
+    facts = client.get("/model-facts").get_data(as_text=True)
+    assert "Screening of adults in the genetics clinic &lt;only&gt;." in facts
+    doctor = client.post(f"{model_page}/intended-use", data={"text": "x", "csrf_token": form_token(client, "/")})
+    assert doctor.status_code == 403
+
+
+def crop_of(page):
+    return base64.b64decode(re.search(r'id="face" src="data:image/png;base64,([^"]+)"', page).group(1))
+
+
+def post_crop(client, crop, version, **extra):
+    data = {"crop": (io.BytesIO(crop), "face.png"), "model_version": version,
+            "csrf_token": form_token(client, "/")} | extra
+    return client.post("/explain", data=data, content_type="multipart/form-data")
+
+
+def test_the_map_of_the_shown_face_is_computed_on_request(client, tokens, active_model):
+    login(client, "dan")
+    crop = crop_of(result_page(client))
+    response = post_crop(client, crop, active_model)
+    body = response.get_json()
+    assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
+    assert body["method"] == "grad-cam" and body["seconds"] >= 0 and isinstance(body["coloured"], bool)
+    overlay = Image.open(io.BytesIO(base64.b64decode(body["overlay_png_base64"])))
+    assert overlay.format == "PNG" and overlay.size == (256, 256)
+    assert "Expected time here: about" in client.get("/").get_data(as_text=True)    # measured from now on
+
+
+def test_the_map_route_takes_only_a_crop_sized_png_from_a_logged_in_doctor(app, client, tokens, active_model):
+    face = coloured_image("alpha", seed=5, size=256)
+    login(client, "dan")
+    cases = [(jpeg_bytes(face), 400, "PNG"), (png_bytes(face[:200]), 400, "256 x 256"),
+             (png_bytes(coloured_image("alpha", seed=5, size=600)), 422, "too large"),
+             (b"\x89PNG\r\n\x1a\n" + b"\0" * 100, 415, "not an image")]
+    for crop, status, message in cases:
+        response = post_crop(client, crop, active_model)
+        assert response.status_code == status and message in response.get_json()["message"], response.get_json()
+    response = post_crop(client, png_bytes(face), "another-version")
+    assert response.status_code == 409 and "analyse the photo again" in response.get_json()["message"]
+    assert post_crop(client, png_bytes(face), active_model, csrf_token="forged").status_code == 400
+    anonymous = app.test_client().post("/explain", data={"crop": (io.BytesIO(png_bytes(face)), "f.png")})
+    assert anonymous.status_code in (302, 400)           # to the login page, or stopped by the CSRF check first
+
+
+def test_neither_the_photo_nor_the_result_goes_into_the_logs(client, tokens, active_model, caplog):
+    login(client, "dan")
+    with caplog.at_level(logging.DEBUG):
+        page = result_page(client, "beta", name="jane-doe-1970.png")
+        post_crop(client, crop_of(page), active_model)
+    logged = " ".join(record.getMessage() for record in caplog.records)
+    assert "jane-doe" not in logged and not re.search(r"\b(alpha|beta|gamma)\b", logged)
+
+
+def test_the_result_and_an_error_name_the_file(client, tokens, active_model):
+    login(client, "dan")
+    assert '<p class="no-print" id="photo-name">Photo: <strong>visit 3.png</strong>' in result_page(
+        client, name="visit 3.png")
+    refused = post_photo(client, b"%PDF-1.4", "scan <1>.pdf").get_data(as_text=True)
+    assert "<strong>scan &lt;1&gt;.pdf</strong>: The file is not an image" in refused
+
+
+def test_the_form_shows_a_busy_state_and_the_chosen_file_once(client, tokens, active_model):
+    login(client, "dan")
+    page = client.get("/").get_data(as_text=True)
+    assert 'data-expected="This takes a few seconds."' in page        # nothing measured on this server yet
+    assert 'id="chosen-file"' in page and 'class="visually-hidden"' in page and 'id="analyse"' in page
+
+
+def test_advice_is_shown_above_the_result(app, client, tokens, active_model, face_photos):
+    from web import get_predictor
+
+    dark = (face_photos["astronaut"] * 0.12).astype(np.uint8)
+    with app.app_context():
+        advice = get_predictor().predict_image(dark).advice
+    assert advice
+    login(client, "dan")
+    page = post_photo(client, png_bytes(dark)).get_data(as_text=True)
+    assert page.index('id="advice"') < page.index('id="decision"')
+    for item in advice:
+        assert f"<li>{item}</li>" in page
+
+
+def test_with_several_faces_the_photo_is_shown_with_the_analysed_face_boxed(client, tokens, active_model,
+                                                                           face_photos):
+    login(client, "dan")
+    two_faces = np.ascontiguousarray(np.concatenate([face_photos["astronaut"], face_photos["astronaut"]], axis=1))
+    page = post_photo(client, png_bytes(two_faces)).get_data(as_text=True)
+    assert "2 faces are in the photo: the boxed one was analysed" in page
+    boxed = re.search(r'id="faces-photo">\s*<img src="data:image/jpeg;base64,([^"]+)"', page).group(1)
+    image = np.asarray(Image.open(io.BytesIO(base64.b64decode(boxed))).convert("RGB")).astype(int)
+    assert max(image.shape[:2]) == 480                     # a small copy, made in memory
+    yellow = (image[..., 0] > 200) & (image[..., 1] > 170) & (image[..., 2] < 90)
+    assert yellow.sum() > 200                              # the box's outline
+
+
+def record_assessment(client, page, assessment, **headers):
+    result = re.search(r'name="result" value="([^"]+)"', page).group(1)
+    return client.post("/feedback", data={"result": result, "assessment": assessment,
+                                          "csrf_token": form_token(client, "/")}, headers=headers)
+
+
+def test_a_doctor_records_and_amends_an_assessment_without_the_photo(app, client, tokens, active_model):
+    from web.db import Feedback, db
+
+    login(client, "dan")
+    page = result_page(client, "gamma")
+    response = record_assessment(client, page, "not yet known", Accept="application/json")
+    assert response.status_code == 200 and "Recorded: not yet known" in response.get_json()["message"]
+    assert record_assessment(client, page, "beta").status_code == 302     # the same result, changed: one record
+    with app.app_context():
+        (record,) = db.session.execute(db.select(Feedback)).scalars().all()
+        assert (record.model_version, record.decision, record.assessment) == (active_model, "gamma", "beta")
+        assert [label for label, _ in record.probabilities][0] == "gamma" and record.user_id is not None
+        assert set(Feedback.__table__.columns.keys()) == {
+            "id", "result_id", "user_id", "model_version", "probabilities_json", "decision", "assessment",
+            "created_at", "updated_at"}                                   # no column for a photo or a name
+    recent = client.get("/results").get_data(as_text=True)
+    assert '<option selected>beta</option>' in recent and "gamma" in recent
+    amend = f"/results/{record.id}"
+    assert client.post(amend, data={"assessment": "another condition",
+                                    "csrf_token": form_token(client, "/results")}).status_code == 302
+    unknown = client.post(amend, data={"assessment": "flu", "csrf_token": form_token(client, "/results")})
+    assert unknown.status_code == 400
+    with app.app_context():
+        assert db.session.get(Feedback, record.id).assessment == "another condition"
+    admin = login(app.test_client(), "ada")
+    assert "You have recorded no assessment yet" in admin.get("/results").get_data(as_text=True)   # only one's own
+    others = admin.post(amend, data={"assessment": "beta", "csrf_token": form_token(admin, "/results")})
+    assert others.status_code == 404
+
+
+def test_a_recorded_result_cannot_be_forged(client, tokens, active_model):
+    login(client, "dan")
+    page = result_page(client)
+    forged = page.replace('name="result" value="', 'name="result" value="x')
+    assert record_assessment(client, forged, "beta").status_code == 400
+    assert record_assessment(client, page, "measles").status_code == 400
+
+
+def test_administrators_see_the_agreement_of_assessments_with_the_model(app, client, tokens, active_model):
+    login(client, "dan")
+    for label, assessment in (("gamma", "gamma"), ("beta", "beta"), ("beta", "gamma"), ("alpha", "not yet known")):
+        assert record_assessment(client, result_page(client, label, seed=30), assessment).status_code == 302
+    body = client.get(f"/api/v1/models/{active_model}/feedback", headers=bearer_headers(tokens["admin"])).get_json()
+    assert body["decisions"] == ["alpha", "beta", "gamma", "referred"]
+    assert body["assessments"] == ["alpha", "beta", "gamma", "another condition", "not yet known"]
+    assert (body["total"], body["named_and_known"], body["agreed"]) == (4, 3, 2)
+    assert body["counts"][2][1] == 1 and body["counts"][4][0] == 1
+    doctor = client.get(f"/api/v1/models/{active_model}/feedback", headers=bearer_headers(tokens["doctor"]))
+    assert doctor.status_code == 403
+    missing = client.get("/api/v1/models/nope/feedback", headers=bearer_headers(tokens["admin"]))
+    assert missing.status_code == 404
+    admin = login(app.test_client(), "ada")
+    table = admin.get(f"/admin/models/{active_model}").get_data(as_text=True)
+    assert 'id="agreement"' in table and "they agreed 2 time(s) out of 3" in table
+
+
+def test_error_pages_are_the_apps_own(client, tokens):
+    login(client, "dan")
+    forbidden = client.get("/admin/models")
+    page = forbidden.get_data(as_text=True)
+    assert forbidden.status_code == 403 and "This page is for administrators" in page
+    assert "logged in as dan" in page and 'class="brand"' in page and "permission" not in page
+    missing = client.get("/no-such-page")
+    assert missing.status_code == 404 and "Page not found" in missing.get_data(as_text=True)
+    assert "requested URL was not found" not in missing.get_data(as_text=True)
+
+
+def test_pages_for_a_logged_in_user_are_never_cached(client, tokens, active_model):
+    assert "no-store" not in client.get("/login").headers.get("Cache-Control", "")
+    login(client, "dan")
+    for path in ("/", "/model-facts", "/results", "/admin/models"):
+        assert client.get(path).headers["Cache-Control"] == "no-store", path
+
+
+def test_a_version_from_before_clinical_figures_gets_them_from_its_held_out_predictions(trained, tmp_path):
+    import shutil
+
+    from ml.registry import ModelRegistry
+    from web.summaries import clinical_figures_of
+
+    _, version, _ = trained
+    registry = ModelRegistry(tmp_path / "models")
+    metrics = {k: v for k, v in version.card.metrics.items() if k != "clinical"}
+
+    def copy(folder):
+        for name in version.card.files:
+            shutil.copy(version.path / name, folder / name)
+        return version.card.files
+    older = registry.save(version.card.replace(metrics=metrics), copy)
+    assert "clinical" not in older.card.metrics
+    assert clinical_figures_of(older) == version.card.metrics["clinical"]
+
+
+def test_the_facts_name_the_people_a_dataset_left_out():
+    from web.summaries import blind_spots
+
+    rows = [{"attribute": "sex", "group": "female"}, {"attribute": "age", "group": "18+"},
+            {"attribute": "age", "group": "3-12"}]
+    spots = blind_spots(["child", "adult"], rows)
+    assert spots[0].startswith("Any condition other than child, adult")
+    assert "did not give the ancestry of the people photographed" in spots[1]
+    assert "No photos of people aged 0-2, 13-17 (in years)." in spots and "Photos of one sex only (female)." in spots

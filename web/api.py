@@ -4,14 +4,15 @@ from flask import Blueprint, g, jsonify, request
 from ml.datasets import list_datasets
 from ml.errors import FaceDxError
 from web import datasets_root, get_predictor, get_registry
-from web.admin import import_upload
 from web.auth import csrf, user_for_token
-from web.db import TrainingJob, audit, db
+from web.db import audit, db
 from web.errors import error_response
-from web.privacy import keep_photo
+from web.feedback import agreement
+from web.privacy import decoded_photo
 from web.bundles import bundle_download, bundle_upload
 from web.summaries import broken_summary, version_summary
-from web.jobs import cancel, get_job, job_state, reconcile, start_training
+from web.imports import dataset_summary, import_state, start_import
+from web.jobs import cancel, get_job, job_state, list_jobs, start_training
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)          # no cookies here: a bearer token cannot be sent by another site's form
@@ -53,9 +54,8 @@ def predict():
     explain = (request.args.get("explain") or request.form.get("explain") or "").lower()
     if explain not in ("", "true", "false", "1", "0"):
         return error_response(400, "explain must be true or false.")
-    photo = upload.read()
-    keep_photo(photo)
-    response = jsonify(get_predictor().predict(photo, explain=explain in ("true", "1")).as_dict())
+    photo = decoded_photo(upload.read())
+    response = jsonify(get_predictor().predict_image(photo, explain=explain in ("true", "1")).as_dict())
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -76,6 +76,12 @@ def list_models():
 def export_model(version):
     """Download a version as a bundle (zip) to import at another site."""
     return bundle_download(version, g.api_user)
+
+
+@bp.get("/models/<version>/feedback")
+def model_feedback(version):
+    """Doctors' assessments of a version's results against its decisions: counts per (assessment, decision)."""
+    return jsonify(agreement(get_registry().get(version)))
 
 
 @bp.post("/models")
@@ -101,19 +107,33 @@ def activate_model(version):
 
 @bp.post("/datasets")
 def create_dataset():
-    """Import a dataset from the multipart fields `archive` and `name` (optional `face_fallback`)."""
+    """Start importing a dataset from the multipart fields `archive` and `name` (optional `face_fallback`).
+
+    Answers 202 with the import job at once; GET its Location until it has ended.
+    """
     upload, name = request.files.get("archive"), request.form.get("name", "")
     if upload is None or not name:
         return error_response(400, "Send the multipart fields 'archive' (a zip) and 'name'.")
-    dataset = import_upload(upload, name, request.form.get("face_fallback", "none"), g.api_user)
-    return jsonify(dataset_summary(dataset) | {"rejected": dataset.manifest["rejected"]}), 201
+    job = start_import(upload, name, request.form.get("face_fallback", "none"), g.api_user)
+    response = jsonify(import_state(job))
+    response.headers["Location"] = f"/api/v1/dataset-imports/{job.id}"
+    return response, 202
 
 
-def dataset_summary(dataset):
-    manifest = dataset.manifest
-    return {"name": dataset.id, "labels": manifest["labels"], "counts": manifest["counts"],
-            "images": len(manifest["images"]), "rejected_count": len(manifest["rejected"]),
-            "created": manifest["created"]}
+@bp.get("/dataset-imports/<int:job_id>")
+def get_dataset_import(job_id):
+    """An import's status and progress; once it succeeded, `result` holds the dataset with its rejected files."""
+    return jsonify(import_state(get_job(job_id, "import")))
+
+
+@bp.post("/dataset-imports/<int:job_id>/cancel")
+def cancel_dataset_import(job_id):
+    """Stop an import; nothing of it is kept."""
+    job = get_job(job_id, "import")
+    cancel(job)
+    audit(g.api_user, "dataset.import_cancel", f"import {job_id}")
+    db.session.commit()
+    return jsonify(import_state(job)), 202
 
 
 @bp.get("/datasets")
@@ -140,21 +160,19 @@ def create_training_job():
 @bp.get("/training-jobs")
 def list_training_jobs():
     """List training jobs, newest first."""
-    reconcile()
-    jobs = db.session.execute(db.select(TrainingJob).order_by(TrainingJob.id.desc()).limit(100)).scalars()
-    return jsonify(jobs=[job_state(job) for job in jobs])
+    return jsonify(jobs=[job_state(job) for job in list_jobs("training", limit=100)])
 
 
 @bp.get("/training-jobs/<int:job_id>")
 def get_training_job(job_id):
     """A job's status, progress and history."""
-    return jsonify(job_state(get_job(job_id)))
+    return jsonify(job_state(get_job(job_id, "training")))
 
 
 @bp.post("/training-jobs/<int:job_id>/cancel")
 def cancel_training_job(job_id):
     """Ask a job to stop."""
-    job = get_job(job_id)
+    job = get_job(job_id, "training")
     cancel(job)
     audit(g.api_user, "training.cancel", f"job {job_id}")
     db.session.commit()

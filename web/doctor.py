@@ -1,20 +1,35 @@
-"""The doctor's page: upload a face photo, get every condition with its probability."""
+"""The doctor's pages: upload a face photo, get every condition with its probability, its basis and its map."""
 import base64
+import io
+import math
+import statistics
+import time
+from collections import deque
 from datetime import datetime, timezone
 
-from flask import Blueprint, current_app, render_template, request
-from flask_login import login_required
+from flask import Blueprint, current_app, jsonify, render_template, request
+from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
+from PIL import Image, ImageDraw
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ml.errors import FaceDxError, NoActiveModel
-from ml.images import encode_png
+from ml.explain import COLOUR_SCALE, SHOWN_FROM
+from ml.faces import CROP_SIZE
+from ml.images import decode_image, encode_png
 from web import get_predictor, get_registry
-from web.errors import status_of
-from web.privacy import keep_photo
+from web.errors import error_code, status_of
+from web.feedback import assessments, result_token
+from web.privacy import decoded_photo
+from web.summaries import clinical_percent, model_facts
 
 bp = Blueprint("doctor", __name__)
+bp.add_app_template_filter(clinical_percent)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+BOXED_PHOTO_SIDE = 480        # the photo with the analysed face boxed, shown when it holds several faces
+TIMINGS_KEPT = 20
 
 
 class PredictForm(FlaskForm):
@@ -29,39 +44,124 @@ def model_status():
         return None, f"{error} Until then photos cannot be analysed."
 
 
+def remember_seconds(kind, seconds):
+    """Keep how long an analysis or a map took on this server, to tell the next doctor how long to wait."""
+    timings = current_app.extensions.setdefault("facedx.doctor_timings", {})
+    timings.setdefault(kind, deque(maxlen=TIMINGS_KEPT)).append(seconds)
+
+
+def expected_seconds(kind):
+    """Return the median whole seconds of the last analyses or maps here, or None before the first."""
+    recent = list(current_app.extensions.get("facedx.doctor_timings", {}).get(kind, ()))
+    return max(1, math.ceil(statistics.median(recent))) if recent else None
+
+
+def shown_name(filename):
+    """Return the chosen file's name as the doctor knows it, for the page only (never stored or logged)."""
+    return (filename or "")[:120]
+
+
+def predict_page(form, version, status=200, **context):
+    """Render the upload form, with the time an analysis takes here."""
+    return render_template("doctor/predict.html", form=form, version=version,
+                           expected=expected_seconds("analysis"), **context), status
+
+
 @bp.route("/", methods=["GET", "POST"], endpoint="predict")
 @login_required
 def predict():
-    """Show the upload form; on POST analyse the photo and show the result."""
+    """Show the upload form; on POST analyse the photo and show the result (its map follows from /explain)."""
     version, unavailable = model_status()
     form = PredictForm()
     if request.method == "GET" or unavailable:
-        return render_template("doctor/predict.html", form=form, version=version, unavailable=unavailable), \
-            503 if unavailable and request.method == "POST" else 200
+        return predict_page(form, version, 503 if unavailable and request.method == "POST" else 200,
+                            unavailable=unavailable)
     if not form.validate_on_submit():
-        return render_template("doctor/predict.html", form=form, version=version), 400
+        return predict_page(form, version, 400)
+    filename = shown_name(form.photo.data.filename)
+    started = time.perf_counter()
     try:
-        photo = form.photo.data.read()
-        keep_photo(photo)
-        prediction = get_predictor().predict(photo, explain=True)
+        photo = decoded_photo(form.photo.data.read())
+        prediction = get_predictor().predict_image(photo)
     except FaceDxError as error:
-        return render_template("doctor/predict.html", form=form, version=version, error=str(error)), \
-            status_of(error)
-    # The version read at the start of the request, unless an activation came in between.
-    served = version if version.version == prediction.model_version else get_registry().get(prediction.model_version)
+        return predict_page(form, version, status_of(error), error=str(error), filename=filename)
+    remember_seconds("analysis", time.perf_counter() - started)
+    served = get_registry().get(prediction.model_version)      # an activation may have come in between
     response = current_app.make_response(render_template(
         "doctor/result.html", form=PredictForm(formdata=None), prediction=prediction, version=served,
-        crop=base64.b64encode(encode_png(prediction.crop)).decode(),
-        heatmap=base64.b64encode(prediction.explanation["heatmap"]).decode(),
+        facts=model_facts(served), filename=filename, crop=base64.b64encode(encode_png(prediction.crop)).decode(),
+        boxed_photo=boxed_photo(photo, prediction.face) if prediction.faces_found > 1 else None,
+        result=result_token(prediction), assessments=assessments(served.card.labels),
+        expected=expected_seconds("analysis"), expected_map=expected_seconds("map"), scale=colour_scale(),
         analysed_at=datetime.now(timezone.utc)))
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
+def colour_scale():
+    """Return the map's colour scale as the page draws it: the share left uncoloured, then (offset, colour) stops."""
+    stops = [((value - SHOWN_FROM) / (1 - SHOWN_FROM), "rgb({}, {}, {})".format(*colour))
+             for value, colour in COLOUR_SCALE]
+    return {"uncoloured": SHOWN_FROM, "stops": stops}
+
+
+def boxed_photo(rgb, box):
+    """Return a small copy of the photo with the analysed face boxed, as base64 JPEG (in memory only)."""
+    image = Image.fromarray(rgb)
+    scale = min(1.0, BOXED_PHOTO_SIDE / max(image.size))
+    image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+    corners = [round(v * scale) for v in (box.x, box.y, box.x + box.width, box.y + box.height)]
+    ImageDraw.Draw(image).rectangle(corners, outline=(255, 214, 0), width=max(2, image.width // 120))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=85)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def refuse(status, message):
+    """Answer the result page's script with {error, message}."""
+    return jsonify(error=error_code(status), message=message), status
+
+
+@bp.post("/explain")
+@login_required
+def explain():
+    """Return the heat map of the face shown on a result page, sent back as its PNG (in memory, never logged)."""
+    upload = request.files.get("crop")
+    data = upload.read() if upload else b""
+    if not data.startswith(PNG_SIGNATURE):
+        return refuse(400, f"Send the analysed face as a {CROP_SIZE} x {CROP_SIZE} PNG in the field 'crop'.")
+    try:
+        crop = decode_image(data, max_pixels=CROP_SIZE * CROP_SIZE)
+        if crop.shape != (CROP_SIZE, CROP_SIZE, 3):
+            return refuse(400, f"The face must be {CROP_SIZE} x {CROP_SIZE} pixels, as the result page sends it.")
+        if request.form.get("model_version") != get_predictor().current().version:
+            return refuse(409, "The model changed since this result was shown: analyse the photo again.")
+        started = time.perf_counter()
+        explanation = get_predictor().explain_crop(crop)
+    except FaceDxError as error:
+        return refuse(status_of(error), str(error))
+    remember_seconds("map", time.perf_counter() - started)
+    response = jsonify(method=explanation.method,
+                       overlay_png_base64=base64.b64encode(explanation.overlay_png).decode(),
+                       coloured=bool(explanation.heatmap.max() >= SHOWN_FROM), seconds=round(explanation.seconds, 2))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/model-facts")
+@login_required
+def facts():
+    """Show what the active model is for, what it was trained and evaluated on, and what it was not."""
+    version, unavailable = model_status()
+    return render_template("doctor/model_facts.html", version=version, unavailable=unavailable,
+                           facts=model_facts(get_registry().get(version.version)) if version else None)
+
+
 @bp.errorhandler(RequestEntityTooLarge)
 def photo_too_large(error):
     """Refuse a photo over the limit with the form again (the body was never read)."""
+    if not current_user.is_authenticated:       # its limit was a login form's: send it to log in
+        return current_app.login_manager.unauthorized()
     version, unavailable = model_status()
     message = f"The photo is too large; the limit is {current_app.config['MAX_IMAGE_BYTES'] // 1024 ** 2} MB."
-    return render_template("doctor/predict.html", form=PredictForm(formdata=None), version=version,
-                           unavailable=unavailable, error=message), 413
+    return predict_page(PredictForm(formdata=None), version, 413, unavailable=unavailable, error=message)

@@ -1,4 +1,8 @@
 """What pages, the API and the command line show of a model version, computed in one place."""
+import json
+import math
+
+from ml.evaluation import AGE_BANDS, clinical_figures
 
 
 def version_summary(version, active=None):
@@ -38,3 +42,74 @@ def percent(value, std=None):
         return "n/a"
     text = f"{value * 100:.1f}%"
     return text if std is None else f"{text} ± {std * 100:.1f}"
+
+
+def clinical_percent(share):
+    """Format a share as a clinician reads it: whole percents, never '100%' or '0%' ('>99%', '<1%')."""
+    whole = math.floor(share * 100 + 0.5)
+    if whole >= 100:
+        return ">99%"
+    return "<1%" if whole <= 0 else f"{whole}%"
+
+
+def clinical_figures_of(version):
+    """Return each condition's sensitivity and specificity: from the card, else from its held-out predictions."""
+    figures = version.card.metrics.get("clinical")
+    if figures:
+        return figures
+    # Cards from before these figures were recorded keep their out-of-fold predictions beside them.
+    try:
+        rows = json.loads((version.path / "evaluation.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not rows:
+        return None
+    predicted = [max(range(len(row["probabilities"])), key=row["probabilities"].__getitem__) for row in rows]
+    return clinical_figures([row["label"] for row in rows], predicted, version.card.labels)
+
+
+DEFAULT_INTENDED_USE = (
+    "A screening aid for clinicians. From a photo of one patient's face it ranks the conditions listed below by "
+    "probability, to help decide whether to refer the patient for a clinical assessment. It does not diagnose, "
+    "and it knows no condition other than those listed: a clinician must assess every patient.")
+
+
+def intended_use(version_name):
+    """Return (what the version is for, who last set it or None for the default)."""
+    from web.db import IntendedUse, db
+
+    row = db.session.get(IntendedUse, version_name)
+    return (row.text, row.updated_by) if row else (DEFAULT_INTENDED_USE, None)
+
+
+def model_facts(version):
+    """Return what a doctor should know of a model version: its use, data, evaluation and blind spots."""
+    card, metrics = version.card, version.card.metrics
+    subgroups = metrics.get("subgroups") or []
+    return {
+        "version": version.version, "created": (card.created or "")[:10], "pipeline": card.pipeline_name,
+        "intended_use": intended_use(version.version)[0], "labels": card.labels,
+        "photos": {label: row.get("support") for label, row in metrics["per_class"].items()},
+        "images": card.dataset.get("images"), "evaluation": metrics.get("note", ""),
+        "grouped": metrics.get("grouped", False), "clinical": clinical_figures_of(version),
+        "subgroups": subgroups, "not_trained_on": blind_spots(card.labels, subgroups),
+    }
+
+
+def blind_spots(labels, subgroups):
+    """Say what a model was not trained on: other conditions, and the people its dataset did not describe."""
+    spots = [f"Any condition other than {', '.join(labels)}: a patient with another condition still gets one of "
+             "these, with a probability that means nothing."]
+    given = {}
+    for row in subgroups:
+        given.setdefault(row["attribute"], set()).add(row["group"])
+    missing = [name for name in ("sex", "age", "ancestry") if name not in given]
+    if missing:
+        spots.append(f"The dataset did not give the {', '.join(missing)} of the people photographed: how the model "
+                     "does for each such group was not measured.")
+    absent_ages = [name for _, name in AGE_BANDS if "age" in given and name not in given["age"]]
+    if absent_ages:
+        spots.append(f"No photos of people aged {', '.join(absent_ages)} (in years).")
+    if len(given.get("sex", ())) == 1:
+        spots.append(f"Photos of one sex only ({next(iter(given['sex']))}).")
+    return spots

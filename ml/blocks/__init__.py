@@ -12,7 +12,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from ml.backbones.dlib_face import DlibFaceBackbone
+from ml.backbones.dlib_face import CHIP_PADDING, CHIP_SIZE, DlibFaceBackbone, import_dlib
 from ml.blocks.geometry import GEOMETRY_SIZE, Landmarks68, landmark_geometry
 from ml.blocks.hog import HOG_SIZE, hog_descriptor
 from ml.blocks.lbp import LBP_BINS, lbp_histograms
@@ -36,8 +36,37 @@ class AlignedFace:
     def points(self):
         """Return the 68 landmarks of the face in the crop (found once)."""
         if self._points is None:
-            self._points = _landmarks68().points(self.crop)
+            self._points = face_landmarks(self.crop)
         return self._points
+
+
+@dataclass(frozen=True)
+class ChipFrame:
+    """A crop's aligned chip and where the chip lies in the crop (dlib's chip details)."""
+    crop: np.ndarray
+    chip: np.ndarray
+    details: object
+
+    def on_crop(self, chip_values):
+        """Return a float32 image of the crop's size holding chip-sized values where the chip lies (0 elsewhere)."""
+        dlib, _ = import_dlib("Face alignment")
+        drawn = np.zeros(self.crop.shape[:2], np.float32)
+        dlib.insert_image_chip(drawn, np.ascontiguousarray(chip_values, dtype=np.float32), self.details)
+        return drawn
+
+    def box_on_crop(self, box):
+        """Return where a box (x0, y0, x1, y1) of the chip lies in the crop, as a boolean mask."""
+        x0, y0, x1, y1 = box
+        column, row, covered = self._chip_pixels
+        # Chip pixel i covers [i - 0.5, i + 0.5): the box covers [x0 - 0.5, x1 - 0.5) across.
+        return covered & (column >= x0 - 0.5) & (column < x1 - 0.5) & (row >= y0 - 0.5) & (row < y1 - 0.5)
+
+    @functools.cached_property
+    def _chip_pixels(self):
+        """Return, for each crop pixel, the chip column and row it shows, and whether the chip covers it."""
+        rows, columns = np.indices(self.chip.shape[:2], dtype=np.float32)
+        covered = self.on_crop(np.ones(self.chip.shape[:2], np.float32)) >= 0.5
+        return self.on_crop(columns), self.on_crop(rows), covered
 
 
 class FeatureBlock(Protocol):
@@ -153,6 +182,36 @@ class FaceFeatures:
         shape = self.aligner.landmarks(np.ascontiguousarray(reference)) if reference is not None else None
         return [AlignedFace(np.ascontiguousarray(crop), self.aligner.align(crop, shape)) for crop in crops]
 
+    def chip_frame(self, crop):
+        """Return the ChipFrame of a crop: its chip is the very one `features` computes."""
+        dlib, _ = import_dlib("Face alignment")
+        crop = np.ascontiguousarray(crop)
+        shape = self.aligner.landmarks(crop)
+        details = dlib.get_face_chip_details(shape, size=CHIP_SIZE, padding=CHIP_PADDING)
+        return ChipFrame(crop, self.aligner.align(crop, shape), details)
+
+    def occluded_features(self, frame, boxes, fill):
+        """Return the features of a face for each box (x0, y0, x1, y1) of its chip filled in turn (None: none is).
+
+        One alignment serves every box: the chip is filled directly, and where a block finds 68
+        landmarks on the crop, the crop has the same region filled.
+        """
+        reads_crop = any(isinstance(block, GeometryBlock) for block in self.blocks)
+        faces = []
+        for box in boxes:
+            if box is None:
+                faces.append(AlignedFace(frame.crop, frame.chip))
+                continue
+            x0, y0, x1, y1 = box
+            chip = frame.chip.copy()
+            chip[y0:y1, x0:x1] = fill
+            crop = frame.crop
+            if reads_crop:
+                crop = crop.copy()
+                crop[frame.box_on_crop(box)] = fill
+            faces.append(AlignedFace(crop, chip))
+        return np.concatenate([np.asarray(block.features(faces), np.float32) for block in self.blocks], axis=1)
+
     def block_features(self, crops, reference=None):
         """Return one array per block for the crops (one alignment shared by the blocks)."""
         faces = self.align(crops, reference)
@@ -192,6 +251,11 @@ def load_extractor(card, folder):
     if blocks == ["dlib-face"] and card.pipeline is None:
         return DlibFaceBackbone()      # a version from before blocks: the descriptor without its mirror
     return FaceFeatures(blocks)
+
+
+def face_landmarks(crop):
+    """Return dlib's 68 landmarks (x, y) of the face in the middle of a crop, with the process's one predictor."""
+    return _landmarks68().points(crop)
 
 
 @functools.cache

@@ -1,11 +1,20 @@
-// Photo drop zone, dataset upload progress and confirmation of dangerous buttons. No inline script: the
-// pages' Content-Security-Policy allows scripts from this site only.
+// Photo drop zone and busy state, dataset upload progress and confirmation of dangerous buttons. No inline
+// script: the pages' Content-Security-Policy allows scripts from this site only.
 (function () {
   "use strict";
 
+  // This page may be the answer to a POST (a result, or the form with its error): turn its history entry
+  // into a plain GET of the same address, so that Back or reload never offers to send the photo again.
+  window.history.replaceState(null, "", window.location.href);
+
   var drop = document.getElementById("drop-zone");
   var photo = document.getElementById("photo");
+  var chosen = document.getElementById("chosen-file");
   if (drop && photo) {
+    var showChosen = function () {
+      chosen.textContent = photo.files.length ? "Chosen: " + photo.files[0].name : "";
+    };
+    photo.addEventListener("change", showChosen);
     ["dragenter", "dragover"].forEach(function (name) {
       drop.addEventListener(name, function (event) { event.preventDefault(); drop.classList.add("over"); });
     });
@@ -16,8 +25,18 @@
       event.preventDefault();
       if (event.dataTransfer.files.length) {
         photo.files = event.dataTransfer.files;
-        drop.querySelector("span").textContent = event.dataTransfer.files[0].name;
+        showChosen();
       }
+    });
+  }
+
+  var predictForm = document.getElementById("predict-form");
+  if (predictForm) {
+    predictForm.addEventListener("submit", function () {
+      var button = document.getElementById("analyse");
+      button.disabled = true;
+      button.textContent = "Analysing…";
+      document.getElementById("busy").textContent = predictForm.dataset.expected;
     });
   }
 
@@ -56,15 +75,6 @@
       });
       request.open("POST", form.getAttribute("action") || window.location.href);
       request.send(new FormData(form));
-    });
-  }
-
-  var printButton = document.getElementById("print-result");
-  if (printButton) {
-    printButton.addEventListener("click", function () {
-      var reference = document.getElementById("patient-reference").value;
-      document.querySelectorAll(".reference-line").forEach(function (line) { line.textContent = reference; });
-      window.print();
     });
   }
 
