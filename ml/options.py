@@ -15,6 +15,11 @@ HEADS = ("linear", "softmax", "svm")
 MIXED_PRECISION = ("auto", "on", "off")
 MAX_WEIGHTS_PATH = 1000
 _KIND_NAMES = {int: "a whole number", float: "a number"}
+# Where the options of VGG16 blocks, the softmax head and fine-tuning make a difference (`auto` compares
+# the VGG16 blocks too where their weights are present).
+FOR_VGG = {"backbone": ("auto",) + VGG_BLOCKS}
+FOR_SOFTMAX = {"head": ("softmax",)}
+FOR_FINE_TUNING = {"backbone": VGG_BLOCKS, "head": ("softmax",)}
 
 
 def check_pipeline(name):
@@ -58,6 +63,7 @@ class OptionSpec:
     offered: tuple = ()             # text: the values a form offers, where `check` allows others too
     check: Callable | None = None   # text: raises TrainingError for a value it refuses
     auto: bool = False              # None ("auto" from users): chosen during training
+    applies_to: dict = field(default_factory=dict)     # {"backbone": (...), "head": (...)}; {}: every run
 
     def allowed(self):
         """Describe the values this option takes, e.g. 'a whole number from 1 to 1000'."""
@@ -72,6 +78,11 @@ class OptionSpec:
                     else f"{low} and {high}")
             text = f"{_KIND_NAMES[self.kind]} {span}"
         return f"auto or {text}" if self.auto else text
+
+    def applies(self, backbone, head):
+        """Say whether this option makes a difference to a run with the given backbone and head."""
+        chosen = {"backbone": backbone, "head": head}
+        return all(chosen[name] in values for name, values in self.applies_to.items())
 
     def describe(self):
         """Return the help, with the range of a number, as the CLI and the training form show it."""
@@ -142,27 +153,33 @@ class TrainingOptions:
     folds: int = option(5, "Cross-validation folds.", low=2, high=20)
     weights: str = option("pretrained", "VGG16 blocks: pretrained (imagenet is a synonym for vgg16-imagenet), "
                           "none (random, for tests), or the path of a weights file.", check=check_weights,
-                          offered=("pretrained", "none"))
-    image_size: int = option(224, "VGG16 blocks' input size in pixels.", low=32, high=512)
-    epochs: int = option(30, "Softmax head epochs (with early stopping).", low=1, high=1000)
+                          offered=("pretrained", "none"), applies_to=FOR_VGG)
+    image_size: int = option(224, "VGG16 blocks' input size in pixels.", low=32, high=512, applies_to=FOR_VGG)
+    epochs: int = option(30, "Softmax head epochs (with early stopping).", low=1, high=1000, applies_to=FOR_SOFTMAX)
     fine_tune_epochs: int = option(0, "Softmax head on a VGG16 block: epochs fine-tuning its last convolutional "
-                                   "block, evaluated on a held-out split.", low=0, high=1000)
-    batch_size: int = option(16, "Photos per training step of the softmax head.", low=1, high=512)
-    learning_rate: float = option(1e-3, "Learning rate of the softmax head.", low=0, high=1, interval="(]")
-    fine_tune_learning_rate: float = option(1e-5, "Learning rate while fine-tuning.", low=0, high=1, interval="(]")
+                                   "block, evaluated on a held-out split.", low=0, high=1000,
+                                   applies_to=FOR_FINE_TUNING)
+    batch_size: int = option(16, "Photos per training step of the softmax head.", low=1, high=512,
+                             applies_to=FOR_SOFTMAX)
+    learning_rate: float = option(1e-3, "Learning rate of the softmax head.", low=0, high=1, interval="(]",
+                                  applies_to=FOR_SOFTMAX)
+    fine_tune_learning_rate: float = option(1e-5, "Learning rate while fine-tuning.", low=0, high=1, interval="(]",
+                                            applies_to=FOR_FINE_TUNING)
     mixed_precision: str = option("auto", "Fine-tuning in float16 arithmetic with float32 weights; auto: when a "
-                                  "GPU is present.", choices=MIXED_PRECISION)
+                                  "GPU is present.", choices=MIXED_PRECISION, applies_to=FOR_FINE_TUNING)
     regularization: float | None = option(None, "C of the linear head (smaller: stronger regularisation); auto: "
                                           "chosen by inner cross-validation.", kind=float, low=0, high=1_000_000,
-                                          interval="(]", auto=True)
+                                          interval="(]", auto=True, applies_to={"head": ("linear", "svm")})
     min_coverage: float = option(0.8, "Abstention thresholds answer at least this share of held-out photos.",
                                  low=0.5, high=1)
-    dropout: float = option(0.3, "Dropout before the softmax layer.", low=0, high=1, interval="[)")
-    patience: int = option(5, "Epochs without improvement before early stopping.", low=1, high=1000)
+    dropout: float = option(0.3, "Dropout before the softmax layer.", low=0, high=1, interval="[)",
+                            applies_to=FOR_SOFTMAX)
+    patience: int = option(5, "Epochs without improvement before early stopping.", low=1, high=1000,
+                           applies_to=FOR_SOFTMAX)
     test_fraction: float = option(0.2, "Share of the photos held out for testing when fine-tuning.", low=0,
-                                  high=0.5, interval="()")
+                                  high=0.5, interval="()", applies_to=FOR_FINE_TUNING)
     validation_fraction: float = option(0.15, "Share of the training photos kept for early stopping and "
-                                        "calibration.", low=0, high=0.5, interval="()")
+                                        "calibration.", low=0, high=0.5, interval="()", applies_to=FOR_SOFTMAX)
     seed: int = option(1337, "Seed of every random choice, for repeatable runs.", low=0, high=2 ** 32 - 1)
 
     def __post_init__(self):

@@ -122,6 +122,7 @@ def test_admin_trains_and_activates_then_a_doctor_predicts(server, page, tmp_pat
     assert "set by an administrator" in page.inner_text("#calibration")
     page.click("#confusion tbody tr:nth-child(2) td.diagonal a")               # beta predicted as beta
     assert page.locator("#cell-photos img").count() >= 1
+    assert page.inner_text("h1") == "beta predicted as beta"
     snap(page, "admin-cell")
     assert page.problems == []
 
@@ -131,30 +132,51 @@ def test_admin_trains_and_activates_then_a_doctor_predicts(server, page, tmp_pat
     photo.write_bytes(png_bytes(coloured_image("gamma", seed=21)))    # like the training photos
     snap(page, "doctor-predict")
     page.set_input_files("#photo", str(photo))
-    page.click("button:has-text('Analyse')")
+    assert page.inner_text("#drop-zone").count("patient.png") == 1
+    analyse_held_back(page)
     page.wait_for_selector("#probabilities")
     rows = page.locator("#probabilities tr")
     assert rows.count() == 3
-    assert page.inner_text("#top-label") == "gamma"
-    assert "not a diagnosis" in page.inner_text("main") and "Calibrated probabilities" in page.inner_text("main")
-    expect(page.locator("#heatmap")).to_be_visible()
-    page.uncheck("#show-heatmap")
-    expect(page.locator("#heatmap")).to_be_hidden()
-    page.check("#show-heatmap")
+    assert page.inner_text("#top-label") == "gamma" and page.inner_text("#photo-name") == "Photo: patient.png"
+    main = page.inner_text("main")
+    assert "not a diagnosis" in main and "Calibrated probabilities" in main and "100%" not in main
+    expect(page.locator("#clinical-sentence")).to_contain_text(
+        "In validation, of 8 photos of people with gamma, the model named it for")
+    expect(page.locator("#heatmap")).to_be_visible(timeout=60_000)          # loaded after the result
+    expect(page.locator("#face")).to_be_visible()
+    expect(page.locator("#map-scale")).to_be_visible()
+    expect(page.locator("#map-figure")).to_contain_text("Grad-CAM")
+    page.select_option("#assessment", "gamma")
+    page.click("#feedback-form button")
+    expect(page.locator("#feedback-status")).to_contain_text("Recorded: gamma")
     snap(page, "doctor-result-generated")
+    page.emulate_media(media="print")                 # the printout keeps the figures, the map and its basis
+    for kept in ("#decision", "#clinical-sentence", "#face", "#heatmap", "#map-scale", "#model-facts"):
+        expect(page.locator(kept)).to_be_visible()
+    for left_off in ("#photo-name", "#feedback", "#patient-reference", "#predict-form"):
+        expect(page.locator(left_off)).to_be_hidden()
+    snap(page, "doctor-print")
+    page.emulate_media(media="screen")
     photo.write_bytes(png_bytes(face_photos["astronaut"]))
     page.set_input_files("#photo", str(photo))
     page.click("button:has-text('Analyse')")
     page.wait_for_selector("#probabilities")
-    assert "no face was detected" not in page.inner_text("figcaption")
+    assert "no face was detected" not in page.inner_text("#explanation")
+    expect(page.locator("#heatmap")).to_be_visible(timeout=60_000)
     snap(page, "doctor-result")
+    page.click("a:has-text('Model facts')")
+    expect(page.locator("#intended-use")).to_be_in_viewport()
     assert page.problems == []
-    page.goto(base + "/admin/models")
-    assert "403" in page.inner_text("main")
 
-    page.click("button:has-text('Log out')")                  # an administrator demands certainty
-    log_in(page, base, "admin", admin_password)
+    page.click("button:has-text('Log out')")
+    page.wait_for_url("**/login")
+    page.go_back()                          # to the result: never shown again, never a browser error page
+    expect(page.locator("#username")).to_be_visible()
+    assert "/login" in page.url and page.locator("#probabilities").count() == 0
+
+    log_in(page, base, "admin", admin_password)               # an administrator demands certainty
     page.goto(f"{base}/admin/models/{version}")
+    assert page.inner_text("#agreement tbody tr:nth-child(3) td.diagonal") == "1"     # the doctor's gamma
     page.fill("#min_probability", "1")
     page.click("#thresholds button")
     page.click("button:has-text('Log out')")
@@ -163,7 +185,23 @@ def test_admin_trains_and_activates_then_a_doctor_predicts(server, page, tmp_pat
     page.click("button:has-text('Analyse')")
     expect(page.locator("#decision")).to_contain_text("Uncertain: refer for clinical assessment")
     assert page.locator("#probabilities tr").count() == 3
+    assert "Most likely" not in page.inner_text("main")
     snap(page, "doctor-uncertain")
+    page.goto(base + "/admin/models")
+    expect(page.locator("h1")).to_have_text("This page is for administrators")
+    expect(page.locator("header.top nav")).to_contain_text("Log out doctor")          # in the app's layout
+
+
+def analyse_held_back(page):
+    """Click Analyse with the sending held back, check the busy state, then send the form."""
+    form = "document.getElementById('predict-form')"
+    page.evaluate(f"{form}.addEventListener('submit', event => event.preventDefault())")   # after the page's own
+    page.click("button:has-text('Analyse')")
+    expect(page.locator("#analyse")).to_be_disabled()
+    expect(page.locator("#analyse")).to_have_text("Analysing…")
+    expect(page.locator("#busy")).to_contain_text("few seconds")
+    snap(page, "doctor-busy")
+    page.evaluate(f"{form}.submit()")
 
 
 def test_a_phone_sized_screen_gets_the_camera_picker(server, browser):
@@ -190,7 +228,12 @@ def test_predictions_keep_answering_while_training_and_follow_activation(server,
     with open(archive, "rb") as stream:
         created = requests.post(base + "/api/v1/datasets", headers=admin, files={"archive": stream},
                                 data={"name": "load", "face_fallback": "whole"}, timeout=120)
-    assert created.status_code == 201, created.text
+    assert created.status_code == 202, created.text
+    deadline = time.monotonic() + 120
+    while requests.get(base + created.headers["Location"], headers=admin, timeout=30).json()["status"] in (
+            "queued", "running"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
 
     def run_job(options):
         job = requests.post(base + "/api/v1/training-jobs", headers=admin, timeout=30,
@@ -229,3 +272,91 @@ def test_predictions_keep_answering_while_training_and_follow_activation(server,
     second = wait(run_job({}), lambda job: job["status"] in finished)["model_version"]
     assert requests.post(f"{base}/api/v1/models/{second}/activate", headers=admin, timeout=30).status_code == 200
     assert predict(0) == (200, second)
+
+
+def test_admin_curates_a_dataset_watches_the_folds_tries_the_model_then_activates_it(server, page, tmp_path):
+    from ml.datasets import import_dataset
+    from tests.conftest import SYNTHETIC_FACES
+
+    base, admin_password, data, _ = server
+    import_dataset(write_zip(tmp_path / "curated.zip", synthetic_entries(per_class=8)), "curated",
+                   data / "uploads" / "datasets", face=SYNTHETIC_FACES)
+    log_in(page, base, "admin", admin_password)
+    page.goto(base + "/admin/datasets/curated")
+    revision = page.inner_text("#revision")
+    page.click("text=Browse, remove or move photos")
+    assert page.locator("#photos .photo").count() == 8
+    page.click("#photos .photo:first-child button:has-text('Remove')")
+    expect(page.locator(".flash.info")).to_contain_text("Removed photo 0 from curated: revision")
+    assert page.locator("#photos .photo").count() == 7
+    page.goto(base + "/admin/datasets/curated")
+    assert page.inner_text("#revision") != revision and page.inner_text("#counts").split()[2:4] == ["alpha", "7"]
+    snap(page, "admin-curated")
+
+    page.goto(base + "/admin/training")                   # the defaults: auto, a linear head, 5 folds
+    assert page.input_value("#dataset") == "curated"      # the newest dataset
+    expect(page.locator("#epochs")).to_be_hidden()        # softmax only
+    page.select_option("#head", "softmax")
+    expect(page.locator("#epochs")).to_be_visible()
+    page.select_option("#head", "linear")
+    page.click("button:has-text('Start training')")
+    page.wait_for_url("**/admin/training/*")
+    job_page = page.url
+    page.wait_for_function("() => document.querySelectorAll('#folds-chart rect.fold').length > 0 && "
+                           "document.getElementById('job-status').textContent === 'running'", timeout=120_000)
+    assert page.locator("#folds-chart line.baseline").count() == 2
+    assert page.locator("#candidate-scores tbody tr").count() >= 2         # auto's candidates as they are scored
+    assert page.locator("#curves, #loss-chart").count() == 0                # a linear head has no epochs
+    snap(page, "admin-job-folds")
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=120_000)
+    assert page.inner_text("#job-status-line").split() == ["Status:", "succeeded"]
+    expect(page.locator("#folds-chart rect.fold")).to_have_count(5)
+    expect(page.locator("#outcome-score")).to_contain_text("Cross-validated accuracy")
+    for action in ("Try a photo", "Compare with active", "Activate"):
+        expect(page.locator("#outcome")).to_contain_text(action)
+    snap(page, "admin-job-done")
+    version = page.inner_text("#job-version")
+
+    page.click("text=Try a photo")
+    photo = tmp_path / "tried.png"
+    photo.write_bytes(png_bytes(coloured_image("beta", seed=31)))
+    page.set_input_files("#try-photo", str(photo))
+    page.click("#try-form button")
+    expect(page.locator("#trial")).to_contain_text(f"Tried on version {version}, which is not active")
+    assert page.locator("#probabilities tr").count() == 3 and page.locator("#feedback").count() == 0
+    expect(page.locator("#heatmap")).to_be_visible(timeout=60_000)         # the map of this version
+    snap(page, "admin-try")
+    page.goto(base + "/admin/models")
+    assert "active" not in page.inner_text(f"tr:has-text('{version}')")
+
+    page.goto(job_page)
+    force = page.locator("#outcome input[name=force]")
+    if force.count():
+        force.check()
+    page.click("#outcome button:has-text('Activate')")
+    assert "active" in page.inner_text(f"tr:has-text('{version}')")
+    assert page.problems == []
+
+
+def test_the_models_table_and_the_charts_are_usable_on_a_phone(server, browser):
+    base, admin_password, _, _ = server
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    log_in(page, base, "admin", admin_password)
+    page.goto(base + "/admin/models")
+    assert page.locator("html").evaluate("html => html.scrollWidth") <= 390
+    for row in page.locator("#models tbody tr:not(.broken)").all():
+        for cell in ("td[data-label=Accuracy]", "td.action button, td.action strong"):
+            box = row.locator(cell).first.bounding_box()
+            assert box and box["width"] > 0 and box["x"] + box["width"] <= 390, (cell, box)
+    snap(page, "admin-models-phone")
+    versions = page.locator("#models td[data-label=Version] a").all_inner_texts()
+    for version in versions:
+        page.goto(f"{base}/admin/models/{version}")
+        assert page.locator("#reliability text.tick").count() == 10
+        sizes = page.locator("svg text").evaluate_all(
+            "texts => texts.map(t => { const m = t.getScreenCTM(); "
+            "return parseFloat(getComputedStyle(t).fontSize) * Math.hypot(m.a, m.b); })")     # rotated ones too
+        assert sizes and min(sizes) >= 11, (version, min(sizes))
+    snap(page, "admin-model-phone")
+    context.close()

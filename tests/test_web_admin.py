@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import (clone_version, coloured_image, form_token, login, png_bytes, synthetic_entries,
-                            write_zip)
+from tests.conftest import (CLASS_COLOURS, clone_version, coloured_image, form_token, login, png_bytes,
+                            synthetic_entries, write_zip)
 from web.db import TrainingJob, db
-from web.jobs import DIED
+from web.jobs import DIED, reconcile
 
 
 # A softmax head with 1000 epochs: a job that runs until it is stopped.
@@ -24,10 +24,25 @@ def zip_bytes(tmp_path, entries):
     return write_zip(tmp_path / "upload.zip", entries).read_bytes()
 
 
-def upload(client, data, name="colours", fallback="whole"):
+def upload(client, data, name="colours", fallback="whole", filename="upload.zip"):
     return client.post("/admin/datasets", content_type="multipart/form-data", data={
-        "name": name, "face_fallback": fallback, "archive": (io.BytesIO(data), "upload.zip"),
+        "name": name, "face_fallback": fallback, "archive": (io.BytesIO(data), filename),
         "csrf_token": form_token(client, "/admin/datasets")})
+
+
+def import_ended(client, response, timeout=120):
+    """Follow an accepted upload to its import page; poll the import until it ends; return its last state."""
+    assert response.status_code == 302 and response.headers["Location"].startswith("/admin/imports/")
+    deadline = time.monotonic() + timeout
+    while (state := client.get(response.headers["Location"] + ".json").get_json())["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.1)
+    return state
+
+
+def imported(client, data, **fields):
+    """Import an archive through the page and wait for it; return the import's final state."""
+    return import_ended(client, upload(client, data, **fields))
 
 
 def post(client, path, page, **data):
@@ -35,16 +50,21 @@ def post(client, path, page, **data):
 
 
 @pytest.fixture
-def admin(client, tokens):
+def admin(app, client, tokens):
+    app.config["FACE_DETECTOR"] = "haar"         # the generated photos hold no face: the fast detector will do
     return login(client, "ada")
 
 
 def test_import_shows_counts_samples_and_rejections_escaped(admin, tmp_path):
     entries = synthetic_entries(per_class=6) | {"<script>alert(1)</script>/a.png": b"x",
                                                  "alpha/<b>bold</b>.txt": b"not a photo"}
-    response = upload(admin, zip_bytes(tmp_path, entries))
-    assert response.status_code == 302 and response.headers["Location"] == "/admin/datasets/colours"
+    response = upload(admin, zip_bytes(tmp_path, entries), filename="Clinic photos 2026.zip")
+    assert import_ended(admin, response)["status"] == "succeeded"
+    done = admin.get(response.headers["Location"])
+    assert done.status_code == 302 and done.headers["Location"] == "/admin/datasets/colours"
     page = admin.get("/admin/datasets/colours").get_data(as_text=True)
+    assert "Imported 18 photos into colours from Clinic photos 2026.zip." in page
+    assert "from Clinic photos 2026.zip;" in page
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "alpha/&lt;b&gt;bold&lt;/b&gt;.txt" in page
     assert page.count('src="/admin/datasets/colours/images/') == 18
@@ -56,7 +76,9 @@ def test_import_shows_counts_samples_and_rejections_escaped(admin, tmp_path):
 
 def test_a_refused_import_shows_the_reason_and_keeps_nothing(admin, tmp_path, app):
     response = upload(admin, zip_bytes(tmp_path, synthetic_entries(per_class=3)))
-    assert response.status_code == 400 and "at least 5 usable photos" in response.get_data(as_text=True)
+    state = import_ended(admin, response)
+    assert state["status"] == "failed" and "at least 5 usable photos" in state["error"]
+    assert "at least 5 usable photos" in admin.get(response.headers["Location"]).get_data(as_text=True)
     assert upload(admin, b"not a zip").status_code == 400
     assert upload(admin, zip_bytes(tmp_path, synthetic_entries(per_class=5)), name="../evil").status_code == 400
     leftovers = [p for p in (tmp_path / "data" / "uploads").rglob("*") if p.is_file()]
@@ -64,7 +86,7 @@ def test_a_refused_import_shows_the_reason_and_keeps_nothing(admin, tmp_path, ap
 
 
 def test_delete_removes_the_dataset(admin, tmp_path):
-    upload(admin, zip_bytes(tmp_path, synthetic_entries(per_class=5)))
+    imported(admin, zip_bytes(tmp_path, synthetic_entries(per_class=5)))
     response = post(admin, "/admin/datasets/colours/delete", "/admin/datasets/colours")
     assert response.status_code == 302
     assert admin.get("/admin/datasets/colours").status_code == 404
@@ -72,7 +94,7 @@ def test_delete_removes_the_dataset(admin, tmp_path):
 
 
 def test_training_page_starts_a_job_and_refuses_a_second(admin, tmp_path, app):
-    upload(admin, zip_bytes(tmp_path, synthetic_entries(per_class=6)))
+    imported(admin, zip_bytes(tmp_path, synthetic_entries(per_class=6)))
     form = dict(LONG_FORM)
     response = post(admin, "/admin/training", "/admin/training", **form)
     assert response.status_code == 302
@@ -94,7 +116,7 @@ def test_training_page_starts_a_job_and_refuses_a_second(admin, tmp_path, app):
 
 
 def test_bad_training_options_are_refused(admin, tmp_path):
-    upload(admin, zip_bytes(tmp_path, synthetic_entries(per_class=5)))
+    imported(admin, zip_bytes(tmp_path, synthetic_entries(per_class=5)))
     response = post(admin, "/admin/training", "/admin/training", **dict(LONG_FORM, image_size=8))
     page = response.get_data(as_text=True)
     assert response.status_code == 400 and "image_size must be a whole number from 32 to 512" in page
@@ -105,7 +127,7 @@ def test_bad_training_options_are_refused(admin, tmp_path):
 
 
 def test_killing_the_training_process_fails_the_job_and_frees_the_slot(admin, tmp_path, app):
-    upload(admin, zip_bytes(tmp_path, synthetic_entries(per_class=6)))
+    imported(admin, zip_bytes(tmp_path, synthetic_entries(per_class=6)))
     form = dict(LONG_FORM)
     job_id = int(post(admin, "/admin/training", "/admin/training", **form).headers["Location"].rsplit("/", 1)[1])
     deadline = time.monotonic() + 120
@@ -135,6 +157,86 @@ def test_a_job_left_behind_by_a_restart_is_marked_failed(app, admin, status):
         job_id = job.id
     body = admin.get(f"/admin/training/{job_id}.json").get_json()
     assert body["status"] == "failed" and body["error"] == DIED
+    with app.app_context():
+        assert db.session.get(TrainingJob, job_id).status == status       # reading wrote nothing
+        reconcile()
+        assert db.session.get(TrainingJob, job_id).error == DIED          # what runs before a start records it
+
+
+def smooth_photos(per_class):
+    """Return zip entries of generated photos that compress well (a gradient in the class's colour), each unique."""
+    entries = {}
+    for label in ("alpha", "beta"):
+        for i in range(per_class):
+            image = np.empty((48, 48, 3), np.uint8)
+            image[:] = CLASS_COLOURS[label]
+            image[:, :, 1] = np.linspace(0, 200, 48).astype(np.uint8)
+            image[0, 0] = (i % 256, i // 256, 0)
+            entries[f"{label}/{i}.png"] = png_bytes(image)
+    return entries
+
+
+def test_an_import_of_2000_photos_answers_at_once_and_shows_photo_n_of_n(admin, tmp_path):
+    entries = smooth_photos(1000)
+    response = upload(admin, zip_bytes(tmp_path, entries), filename="two thousand.zip")
+    first = admin.get(response.headers["Location"] + ".json").get_json()
+    assert first["status"] in ("queued", "running") and first["progress"].get("done", 0) < 2000
+    page = admin.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Importing colours from two thousand.zip" in page and "Cancel the import" in page
+    deadline = time.monotonic() + 120
+    while (state := admin.get(response.headers["Location"] + ".json").get_json())["status"] == "queued" or \
+            not state["progress"].get("rate"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    if state["status"] == "running":
+        assert re.fullmatch(r"photo [\d,]+ of 2,000 · [\d.]+ photos a second · about \d+ (s|min) left",
+                            state["summary"]), state["summary"]
+    state = import_ended(admin, response)
+    assert state["status"] == "succeeded" and state["progress"]["fraction"] == 1.0
+    assert state["summary"].startswith("photo 2,000 of 2,000") and state["result"]["images"] == 2000
+
+
+def test_a_cancelled_import_keeps_nothing(admin, tmp_path, app):
+    entries = smooth_photos(1000)
+    response = upload(admin, zip_bytes(tmp_path, entries))
+    job_page = response.headers["Location"]
+    deadline = time.monotonic() + 60
+    while not admin.get(job_page + ".json").get_json()["progress"].get("done"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert post(admin, job_page + "/cancel", job_page).status_code == 302
+    assert import_ended(admin, response)["status"] == "cancelled"
+    assert "nothing of it was kept" in admin.get(job_page).get_data(as_text=True)
+    assert [p for p in (tmp_path / "data" / "uploads").rglob("*") if p.is_file()] == []
+    assert post(admin, job_page + "/cancel", job_page).status_code == 409
+
+
+def test_rejected_photos_show_thumbnails_and_those_without_a_face_can_be_added_whole(admin, app, tmp_path,
+                                                                                    face_photos):
+    from tests.conftest import face_variants
+
+    app.config["FACE_DETECTOR"] = "haar"
+    entries = {f"first/{i}.jpg": d for i, d in enumerate(face_variants(face_photos["astronaut"], 5))}
+    entries |= {f"second/{i}.jpg": d for i, d in enumerate(face_variants(face_photos["grace_hopper"], 5))}
+    entries |= {"first/no-face.png": png_bytes(coloured_image("alpha", 7, size=64)),
+                "second/notes.txt": b"not a photo", "second/a copy.jpg": entries["second/0.jpg"]}
+    assert imported(admin, zip_bytes(tmp_path, entries), name="faces", fallback="none")["status"] == "succeeded"
+    page = admin.get("/admin/datasets/faces").get_data(as_text=True)
+    duplicates = page[page.index('id="duplicates"'):]
+    assert duplicates.index("second/0.jpg") < duplicates.index("second/a copy.jpg")      # kept, then left out
+    thumbnails = re.findall(r'src="(/admin/datasets/faces/rejected/\d+)"', page)
+    assert len(thumbnails) == 1 and admin.get(thumbnails[0]).mimetype == "image/png"
+    assert admin.get("/admin/datasets/faces/rejected/99").status_code == 404
+    assert "Add 1 photo(s) using the whole photo" in page
+    response = post(admin, "/admin/datasets/faces/retry-whole", "/admin/datasets/faces")
+    assert response.status_code == 302
+    page = admin.get("/admin/datasets/faces").get_data(as_text=True)
+    assert "Added 1 photos of faces, each used whole." in page and "using the whole photo" not in page
+    assert re.search(r"<td>first</td><td class=\"number\">6</td>", page)
+    with app.app_context():
+        from web.db import AuditEvent
+        actions = [e.action for e in db.session.query(AuditEvent)]
+    assert actions == ["dataset.import", "dataset.retry_whole"]
 
 
 def test_models_pages_activate_and_roll_back(admin, app, active_model):
@@ -267,3 +369,161 @@ def test_a_damaged_pointer_is_repaired_by_activating_a_version(admin, app, runne
     assert post(admin, f"/admin/models/{active_model}/activate", "/admin/models").status_code == 302
     assert json.loads(pointer.read_text())["version"] == active_model
     assert admin.get("/api/v1/health").get_json()["model_version"] == active_model
+
+
+def import_here(app, name, per_class=6):
+    """Import a generated dataset straight into the app's data folder; return its manifest."""
+    from ml.datasets import import_dataset
+    from tests.conftest import SYNTHETIC_FACES
+    from web import datasets_root
+
+    archive = write_zip(Path(app.config["UPLOAD_DIR"]) / f"{name}.zip", synthetic_entries(per_class=per_class))
+    with app.app_context():
+        manifest = import_dataset(archive, name, datasets_root(), face=SYNTHETIC_FACES).manifest
+    archive.unlink()
+    return manifest
+
+
+def audit_actions(app):
+    from web.db import AuditEvent
+    with app.app_context():
+        return [(e.action, e.target) for e in db.session.query(AuditEvent).order_by(AuditEvent.id)]
+
+
+def test_curation_removes_and_moves_photos_each_change_an_audited_revision(admin, app):
+    first = import_here(app, "colours")
+    page = admin.get("/admin/datasets/colours/photos?class=1").get_data(as_text=True)
+    assert page.count('class="photo"') == 6 and "beta (6 photos)" in page
+    assert f"revision {first['checksum'][:12]}" in page
+    removed = post(admin, "/admin/datasets/colours/photos/6/remove", "/admin/datasets/colours/photos?class=1",
+                   revision=first["checksum"], **{"class": 1})
+    assert removed.status_code == 302 and removed.headers["Location"].endswith("/photos?class=1&page=1")
+    second = admin.get("/admin/datasets/colours").get_data(as_text=True)
+    assert re.search(r"<td>beta</td><td class=\"number\">5</td>", second)
+    from ml.datasets import get_dataset
+    manifest = get_dataset(Path(app.config["UPLOAD_DIR"]) / "datasets", "colours").manifest
+    assert manifest["previous"] == first["checksum"] and f"revision {manifest['checksum'][:12]}" in second
+    stale = post(admin, "/admin/datasets/colours/photos/0/move", "/admin/datasets/colours/photos",
+                 revision=first["checksum"], label="gamma")
+    assert stale.status_code == 302
+    assert "changed since this page was shown" in admin.get(stale.headers["Location"]).get_data(as_text=True)
+    moved = post(admin, "/admin/datasets/colours/photos/0/move", "/admin/datasets/colours/photos",
+                 revision=manifest["checksum"], label="gamma")
+    assert moved.status_code == 302
+    page = admin.get("/admin/datasets/colours/photos?class=2").get_data(as_text=True)
+    assert page.count('class="photo"') == 7 and "Moved photo 0 of colours from alpha to gamma" in page
+    assert [a for a, _ in audit_actions(app)] == ["dataset.photo_remove", "dataset.photo_move"]
+    assert admin.get("/admin/datasets/colours/photos?class=7").status_code == 404
+    assert admin.get("/admin/datasets/colours/photos?page=0").status_code == 404
+    bad = post(admin, "/admin/datasets/colours/photos/0/move", "/admin/datasets/colours/photos",
+               revision="not a checksum", label="beta")
+    assert bad.status_code == 302 and "changed since" in admin.get(bad.headers["Location"]).get_data(as_text=True)
+
+
+def test_a_version_is_tried_on_a_photo_as_a_doctor_would_see_it_without_activating_it(admin, app, active_model):
+    from web import get_registry, get_predictor
+    from web.uploads import PHOTO_ENDPOINTS
+
+    with app.app_context():
+        candidate = clone_version(get_registry(), active_model)
+        get_predictor().current()                            # the model doctors are served
+    assert {"admin.model_try", "admin.model_try_explain"} <= PHOTO_ENDPOINTS      # held in memory only
+    pointer = (Path(app.config["MODELS_DIR"]) / "active.json").read_text()
+    photo = png_bytes(coloured_image("gamma", seed=4))
+    response = admin.post(f"/admin/models/{candidate}/try", content_type="multipart/form-data", data={
+        "photo": (io.BytesIO(photo), "patient.png"), "csrf_token": form_token(admin, f"/admin/models/{candidate}")})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and "Screening result" in page and 'id="probabilities"' in page
+    assert f'data-version="{candidate}"' in page and f"Tried on version {candidate}" in page
+    assert f'data-explain-url="/admin/models/{candidate}/try/explain"' in page
+    assert (Path(app.config["MODELS_DIR"]) / "active.json").read_text() == pointer
+    with app.app_context():
+        assert get_predictor().current().version == active_model
+    crop = re.search(r'id="face" src="data:image/png;base64,([^"]+)"', page).group(1)
+    import base64
+    explained = admin.post(f"/admin/models/{candidate}/try/explain", data={
+        "crop": (io.BytesIO(base64.b64decode(crop)), "face.png"), "model_version": candidate,
+        "csrf_token": form_token(admin, f"/admin/models/{candidate}")})
+    assert explained.status_code == 200 and explained.get_json()["overlay_png_base64"]
+    refused = admin.post(f"/admin/models/{candidate}/try", content_type="multipart/form-data", data={
+        "photo": (io.BytesIO(b"not a photo"), "x.png"), "csrf_token": form_token(admin, f"/admin/models/{candidate}")})
+    assert refused.status_code == 302
+    assert "not an image" in admin.get(refused.headers["Location"]).get_data(as_text=True).lower()
+    assert not list(Path(app.config["UPLOAD_DIR"]).rglob("*.png"))
+
+
+def test_the_drill_down_heading_names_the_true_class(admin, active_model):
+    page = admin.get(f"/admin/models/{active_model}/predictions?true=1&predicted=2").get_data(as_text=True)
+    assert "<h1>beta predicted as gamma</h1>" in page and "True" not in page
+
+
+def test_a_finished_job_shows_one_status_its_score_against_the_baselines_and_what_to_do_next(admin, app,
+                                                                                             active_model):
+    from web import get_registry
+    with app.app_context():
+        candidate = clone_version(get_registry(), active_model)
+        progress = {"phase": "succeeded", "fraction": 1.0, "fold_accuracies": [1.0, 0.9, 1.0],
+                    "baselines": {"majority": 0.33, "hog-svm": 0.8}}
+        options = {"backbone": "hog", "head": "linear", "epochs": 30, "regularization": None}
+        job = TrainingJob(dataset="colours", options_json=json.dumps(options), status="succeeded",
+                          progress_json=json.dumps(progress), model_version=candidate)
+        db.session.add(job)
+        db.session.commit()
+        job_id = job.id
+    page = admin.get(f"/admin/training/{job_id}").get_data(as_text=True)
+    status = re.sub(r"<[^>]+>|\s+", " ", re.search(r'<p id="job-status-line">(.*?)</p>', page, re.S).group(1))
+    assert status.split() == ["Status:", "succeeded"]
+    assert 'id="folds-chart"' in page and 'id="loss-chart"' not in page         # a linear head has no epochs
+    assert "Options: backbone hog, head linear, regularization auto</p>" in page
+    assert re.search(r"Cross-validated accuracy <strong>[\d.]+% ± [\d.]+</strong>", page)
+    assert "HOG + linear SVM" in page and "majority class" in page
+    assert f'href="/admin/models/{candidate}#try"' in page
+    assert f"/admin/models/compare?v={candidate}&amp;v={active_model}" in page
+    assert f'action="/admin/models/{candidate}/activate"' in page
+
+
+def test_the_training_form_shows_the_options_of_the_chosen_pipeline_and_the_newest_dataset(admin, app):
+    import_here(app, "older", per_class=5)
+    time.sleep(1.1)                                       # a later "created" second
+    import_here(app, "newer", per_class=5)
+    page = admin.get("/admin/training").get_data(as_text=True)
+    assert re.search(r'<option selected value="newer">', page)
+    fields = dict(re.findall(r'<label class="option" data-name="(\w+)"[^>]*?( hidden)?>', page))
+    assert fields["folds"] == "" and fields["regularization"] == ""          # auto + linear
+    assert fields["epochs"] == " hidden" and fields["dropout"] == " hidden" and fields["fine_tune_epochs"] == " hidden"
+    assert 'data-heads="softmax"' in page and "models/pretrained/ in the data folder" in page
+    for folder in app.config["PRETRAINED_DIRS"]:
+        assert folder not in page
+    chosen = admin.get("/admin/training?dataset=older").get_data(as_text=True)
+    assert re.search(r'<option selected value="older">', chosen)
+
+
+def test_a_fresh_install_shows_the_admin_the_three_steps(admin, app):
+    response = admin.get("/")
+    assert response.status_code == 302 and response.headers["Location"] == "/admin/"
+    page = admin.get("/admin/").get_data(as_text=True)
+    steps = re.findall(r'<li class="step( done)?" id="step-(\w+)">', page)
+    assert steps == [("", "import"), ("", "train"), ("", "activate")]
+    assert "healthy/photo1.jpg" in page and 'href="/admin/datasets"' in page and 'href="/admin/training"' in page
+    import_here(app, "colours", per_class=5)
+    steps = re.findall(r'<li class="step( done)?" id="step-(\w+)">', admin.get("/admin/").get_data(as_text=True))
+    assert steps == [(" done", "import"), ("", "train"), ("", "activate")]
+
+
+def test_a_model_names_the_dataset_revision_it_was_trained_on_and_finds_its_photos_after_a_change(
+        admin, app, active_model, trained):
+    from ml.datasets import remove_photo
+    _, version, dataset = trained
+    root = Path(app.config["UPLOAD_DIR"]) / "datasets"
+    import shutil
+    shutil.copytree(dataset.path, root / dataset.id)
+    page = admin.get(f"/admin/models/{active_model}").get_data(as_text=True)
+    assert re.search(rf"revision\s+{dataset.manifest['checksum'][:12]}, the dataset&#39;s current one", page)
+    rows = json.loads((version.path / "evaluation.json").read_text())
+    beta = [r["image"] for r in rows if r["label"] == 1 and np.argmax(r["probabilities"]) == 1]
+    remove_photo(root, dataset.id, beta[0], dataset.manifest["checksum"])
+    page = admin.get(f"/admin/models/{active_model}").get_data(as_text=True)
+    assert "an earlier one: photos were removed or moved since" in page
+    cell = admin.get(f"/admin/models/{active_model}/predictions?true=1&predicted=1").get_data(as_text=True)
+    shown = sorted(int(i) for i in re.findall(r"/admin/datasets/colours/images/(\d+)", cell))
+    assert shown == [i if i < beta[0] else i - 1 for i in beta[1:]] and "removed from colours since" in cell

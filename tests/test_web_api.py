@@ -16,14 +16,26 @@ def upload_dataset(client, token, archive, name="colours"):
                            data={"archive": (stream, "data.zip"), "name": name, "face_fallback": "whole"})
 
 
-def wait_for(client, token, job_id, states=("succeeded", "failed", "cancelled"), timeout=240):
+def import_dataset(client, token, archive, name="colours"):
+    """Import an archive through the API and wait for the import; return its final state."""
+    response = upload_dataset(client, token, archive, name)
+    assert response.status_code == 202, response.get_json()
+    return wait_for(client, token, response.get_json()["id"], url=response.headers["Location"])
+
+
+def wait_for(client, token, job_id, states=("succeeded", "failed", "cancelled"), timeout=240, url=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = client.get(f"/api/v1/training-jobs/{job_id}", headers=bearer(token)).get_json()
+        job = client.get(url or f"/api/v1/training-jobs/{job_id}", headers=bearer(token)).get_json()
         if job["status"] in states:
             return job
-        time.sleep(0.3)
+        time.sleep(0.2)
     raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s")
+
+
+@pytest.fixture(autouse=True)
+def haar(app):
+    app.config["FACE_DETECTOR"] = "haar"         # the generated photos hold no face: the fast detector will do
 
 
 @pytest.fixture
@@ -81,12 +93,21 @@ def test_predict_without_a_model_is_503(client, tokens):
     assert response.status_code == 503 and response.get_json()["error"] == "service_unavailable"
 
 
-def test_dataset_upload_and_listing(client, tokens, colours_zip):
+def test_dataset_upload_answers_at_once_and_the_import_job_tells_the_result(client, tokens, colours_zip):
     admin = tokens["admin"]
     response = upload_dataset(client, admin, colours_zip)
     body = response.get_json()
-    assert response.status_code == 201 and body["counts"] == {"alpha": 8, "beta": 8, "gamma": 8}
-    assert body["rejected"] == [{"file": "alpha/notes.txt", "reason": body["rejected"][0]["reason"]}]
+    assert response.status_code == 202 and body["kind"] == "import" and body["status"] in ("queued", "running")
+    assert response.headers["Location"] == f"/api/v1/dataset-imports/{body['id']}"
+    assert body["options"]["source"] == "data.zip" and body["dataset"] == "colours"
+    job = wait_for(client, admin, body["id"], url=response.headers["Location"])
+    result = job["result"]
+    assert job["status"] == "succeeded" and result["counts"] == {"alpha": 8, "beta": 8, "gamma": 8}
+    assert result["rejected"] == [{"file": "alpha/notes.txt", "reason": result["rejected"][0]["reason"]}]
+    assert job["progress"]["fraction"] == 1.0 and job["summary"].startswith("photo 25 of 25")
+    assert client.get(f"/api/v1/training-jobs/{body['id']}", headers=bearer(admin)).status_code == 404
+    cancel = client.post(f"/api/v1/dataset-imports/{body['id']}/cancel", headers=bearer(admin))
+    assert cancel.status_code == 409 and "has already ended (succeeded)" in cancel.get_json()["message"]
     assert upload_dataset(client, admin, colours_zip).status_code == 409
     assert upload_dataset(client, admin, colours_zip, name="../x").status_code == 400
     listed = client.get("/api/v1/datasets", headers=bearer(admin)).get_json()["datasets"]
@@ -99,14 +120,14 @@ def test_dataset_upload_and_listing(client, tokens, colours_zip):
     ({"dataset": "colours", "options": []}, 400),
 ])
 def test_bad_training_requests(client, tokens, colours_zip, body, status):
-    upload_dataset(client, tokens["admin"], colours_zip)
+    import_dataset(client, tokens["admin"], colours_zip)
     response = client.post("/api/v1/training-jobs", headers=bearer(tokens["admin"]), json=body)
     assert response.status_code == status and set(response.get_json()) == {"error", "message"}
 
 
 def test_train_activate_and_predict_through_the_api(client, tokens, colours_zip):
     admin, doctor = bearer(tokens["admin"]), bearer(tokens["doctor"])
-    upload_dataset(client, tokens["admin"], colours_zip)
+    import_dataset(client, tokens["admin"], colours_zip)
     options = dict(SMALL_API_OPTIONS, head="softmax", epochs=40)
     response = client.post("/api/v1/training-jobs", headers=admin, json={"dataset": "colours", "options": options})
     assert response.status_code == 202
@@ -139,7 +160,7 @@ def test_train_activate_and_predict_through_the_api(client, tokens, colours_zip)
 
 def test_cancel_a_running_job(client, tokens, colours_zip):
     admin = bearer(tokens["admin"])
-    upload_dataset(client, tokens["admin"], colours_zip)
+    import_dataset(client, tokens["admin"], colours_zip)
     options = dict(SMALL_API_OPTIONS, head="softmax", epochs=1000, patience=1000)
     job_id = client.post("/api/v1/training-jobs", headers=admin,
                          json={"dataset": "colours", "options": options}).get_json()["id"]
@@ -191,32 +212,37 @@ def test_predict_can_return_the_explanation_and_always_returns_the_decision(clie
     assert bad.status_code == 400
 
 
-def test_a_queued_job_says_whether_a_worker_will_take_it(app, client, tokens, colours_zip, redis_url):
+def test_a_queued_job_says_whether_a_worker_will_take_it(app, client, tokens, colours_zip, redis_url, monkeypatch):
     from redis import Redis
     from rq import Worker
 
+    from app import create_app
     from tests.conftest import free_port
-    from web.jobs import training_queue
+    from web.dispatch import current_dispatcher
     admin = bearer(tokens["admin"])
-    upload_dataset(client, tokens["admin"], colours_zip)
-    app.config["REDIS_URL"] = redis_url.rsplit("/", 1)[0] + "/3"      # a database no other test's worker reads
-    started = client.post("/api/v1/training-jobs", headers=admin, json={"dataset": "colours",
-                                                                       "options": SMALL_API_OPTIONS})
+    import_dataset(client, tokens["admin"], colours_zip)
+    # A web node of the same site whose jobs go to a queue (a database no other test's worker reads).
+    monkeypatch.setenv("FACEDX_REDIS_URL", redis_url.rsplit("/", 1)[0] + "/3")
+    queued = create_app({"TESTING": True})
+    node = queued.test_client()
+    started = node.post("/api/v1/training-jobs", headers=admin, json={"dataset": "colours",
+                                                                      "options": SMALL_API_OPTIONS})
     assert started.status_code == 202 and started.get_json()["status"] == "queued"
-    assert "No training worker is connected" in started.get_json()["waiting"]
+    assert "No worker is connected" in started.get_json()["waiting"]
     job_url = f"/api/v1/training-jobs/{started.get_json()['id']}"
-    login(client, "ada")
-    page = client.get(f"/admin/training/{started.get_json()['id']}").get_data(as_text=True)
+    login(node, "ada")
+    page = node.get(f"/admin/training/{started.get_json()['id']}").get_data(as_text=True)
     assert 'id="job-waiting"' in page and "flask --app app worker" in page
-    with app.app_context():
-        queue = training_queue()
-        worker = Worker([queue], connection=Redis.from_url(app.config["REDIS_URL"]))
+    with queued.app_context():
+        queue = current_dispatcher().queue()
+        worker = Worker([queue], connection=Redis.from_url(queued.config["REDIS_URL"]))
         worker.register_birth()
         try:
-            assert "(1 connected)" in client.get(job_url, headers=admin).get_json()["waiting"]
+            assert "(1 connected)" in node.get(job_url, headers=admin).get_json()["waiting"]
         finally:
             worker.register_death()
             queue.empty()
-    app.config["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"           # the queue goes away
-    job = client.get(job_url, headers=admin).get_json()
+    monkeypatch.setenv("FACEDX_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")      # the queue goes away
+    unreachable = create_app({"TESTING": True}).test_client()
+    job = unreachable.get(job_url, headers=admin).get_json()
     assert job["status"] == "queued" and "cannot be reached" in job["waiting"]   # not declared dead

@@ -1,31 +1,41 @@
 """Administrators' pages: datasets, training jobs, model versions and the audit log."""
+import base64
 import json
-import tempfile
-from pathlib import Path
+import math
+from datetime import datetime, timezone
 
 from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, send_file,
                    url_for)
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import DecimalField, SelectChoice, SelectField, StringField
-from wtforms.validators import DataRequired, Regexp, ValidationError
+from wtforms import DecimalField, SelectChoice, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, ValidationError
 
 from ml.backbones import unavailable_pipelines
-from ml.datasets import NAME_PATTERN, delete_dataset, get_dataset, import_dataset, list_datasets
-from ml.errors import FaceDxError, NotUseful, TrainingError
-from ml.faces import FaceOptions
+from ml.datasets import (check_name, delete_dataset, get_dataset, list_datasets, move_photo, remove_photo,
+                         retry_whole_photos, revision)
+from ml.errors import DatasetError, DatasetNotFound, FaceDxError, NotUseful, TrainingError
+from ml.explain import SHOWN_FROM
+from ml.faces import CROP_SIZE
+from ml.images import decode_image, encode_png
 from ml.options import OPTION_SPECS, PIPELINES, VGG_BLOCKS
 from web import datasets_root, get_registry, import_limits
 from web.auth import admin_required
 from web.bundles import bundle_download, bundle_upload
-from web.db import AuditEvent, TrainingJob, audit, db
+from web.db import AuditEvent, IntendedUse, audit, db
 from web.errors import status_of
-from web.jobs import cancel, get_job, job_state, reconcile, start_training
-from web.summaries import version_summary
+from web.doctor import PNG_SIGNATURE, PredictForm, boxed_photo, colour_scale, expected_seconds, refuse, shown_name
+from web.feedback import agreement, assessments
+from web.imports import import_state, start_import
+from web.jobs import cancel, get_job, job_state, list_jobs, start_training
+from web.summaries import intended_use, model_facts, version_summary
+from web.trials import version_predictor
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 THUMBNAILS_PER_CLASS = 8
+PHOTOS_PER_PAGE = 48
+BASELINE_NAMES = {"majority": "majority class", "hog-svm": "HOG + linear SVM"}
 
 
 @bp.before_request
@@ -34,9 +44,35 @@ def require_admin():
     """Every page here is for administrators only."""
 
 
+@bp.before_app_request
+def first_run():
+    """Send an administrator opening the start page of a fresh install (no model ever activated) to the first steps."""
+    if request.endpoint == "doctor.predict" and request.method == "GET" and current_user.is_authenticated \
+            and current_user.is_admin and not get_registry().pointer():
+        return redirect(url_for("admin.home"))
+    return None
+
+
+@bp.get("/")
+def home():
+    """Show the way in: import, train, activate, each step ticked once done, with the latest of each."""
+    registry = get_registry()
+    datasets, versions, active = list_datasets(datasets_root()), registry.versions(), registry.pointer().get("version")
+    steps = {"import": bool(datasets), "train": bool(versions), "activate": bool(active)}
+    return render_template("admin/home.html", steps=steps, datasets=datasets, versions=versions, active=active,
+                           jobs=list_jobs("training", limit=3))
+
+
+def dataset_name(form, field):
+    """Refuse a name that the import would refuse, with its message (the whole name must match)."""
+    try:
+        check_name(field.data)
+    except DatasetError as error:
+        raise ValidationError(str(error)) from None
+
+
 class DatasetForm(FlaskForm):
-    name = StringField("Name", validators=[DataRequired(), Regexp(NAME_PATTERN.pattern,
-                       message="1-64 letters, digits, '-' or '_', starting with a letter or digit.")])
+    name = StringField("Name", validators=[DataRequired(), dataset_name])
     archive = FileField("Zip archive", validators=[FileRequired("Choose a zip archive.")])
     face_fallback = SelectField("When no face is found", choices=[
         SelectChoice("none", "reject the photo"),
@@ -79,10 +115,33 @@ class TrainingForm(FlaskForm):
         return [self[name] for name in OPTION_SPECS if (name in BASIC_OPTIONS) == basic]
 
     def offer_backbones(self, pretrained_dirs):
-        """Label the pipelines that cannot run here; the reasons are listed under the form."""
-        self.unavailable = unavailable_pipelines(PIPELINES, pretrained_dirs)
+        """Label the pipelines that cannot run here; the reasons are listed under the form, without server paths."""
+        unavailable = unavailable_pipelines(PIPELINES, pretrained_dirs)
+        self.unavailable = {name: reason.replace(str(pretrained_dirs[0]), "models/pretrained/ in the data folder")
+                            for name, reason in unavailable.items()} if pretrained_dirs else unavailable
         self.backbone.choices = [SelectChoice(name, f"{name} (unavailable, see below)" if name in self.unavailable
                                               else name) for name in OPTION_SPECS["backbone"].offered]
+
+    def applies_to(self, name):
+        """Return {"backbones": ..., "heads": ...}, the choices for which an option matters (absent: all of them).
+
+        `auto` compares the VGG16 blocks only where they can run, so their options matter to it only there.
+        """
+        rules, where = OPTION_SPECS[name].applies_to, {}
+        if "backbone" in rules:
+            runs_vgg = any(block not in self.unavailable for block in VGG_BLOCKS)
+            where["backbones"] = [b for b in rules["backbone"] if b != "auto" or runs_vgg]
+        if "head" in rules:
+            where["heads"] = list(rules["head"])
+        return where
+
+    def shown(self, field):
+        """Say whether to show an option's field: it matters to the chosen backbone and head, or it is wrong."""
+        if field.name not in OPTION_SPECS or field.errors:
+            return True
+        where = self.applies_to(field.name)
+        return self.backbone.data in where.get("backbones", [self.backbone.data]) and \
+            self.head.data in where.get("heads", [self.head.data])
 
     def validate_backbone(self, field):
         reason = self.unavailable.get(field.data)
@@ -96,45 +155,53 @@ for spec in OPTION_SPECS.values():
     setattr(TrainingForm, spec.name, option_field(spec))
 
 
-def save_upload(upload):
-    """Stream an uploaded archive into a temporary file inside the upload folder; return its path."""
-    folder = Path(current_app.config["UPLOAD_DIR"]) / "tmp"
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=folder, suffix=".zip", delete=False) as target:
-        upload.save(target)
-    return Path(target.name)
-
-
-def import_upload(upload, name, fallback, user):
-    """Import an uploaded archive as a dataset; the temporary copy is removed whatever happens."""
-    path = save_upload(upload)
-    try:
-        face = FaceOptions(current_app.config["FACE_DETECTOR"], fallback)
-        dataset = import_dataset(path, name, datasets_root(), import_limits(), face)
-    finally:
-        path.unlink(missing_ok=True)
-    audit(user, "dataset.import", name)
-    db.session.commit()
-    return dataset
-
-
 @bp.route("/datasets", methods=["GET", "POST"])
 def datasets():
-    """List datasets and import a new one."""
+    """List datasets and start importing a new one (the page of its import follows)."""
     form = DatasetForm()
     status = 200
     if form.validate_on_submit():
         try:
-            dataset = import_upload(form.archive.data, form.name.data, form.face_fallback.data, current_user)
+            job = start_import(form.archive.data, form.name.data, form.face_fallback.data, current_user)
         except FaceDxError as error:
             flash(str(error), "error")
             status = status_of(error)
         else:
-            flash(f"Imported {len(dataset.manifest['images'])} photos into {dataset.id}.", "info")
-            return redirect(url_for("admin.dataset", name=dataset.id))
+            return redirect(url_for("admin.dataset_import", job_id=job.id))
     elif request.method == "POST":
         status = 400
-    return render_template("admin/datasets.html", form=form, datasets=list_datasets(datasets_root())), status
+    return render_template("admin/datasets.html", form=form, datasets=list_datasets(datasets_root()),
+                           imports=list_jobs("import", limit=10)), status
+
+
+@bp.get("/imports/<int:job_id>")
+def dataset_import(job_id):
+    """Show an import as it runs (photo n of N, rate, time left); once it succeeded, go to its dataset."""
+    found = get_job(job_id, "import")
+    state = import_state(found)
+    if found.status == "succeeded" and "result" in state:
+        flash(f"Imported {state['result']['images']:,} photos into {found.dataset} from "
+              f"{found.options['source']}.", "info")
+        return redirect(url_for("admin.dataset", name=found.dataset))
+    return render_template("admin/import.html", job=found, state=state)
+
+
+@bp.get("/imports/<int:job_id>.json")
+def dataset_import_json(job_id):
+    """An import's state for its live page."""
+    response = jsonify(import_state(get_job(job_id, "import")))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/imports/<int:job_id>/cancel")
+def dataset_import_cancel(job_id):
+    """Stop an import; nothing of it is kept."""
+    cancel(get_job(job_id, "import"))
+    audit(current_user, "dataset.import_cancel", f"import {job_id}")
+    db.session.commit()
+    flash(f"Import {job_id} will stop after the photo it is on; nothing of it is kept.", "info")
+    return redirect(url_for("admin.dataset_import", job_id=job_id))
 
 
 @bp.get("/datasets/<name>")
@@ -160,6 +227,27 @@ def dataset_image(name, index):
     return response
 
 
+@bp.get("/datasets/<name>/rejected/<int:index>")
+def rejected_image(name, index):
+    """Send the thumbnail of a rejected photo of a dataset (administrators only)."""
+    rejected = get_dataset(datasets_root(), name).manifest["rejected"]
+    if not 0 <= index < len(rejected) or "thumbnail" not in rejected[index]:
+        abort(404)
+    response = send_file(datasets_root() / name / rejected[index]["thumbnail"], mimetype="image/png")
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+@bp.post("/datasets/<name>/retry-whole")
+def dataset_retry_whole(name):
+    """Add the photos rejected for want of a face, each used whole."""
+    added = retry_whole_photos(datasets_root(), name)
+    audit(current_user, "dataset.retry_whole", f"{name} ({added} photos)")
+    db.session.commit()
+    flash(f"Added {added} photos of {name}, each used whole.", "info")
+    return redirect(url_for("admin.dataset", name=name))
+
+
 @bp.post("/datasets/<name>/delete")
 def dataset_delete(name):
     """Delete a dataset with its photos and cached features."""
@@ -170,19 +258,74 @@ def dataset_delete(name):
     return redirect(url_for("admin.datasets"))
 
 
-def all_jobs():
-    reconcile()
-    return db.session.execute(db.select(TrainingJob).order_by(TrainingJob.id.desc())).scalars().all()
+@bp.get("/datasets/<name>/photos")
+def dataset_photos(name):
+    """Show every photo of one class of a dataset, a page of thumbnails at a time, each to remove or move."""
+    found = get_dataset(datasets_root(), name)
+    label, page = request.args.get("class", 0, type=int), request.args.get("page", 1, type=int)
+    members = [i for i, item in enumerate(found.manifest["images"]) if item["label"] == label]
+    pages = max(1, math.ceil(len(members) / PHOTOS_PER_PAGE))
+    if not 0 <= label < len(found.labels) or not 1 <= page <= pages:
+        abort(404, f"Dataset {name} has no such class or page.")
+    shown = members[(page - 1) * PHOTOS_PER_PAGE:page * PHOTOS_PER_PAGE]
+    return render_template("admin/photos.html", dataset=found, label=label, page=page, pages=pages, photos=shown,
+                           count=len(members))
+
+
+@bp.post("/datasets/<name>/photos/<int:index>/remove")
+def dataset_photo_remove(name, index):
+    """Remove a photo from a dataset: a new revision of it, audited."""
+    def remove(root, revision_seen, min_per_class):
+        return remove_photo(root, name, index, revision_seen, min_per_class), f"Removed photo {index} from {name}"
+    return curate(name, index, "dataset.photo_remove", remove)
+
+
+@bp.post("/datasets/<name>/photos/<int:index>/move")
+def dataset_photo_move(name, index):
+    """Move a photo of a dataset to another class: a new revision of it, audited."""
+    label = request.form.get("label", "")
+
+    def move(root, revision_seen, min_per_class):
+        before = get_dataset(root, name).manifest
+        was = before["labels"][before["images"][index]["label"]] if 0 <= index < len(before["images"]) else None
+        return (move_photo(root, name, index, label, revision_seen, min_per_class),
+                f"Moved photo {index} of {name} from {was} to {label}")
+    return curate(name, index, "dataset.photo_move", move)
+
+
+def curate(name, index, action, change):
+    """Make a change posted from a dataset's photos page, audit it and go back to that page, saying what it did.
+
+    The form names the revision it showed: a change to a dataset that changed since is refused.
+    """
+    back = url_for("admin.dataset_photos", name=name, **{"class": request.form.get("class", 0, type=int),
+                                                          "page": request.form.get("page", 1, type=int)})
+    try:
+        revised, done = change(datasets_root(), request.form.get("revision", ""), import_limits().min_per_class)
+    except DatasetNotFound:
+        raise
+    except DatasetError as error:
+        flash(str(error), "error")
+        return redirect(back)
+    checksum = revised.manifest["checksum"]
+    audit(current_user, action, f"{name}: photo {index} -> revision {checksum[:12]}")
+    db.session.commit()
+    counts = ", ".join(f"{label} {n}" for label, n in revised.manifest["counts"].items())
+    flash(f"{done}: revision {checksum[:12]} ({counts}). Models trained before keep naming the revision they "
+          "were trained on.", "info")
+    return redirect(back)
 
 
 @bp.route("/training", methods=["GET", "POST"])
 def training():
     """Choose a dataset and options, start training; list the jobs."""
     form = TrainingForm()
-    form.dataset.choices = [SelectChoice(d.id) for d in list_datasets(datasets_root())]
+    datasets = list_datasets(datasets_root())
+    form.dataset.choices = [SelectChoice(d.id) for d in datasets]
     form.offer_backbones(current_app.config["PRETRAINED_DIRS"])
-    if request.method == "GET" and request.args.get("dataset"):
-        form.dataset.data = request.args["dataset"]
+    if request.method == "GET" and datasets:
+        newest = max(datasets, key=lambda d: d.manifest["created"])
+        form.dataset.data = request.args.get("dataset") or newest.id
     status = 200
     if form.validate_on_submit():
         options = {name: form[name].data for name in OPTION_SPECS}
@@ -197,20 +340,44 @@ def training():
             return redirect(url_for("admin.job", job_id=job.id))
     elif request.method == "POST":
         status = 400
-    return render_template("admin/training.html", form=form, jobs=all_jobs()), status
+    return render_template("admin/training.html", form=form, jobs=list_jobs("training")), status
 
 
 @bp.get("/training/<int:job_id>")
 def job(job_id):
-    """Show one job live: phase, epochs, progress bar and curves."""
-    found = get_job(job_id)
-    return render_template("admin/job.html", job=found, state=job_state(found))
+    """Show one job live (step, folds scored, candidates, curves); once it succeeded, its score and what next."""
+    found = get_job(job_id, "training")
+    outcome = job_outcome(found)
+    state = job_state(found)
+    if outcome:
+        state["result"] = outcome["scores"]
+    chosen = found.options
+    options = {name: value for name, value in chosen.items() if name not in OPTION_SPECS
+               or OPTION_SPECS[name].applies(chosen.get("backbone"), chosen.get("head"))}
+    return render_template("admin/job.html", job=found, state=state, outcome=outcome, options=options,
+                           baseline_names=BASELINE_NAMES)
+
+
+def job_outcome(found):
+    """Return what a succeeded job made: its version, summary, the active version and its scores per fold, or None."""
+    registry = get_registry()
+    try:
+        version = registry.get(found.model_version) if found.model_version else None
+    except FaceDxError:             # deleted or damaged since: the job page still shows the job
+        return None
+    if version is None:
+        return None
+    active = registry.pointer().get("version")
+    metrics = version.card.metrics
+    scores = {"fold_accuracies": metrics.get("fold_accuracies") if metrics.get("method") == "cross-validation"
+              else None, "baselines": {name: b["accuracy"] for name, b in metrics.get("baselines", {}).items()}}
+    return {"version": version, "summary": version_summary(version, active), "active": active, "scores": scores}
 
 
 @bp.get("/training/<int:job_id>.json")
 def job_json(job_id):
     """The job's state for the live page."""
-    response = jsonify(job_state(get_job(job_id)))
+    response = jsonify(job_state(get_job(job_id, "training")))
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -218,7 +385,7 @@ def job_json(job_id):
 @bp.post("/training/<int:job_id>/cancel")
 def job_cancel(job_id):
     """Ask a queued or running job to stop."""
-    found = get_job(job_id)
+    found = get_job(job_id, "training")
     cancel(found)
     audit(current_user, "training.cancel", f"job {job_id}")
     db.session.commit()
@@ -272,9 +439,97 @@ def model(version):
     thresholds = registry.thresholds(version)
     form = ThresholdsForm(formdata=None, min_probability=thresholds["min_probability"],
                           min_margin=thresholds["min_margin"])
+    use, use_set_by = intended_use(version)
     return render_template("admin/model.html", version=found, active=registry.pointer().get("version"),
+                           dataset_revision=revision_state(found.card.dataset), try_form=PredictForm(formdata=None),
                            card_json=json.dumps(found.card.to_dict(), indent=1), thresholds_form=form,
-                           thresholds_changed=thresholds != found.card.abstention)
+                           thresholds_changed=thresholds != found.card.abstention,
+                           intended_use_form=IntendedUseForm(formdata=None, text=use), intended_use_set_by=use_set_by,
+                           agreement=agreement(found))
+
+
+def revision_state(trained_on):
+    """Say whether the dataset revision a model was trained on is the dataset's current one, an earlier one, or gone."""
+    try:
+        current = get_dataset(datasets_root(), trained_on["id"]).manifest["checksum"]
+        found = revision(datasets_root(), trained_on["id"], trained_on.get("checksum"))
+    except FaceDxError:
+        return "gone"
+    return "gone" if found is None else "current" if current == trained_on.get("checksum") else "earlier"
+
+
+@bp.post("/models/<version>/try")
+def model_try(version):
+    """Show a version's result for a photo exactly as a doctor would see it, without activating the version.
+
+    The photo stays in memory and is never kept, whatever the setting for doctors' photos.
+    """
+    found = get_registry().get(version)
+    form = PredictForm()
+    back = url_for("admin.model", version=version, _anchor="try")
+    if not form.validate_on_submit():
+        flash(" ".join(errors[-1] for errors in form.errors.values()), "error")
+        return redirect(back)
+    filename = shown_name(form.photo.data.filename)
+    try:
+        photo = decode_image(form.photo.data.read(), current_app.config["MAX_IMAGE_PIXELS"])
+        prediction = version_predictor(found).predict_image(photo)
+    except FaceDxError as error:
+        flash(f"{filename}: {error}", "error")
+        return redirect(back)
+    response = current_app.make_response(render_template(
+        "admin/try.html", form=PredictForm(formdata=None), prediction=prediction, version=found,
+        facts=model_facts(found), filename=filename, crop=base64.b64encode(encode_png(prediction.crop)).decode(),
+        boxed_photo=boxed_photo(photo, prediction.face) if prediction.faces_found > 1 else None, result=None,
+        assessments=assessments(found.card.labels), expected=expected_seconds("analysis"),
+        expected_map=expected_seconds("map"), scale=colour_scale(), analysed_at=datetime.now(timezone.utc),
+        active=get_registry().pointer().get("version")))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/models/<version>/try/explain")
+def model_try_explain(version):
+    """Return the map of the face on a tried version's result page, as the doctors' result page gets it."""
+    found = get_registry().get(version)
+    upload = request.files.get("crop")
+    data = upload.read() if upload else b""
+    if not data.startswith(PNG_SIGNATURE):
+        return refuse(400, f"Send the analysed face as a {CROP_SIZE} x {CROP_SIZE} PNG in the field 'crop'.")
+    if request.form.get("model_version") != version:
+        return refuse(409, f"This page tries version {version}; analyse the photo again.")
+    try:
+        crop = decode_image(data, max_pixels=CROP_SIZE * CROP_SIZE)
+        if crop.shape != (CROP_SIZE, CROP_SIZE, 3):
+            return refuse(400, f"The face must be {CROP_SIZE} x {CROP_SIZE} pixels, as the result page sends it.")
+        explanation = version_predictor(found).explain_crop(crop)
+    except FaceDxError as error:
+        return refuse(status_of(error), str(error))
+    response = jsonify(method=explanation.method, overlay_png_base64=base64.b64encode(explanation.overlay_png).decode(),
+                       coloured=bool(explanation.heatmap.max() >= SHOWN_FROM), seconds=round(explanation.seconds, 2))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+class IntendedUseForm(FlaskForm):
+    text = TextAreaField("Intended use", validators=[DataRequired("Say what the model is for."),
+                                                     Length(max=2000, message="Keep it under 2,000 characters.")])
+
+
+@bp.post("/models/<version>/intended-use")
+def model_intended_use(version):
+    """Set what a version is for, as doctors read it in the model facts (stored by version, audited)."""
+    get_registry().get(version)
+    form = IntendedUseForm()
+    if not form.validate_on_submit():
+        abort(400, " ".join(errors[-1] for errors in form.errors.values()))
+    row = db.session.get(IntendedUse, version) or IntendedUse(model_version=version)
+    row.text, row.updated_by = form.text.data.strip(), current_user.username
+    db.session.add(row)
+    audit(current_user, "model.intended_use", version)
+    db.session.commit()
+    flash(f"Intended use of {version} saved; doctors read it in the model facts.", "info")
+    return redirect(url_for("admin.model", version=version))
 
 
 def probability(form, field):
@@ -307,21 +562,32 @@ def model_predictions(version):
     """The held-out images behind one cell of the confusion matrix, with their probabilities."""
     found = get_registry().get(version)
     try:
-        true, predicted = int(request.args["true"]), int(request.args["predicted"])
+        true_index, predicted = int(request.args["true"]), int(request.args["predicted"])
     except (KeyError, ValueError):
         abort(400, "Give the cell as ?true=<row>&predicted=<column>.")
     labels = found.card.labels
-    if not (0 <= true < len(labels) and 0 <= predicted < len(labels)):
+    if not (0 <= true_index < len(labels) and 0 <= predicted < len(labels)):
         abort(404, "There is no such cell.")
-    rows = [row for row in json.loads((found.path / "evaluation.json").read_text())
-            if row["label"] == true and max(range(len(labels)), key=lambda i: row["probabilities"][i]) == predicted]
+    rows = [row for row in json.loads((found.path / "evaluation.json").read_text()) if row["label"] == true_index
+            and max(range(len(labels)), key=lambda i: row["probabilities"][i]) == predicted]
+    return render_template("admin/predictions.html", version=found, rows=rows, true_label=labels[true_index],
+                           predicted=labels[predicted], photos=photos_now(found.card.dataset))
+
+
+def photos_now(trained_on):
+    """Return {index of a photo in the revision a model was trained on: its index now}, for those still there.
+
+    None when that revision is unknown here (the dataset was deleted, or replaced by another import).
+    """
     try:
-        dataset = get_dataset(datasets_root(), found.card.dataset["id"])
-        present = dataset.manifest["checksum"] == found.card.dataset.get("checksum")
+        trained = revision(datasets_root(), trained_on["id"], trained_on.get("checksum"))
+        now = get_dataset(datasets_root(), trained_on["id"]).manifest["images"]
     except FaceDxError:
-        present = False
-    return render_template("admin/predictions.html", version=found, rows=rows, true=labels[true],
-                           predicted=labels[predicted], dataset_present=present)
+        return None
+    if trained is None:
+        return None
+    where = {image["sha256"]: index for index, image in enumerate(now)}
+    return {index: where[image["sha256"]] for index, image in enumerate(trained["images"]) if image["sha256"] in where}
 
 
 @bp.post("/models/<version>/activate")

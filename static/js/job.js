@@ -1,53 +1,107 @@
-// Live training job page (polls the job's JSON every second while it runs) and the model page's curves.
+// The training job page, live: its step, each fold's accuracy against the baselines as folds finish, the
+// candidate pipelines as they are scored, and loss and accuracy curves where the head has epochs. It polls
+// the job's JSON every second and reloads once the job ends, to show what it made. A model page uses
+// the curves only.
 (function () {
   "use strict";
   var data = JSON.parse(document.getElementById("job-data").textContent);
-  FaceDxCharts.drawHistory(data.history || []);
+  var STEPS = {"loading": "loading the photos", "features": "computing features",
+               "cross-validation": "cross-validation", "nested selection": "choosing the pipeline inside each fold",
+               "final head": "training the final model on all photos", "head": "training the head",
+               "fine-tune": "fine-tuning", "evaluating": "evaluating", "saving": "saving", "saved": "saved"};
+  var ACTIVE = ["queued", "running"];
+
+  function curves(history) {
+    var section = document.getElementById("curves");
+    if (!history || !history.length) { return; }
+    if (section) { section.hidden = false; }
+    FaceDxCharts.drawHistory(history);
+  }
 
   var section = document.getElementById("job");
-  if (!section) { return; }
+  if (!section) {
+    curves(data.history);
+    return;
+  }
+  var names = JSON.parse(document.getElementById("baseline-names").textContent);
+  var seen = {};              // the latest scores of each kind: kept when a later record leaves them out
+
+  function step(progress) {
+    var words = STEPS[progress.phase] || progress.phase || "";
+    if (progress.phase === "features" && progress.total) {
+      words += ": photo " + progress.done + " of " + progress.total;
+    } else if (progress.fold) {
+      words += ": fold " + progress.fold + " of " + progress.folds;
+      if (progress.fold_epoch) { words += ", epoch " + progress.fold_epoch + " of " + progress.fold_epochs; }
+    } else if (progress.epoch) {
+      words += ": epoch " + progress.epoch + " of " + progress.epochs;
+    }
+    return words ? "· " + words : "";
+  }
+
+  function showFolds(scores) {
+    if (!scores.fold_accuracies || !scores.fold_accuracies.length) { return; }
+    var baselines = {};
+    Object.keys(scores.baselines || {}).forEach(function (name) {
+      baselines[name] = [names[name] || name, scores.baselines[name]];
+    });
+    document.getElementById("folds").hidden = false;
+    FaceDxCharts.folds(document.getElementById("folds-chart"), scores.fold_accuracies, baselines);
+  }
+
+  function showCandidates(candidates) {
+    if (!candidates || candidates.length < 2) { return; }
+    var body = document.querySelector("#candidate-scores tbody");
+    while (body.firstChild) { body.removeChild(body.firstChild); }
+    candidates.forEach(function (candidate) {
+      var row = body.insertRow();
+      var name = row.insertCell();
+      name.textContent = candidate.pipeline;
+      name.dataset.label = "Pipeline";
+      var score = row.insertCell();
+      score.className = "bar-cell";
+      score.dataset.label = "Accuracy so far";
+      var meter = document.createElement("meter");
+      meter.min = 0;
+      meter.max = 1;
+      meter.value = candidate.accuracy;
+      score.appendChild(meter);
+      score.appendChild(document.createTextNode(" " + (candidate.accuracy * 100).toFixed(1) + "%"));
+    });
+    document.getElementById("candidates-live").hidden = false;
+  }
 
   function show(job) {
+    var progress = job.progress || {};
+    ["fold_accuracies", "baselines", "candidates"].forEach(function (key) {
+      if (progress[key]) { seen[key] = progress[key]; }
+    });
     var status = document.getElementById("job-status");
     status.textContent = job.status;
     status.className = "status " + job.status;
-    var progress = job.progress || {};
-    document.getElementById("job-phase").textContent = progress.phase || "";
-    var epoch = progress.epoch ? "epoch " + progress.epoch + " of " + progress.epochs : "";
-    if (progress.phase === "features") { epoch = "photo " + progress.done + " of " + progress.total; }
-    if (progress.phase === "cross-validation" || progress.phase === "nested selection") {
-      epoch = "fold " + progress.fold + " of " + progress.folds;
-    }
-    document.getElementById("job-epoch").textContent = epoch;
+    document.getElementById("job-step").textContent = ACTIVE.indexOf(job.status) >= 0 ? step(progress) : "";
     document.getElementById("job-progress").value = progress.fraction || 0;
     var waiting = document.getElementById("job-waiting");
     waiting.textContent = job.waiting || "";
     waiting.hidden = !job.waiting;
-    if (job.error) {
-      var error = document.getElementById("job-error");
-      error.textContent = job.error;
-      error.hidden = false;
-    }
-    if (job.model_version) {
-      var link = document.getElementById("job-version");
-      link.textContent = job.model_version;
-      link.href = section.dataset.modelUrl + "/" + encodeURIComponent(job.model_version);
-      document.getElementById("job-result").hidden = false;
-    }
-    var cancel = document.getElementById("cancel-form");
-    if (cancel && job.status !== "queued" && job.status !== "running") { cancel.hidden = true; }
-    FaceDxCharts.drawHistory(job.history || []);
+    showFolds(job.result || seen);
+    showCandidates(seen.candidates);
+    curves(job.history);
   }
 
   function poll() {
     fetch(section.dataset.url, {credentials: "same-origin", headers: {"Accept": "application/json"}})
       .then(function (response) { return response.json(); })
       .then(function (job) {
+        if (ACTIVE.indexOf(job.status) < 0) {
+          window.location.reload();          // the page shows how it ended and what it made
+          return;
+        }
         show(job);
-        if (job.status === "queued" || job.status === "running") { window.setTimeout(poll, 1000); }
+        window.setTimeout(poll, 1000);
       })
       .catch(function () { window.setTimeout(poll, 3000); });
   }
   show(data);
-  if (data.status === "queued" || data.status === "running") { window.setTimeout(poll, 1000); }
+  if (ACTIVE.indexOf(data.status) >= 0) { window.setTimeout(poll, 1000); }
 })();
