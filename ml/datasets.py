@@ -274,35 +274,38 @@ def images_checksum(images):
 
 
 def retry_whole_photos(root, name):
-    """Add the photos of a dataset that were rejected for want of a face, each used whole; return how many."""
+    """Add the photos of a dataset that were rejected for want of a face, each used whole; return how many.
+
+    Like any change of a dataset's photos, it makes a new revision and keeps the earlier one.
+    """
     dataset = get_dataset(root, name)
-    manifest = json.loads(json.dumps(dataset.manifest))
-    retried = [item for item in manifest["rejected"] if "whole_photo" in item]
-    for item in retried:
-        image = dict(item["whole_photo"])
-        label = image.pop("label")
-        if label not in manifest["labels"]:
-            manifest["labels"].append(label)
-            (dataset.path / str(len(manifest["labels"]) - 1)).mkdir()
-        index = manifest["labels"].index(label)
-        image["file"] = f"{index}/whole-{Path(image['file']).name}"
-        os.rename(dataset.path / item["thumbnail"], dataset.path / image["file"])
-        manifest["images"].append(dict(image, label=index))
-        manifest["counts"][label] = manifest["counts"].get(label, 0) + 1
-    if retried:
+    retried = [item for item in dataset.manifest["rejected"] if "whole_photo" in item]
+    if not retried:
+        return 0
+
+    def add_whole_photos(manifest, folder):
+        links = []
+        for item in retried:
+            image = dict(item["whole_photo"])
+            label = image.pop("label")
+            if label not in manifest["labels"]:
+                manifest["labels"].append(label)
+                (folder / str(len(manifest["labels"]) - 1)).mkdir()
+            index = manifest["labels"].index(label)
+            image["file"] = f"{index}/whole-{Path(image['file']).name}"
+            links.append((folder / item["thumbnail"], folder / image["file"]))
+            manifest["images"].append(dict(image, label=index))
         manifest["rejected"] = [item for item in manifest["rejected"] if "whole_photo" not in item]
-        manifest["checksum"] = images_checksum(manifest["images"])
         # The model trained on it will meet whole photos too: it uses them where it finds no face.
         manifest["face"]["fallback"] = "whole"
-        _write_manifest(dataset.path, manifest)
+        return links, [old for old, _ in links]
+    _revise(root, name, dataset.manifest["checksum"], add_whole_photos, min_per_class=0)   # only adds photos
     return len(retried)
 
 
 def _write_manifest(folder, manifest):
     """Replace a dataset's manifest at once: a reader sees the old one or the new one, never half of one."""
-    staging = folder / f".{MANIFEST}.{uuid.uuid4().hex}"
-    staging.write_text(json.dumps(manifest, indent=1))
-    os.replace(staging, folder / MANIFEST)
+    _write_atomically(folder / MANIFEST, manifest)
 
 
 def _take_subjects(members):

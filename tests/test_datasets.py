@@ -323,7 +323,7 @@ def test_rejected_photos_keep_a_thumbnail_and_duplicates_name_the_file_kept(tmp_
 
 
 def test_photos_without_a_face_can_be_added_whole_afterwards(tmp_path, faces_and_rejects):
-    from ml.datasets import retry_whole_photos
+    from ml.datasets import retry_whole_photos, revision
 
     root = tmp_path / "d"
     before = import_dataset(faces_and_rejects, "faces", root, face=FaceOptions("haar")).manifest
@@ -336,6 +336,7 @@ def test_photos_without_a_face_can_be_added_whole_afterwards(tmp_path, faces_and
     assert [item["file"] for item in after.manifest["rejected"]] == [
         item["file"] for item in before["rejected"] if item["file"] != "first/no-face.png"]
     assert len(after.load_crops()[0]) == 11
+    assert revision(root, "faces", before["checksum"]) == before        # the earlier revision is kept
     assert retry_whole_photos(root, "faces") == 0
 
 

@@ -189,7 +189,12 @@ def dataset_import(job_id):
 @bp.get("/imports/<int:job_id>.json")
 def dataset_import_json(job_id):
     """An import's state for its live page."""
-    response = jsonify(import_state(get_job(job_id, "import")))
+    return live_state(import_state(get_job(job_id, "import")))
+
+
+def live_state(state):
+    """Answer a live page's poll with a job's state as JSON, never cached."""
+    response = jsonify(state)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -377,9 +382,7 @@ def job_outcome(found):
 @bp.get("/training/<int:job_id>.json")
 def job_json(job_id):
     """The job's state for the live page."""
-    response = jsonify(job_state(get_job(job_id, "training")))
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return live_state(job_state(get_job(job_id, "training")))
 
 
 @bp.post("/training/<int:job_id>/cancel")
