@@ -60,7 +60,7 @@
       name.dataset.label = "Pipeline";
       var score = row.insertCell();
       score.className = "bar-cell";
-      score.dataset.label = "Accuracy so far";
+      score.dataset.label = "Accuracy";
       var meter = document.createElement("meter");
       meter.min = 0;
       meter.max = 1;
