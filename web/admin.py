@@ -1,8 +1,6 @@
 """Administrators' pages: datasets, training jobs, model versions and the audit log."""
-import base64
 import json
 import math
-from datetime import datetime, timezone
 
 from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, send_file,
                    url_for)
@@ -16,20 +14,18 @@ from ml.backbones import unavailable_pipelines
 from ml.datasets import (check_name, delete_dataset, get_dataset, list_datasets, move_photo, remove_photo,
                          retry_whole_photos, revision)
 from ml.errors import DatasetError, DatasetNotFound, FaceDxError, NotUseful, TrainingError
-from ml.explain import SHOWN_FROM
-from ml.faces import CROP_SIZE
-from ml.images import decode_image, encode_png
+from ml.images import decode_image
 from ml.options import OPTION_SPECS, PIPELINES, VGG_BLOCKS
 from web import datasets_root, get_registry, import_limits
 from web.auth import admin_required
 from web.bundles import bundle_download, bundle_upload
 from web.db import AuditEvent, IntendedUse, audit, db
 from web.errors import status_of
-from web.doctor import PNG_SIGNATURE, PredictForm, boxed_photo, colour_scale, expected_seconds, refuse, shown_name
-from web.feedback import agreement, assessments
+from web.doctor import PredictForm, map_of_sent_face, result_page, shown_name
+from web.feedback import agreement
 from web.imports import import_state, start_import
 from web.jobs import cancel, get_job, job_state, list_jobs, start_training
-from web.summaries import intended_use, model_facts, version_summary
+from web.summaries import intended_use, version_summary
 from web.trials import version_predictor
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -480,38 +476,16 @@ def model_try(version):
     except FaceDxError as error:
         flash(f"{filename}: {error}", "error")
         return redirect(back)
-    response = current_app.make_response(render_template(
-        "admin/try.html", form=PredictForm(formdata=None), prediction=prediction, version=found,
-        facts=model_facts(found), filename=filename, crop=base64.b64encode(encode_png(prediction.crop)).decode(),
-        boxed_photo=boxed_photo(photo, prediction.face) if prediction.faces_found > 1 else None, result=None,
-        assessments=assessments(found.card.labels), expected=expected_seconds("analysis"),
-        expected_map=expected_seconds("map"), scale=colour_scale(), analysed_at=datetime.now(timezone.utc),
-        active=get_registry().pointer().get("version")))
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return result_page("admin/try.html", prediction, found, photo, filename, result=None,
+                       active=get_registry().pointer().get("version"))
 
 
 @bp.post("/models/<version>/try/explain")
 def model_try_explain(version):
     """Return the map of the face on a tried version's result page, as the doctors' result page gets it."""
     found = get_registry().get(version)
-    upload = request.files.get("crop")
-    data = upload.read() if upload else b""
-    if not data.startswith(PNG_SIGNATURE):
-        return refuse(400, f"Send the analysed face as a {CROP_SIZE} x {CROP_SIZE} PNG in the field 'crop'.")
-    if request.form.get("model_version") != version:
-        return refuse(409, f"This page tries version {version}; analyse the photo again.")
-    try:
-        crop = decode_image(data, max_pixels=CROP_SIZE * CROP_SIZE)
-        if crop.shape != (CROP_SIZE, CROP_SIZE, 3):
-            return refuse(400, f"The face must be {CROP_SIZE} x {CROP_SIZE} pixels, as the result page sends it.")
-        explanation = version_predictor(found).explain_crop(crop)
-    except FaceDxError as error:
-        return refuse(status_of(error), str(error))
-    response = jsonify(method=explanation.method, overlay_png_base64=base64.b64encode(explanation.overlay_png).decode(),
-                       coloured=bool(explanation.heatmap.max() >= SHOWN_FROM), seconds=round(explanation.seconds, 2))
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return map_of_sent_face(version_predictor(found), version, f"This page tries version {version}; analyse the "
+                            "photo again.")
 
 
 class IntendedUseForm(FlaskForm):

@@ -87,13 +87,18 @@ def predict():
         return predict_page(form, version, status_of(error), error=str(error), filename=filename)
     remember_seconds("analysis", time.perf_counter() - started)
     served = get_registry().get(prediction.model_version)      # an activation may have come in between
+    return result_page("doctor/result.html", prediction, served, photo, filename, result=result_token(prediction))
+
+
+def result_page(template, prediction, version, photo, filename, **context):
+    """Answer with a result page (a doctor's, or an administrator's trial of a version), never cached."""
     response = current_app.make_response(render_template(
-        "doctor/result.html", form=PredictForm(formdata=None), prediction=prediction, version=served,
-        facts=model_facts(served), filename=filename, crop=base64.b64encode(encode_png(prediction.crop)).decode(),
+        template, form=PredictForm(formdata=None), prediction=prediction, version=version,
+        facts=model_facts(version), filename=filename, crop=base64.b64encode(encode_png(prediction.crop)).decode(),
         boxed_photo=boxed_photo(photo, prediction.face) if prediction.faces_found > 1 else None,
-        result=result_token(prediction), assessments=assessments(served.card.labels),
-        expected=expected_seconds("analysis"), expected_map=expected_seconds("map"), scale=colour_scale(),
-        analysed_at=datetime.now(timezone.utc)))
+        assessments=assessments(version.card.labels), expected=expected_seconds("analysis"),
+        expected_map=expected_seconds("map"), scale=colour_scale(), analysed_at=datetime.now(timezone.utc),
+        **context))
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -126,21 +131,35 @@ def refuse(status, message):
 @login_required
 def explain():
     """Return the heat map of the face shown on a result page, sent back as its PNG (in memory, never logged)."""
+    try:
+        served = get_predictor().current().version
+    except FaceDxError as error:
+        return refuse(status_of(error), str(error))
+    return map_of_sent_face(get_predictor(), served, "The model changed since this result was shown: analyse the "
+                            "photo again.", remember=True)
+
+
+def map_of_sent_face(predictor, version, changed, remember=False):
+    """Answer a result page's request for its map: check the face it sent back, then explain it with `predictor`.
+
+    `version` is the one the page must have been made with (else 409 with `changed`); with
+    `remember`, the map's time is kept to tell the next doctor how long to wait.
+    """
     upload = request.files.get("crop")
     data = upload.read() if upload else b""
     if not data.startswith(PNG_SIGNATURE):
         return refuse(400, f"Send the analysed face as a {CROP_SIZE} x {CROP_SIZE} PNG in the field 'crop'.")
+    if request.form.get("model_version") != version:
+        return refuse(409, changed)
     try:
         crop = decode_image(data, max_pixels=CROP_SIZE * CROP_SIZE)
         if crop.shape != (CROP_SIZE, CROP_SIZE, 3):
             return refuse(400, f"The face must be {CROP_SIZE} x {CROP_SIZE} pixels, as the result page sends it.")
-        if request.form.get("model_version") != get_predictor().current().version:
-            return refuse(409, "The model changed since this result was shown: analyse the photo again.")
-        started = time.perf_counter()
-        explanation = get_predictor().explain_crop(crop)
+        explanation = predictor.explain_crop(crop)
     except FaceDxError as error:
         return refuse(status_of(error), str(error))
-    remember_seconds("map", time.perf_counter() - started)
+    if remember:
+        remember_seconds("map", explanation.seconds)
     response = jsonify(method=explanation.method,
                        overlay_png_base64=base64.b64encode(explanation.overlay_png).decode(),
                        coloured=bool(explanation.heatmap.max() >= SHOWN_FROM), seconds=round(explanation.seconds, 2))
