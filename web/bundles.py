@@ -7,6 +7,7 @@ from flask import current_app, send_file
 from ml.bundles import export_bundle, import_bundle
 from web import get_registry
 from web.db import audit, db
+from web.uploads import private_temp_folder
 
 
 def bundle_key():
@@ -17,7 +18,7 @@ def bundle_key():
 def bundle_download(version, actor):
     """Answer with a version's bundle as a zip attachment; the export is audited."""
     found = get_registry().get(version)
-    spool = tempfile.TemporaryFile(dir=private_models_temp())
+    spool = tempfile.TemporaryFile(dir=private_temp_folder())     # unnamed: gone when the answer is sent
     export_bundle(found, spool, bundle_key())
     spool.seek(0)
     audit(actor, "model.export", version)
@@ -33,10 +34,3 @@ def bundle_upload(stream, filename, actor):
     audit(actor, "model.import", f"{version.version} ({'signed' if version.card.imported['signed'] else 'unsigned'})")
     db.session.commit()
     return version
-
-
-def private_models_temp():
-    """Return a private folder beside the model versions for bundles being written (same disk, mode 700)."""
-    folder = Path(current_app.config["MODELS_DIR"]) / ".spool"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    return folder
