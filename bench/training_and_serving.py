@@ -20,7 +20,8 @@ import keras
 import numpy as np
 
 from ml.backbones.vgg import VGGBackbone
-from ml.faces import CROP_SIZE
+from ml.card import ModelCard
+from ml.faces import CROP_SIZE, FaceOptions
 from ml.heads import SoftmaxHead, class_weights
 from ml.predictor import load_version
 from ml.registry import ModelRegistry
@@ -91,8 +92,10 @@ def assemble(backbone, head_model):
 def served(backbone, head):
     """Yield the LoadedModel the server would hold for this backbone and head."""
     with tempfile.TemporaryDirectory() as root:
-        card = {"labels": ["a", "b", "c"], "head": "softmax", "backbone": backbone.describe(),
-                "calibration": {"temperature": 1.0}}
+        card = ModelCard(labels=["a", "b", "c"], head="softmax", backbone=backbone.describe(),
+                         face=FaceOptions("haar", "whole").as_dict(), dataset={"id": "bench", "images": 0},
+                         metrics={"per_class": {}, "accuracy": 0.0, "macro_f1": 0.0},
+                         abstention={"min_probability": 0.0, "min_margin": 0.0})
         yield load_version(ModelRegistry(root).save(card, lambda folder: backbone.save(folder) + head.save(folder)))
 
 
