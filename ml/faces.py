@@ -6,7 +6,9 @@ import cv2
 import numpy as np
 
 from ml.errors import FaceDxError, NoFaceFound
+from ml.face_gate import check_face, judge_face
 from ml.images import resize
+from ml.quality import refuse_unusable_light
 
 CROP_SIZE = 256          # crops are stored at this size; backbones resize from it
 DETECTORS = ("mtcnn", "haar")
@@ -81,23 +83,41 @@ class FaceCrop:
 
 
 def crop_face(rgb, options=FaceOptions()):
-    """Return the largest face in `rgb` as a FaceCrop, or raise NoFaceFound."""
-    boxes = detect_faces(rgb, options.detector)
-    if boxes:
-        box, confidence = max(boxes, key=lambda found: found[0].width * found[0].height)
-        return FaceCrop(_square_crop(rgb, box, MARGIN), box, "detected", len(boxes), confidence)
+    """Return the largest face in `rgb` that passes the face gate as a FaceCrop, or raise NoFaceFound.
+
+    Every crop a model reads passes the gate (ml/face_gate.py), a detected face and a photo used
+    whole alike: a detector's false alarm on a pattern is dropped like a photo of no face.
+    """
+    boxes = sorted(detect_faces(rgb, options.detector), key=lambda found: -found[0].width * found[0].height)
+    faces, judgements = [], []
+    for box, confidence in boxes:
+        image = _square_crop(rgb, box, MARGIN)
+        judgements.append(judge_face(image))
+        if judgements[-1].passed:
+            faces.append((image, box, confidence))
+    if faces:
+        image, box, confidence = faces[0]
+        return FaceCrop(image, box, "detected", len(faces), confidence)
     if options.fallback == "whole":
         return whole_photo(rgb)
+    if judgements:
+        raise NoFaceFound(judgements[0].refusal())
     raise NoFaceFound("No face was found in the photo. Use a well-lit, frontal photo "
                       "in which the face fills a good part of the picture.")
 
 
 def whole_photo(rgb):
-    """Return the whole photo as the face crop (a photo that already is one), or raise NoFaceFound."""
+    """Return the whole photo as the face crop (a photo that already is one), or raise NoFaceFound.
+
+    A photo too dark or too bright to show anything is refused with that reason (UnusablePhoto)
+    before the face gate, which would only say that it sees no face.
+    """
     height, width = rgb.shape[:2]
     check_whole_photo(rgb)
-    return FaceCrop(_square_crop(rgb, FaceBox(0, 0, width, height), 0.0), FaceBox(0, 0, width, height),
-                    "whole-image", 0)
+    refuse_unusable_light(rgb)
+    image = _square_crop(rgb, FaceBox(0, 0, width, height), 0.0)
+    check_face(image)
+    return FaceCrop(image, FaceBox(0, 0, width, height), "whole-image", 0)
 
 
 def check_whole_photo(rgb):

@@ -43,15 +43,10 @@ def photo_advice(rgb, box, points=None):
     detected) and the head turn cannot be judged.
     """
     face = face_pixels(rgb, box)
-    darkest, brightest, burnt = light(face)
     if box.width < UNUSABLE_FACE_PX:
         raise UnusablePhoto(f"The face is only {box.width} px wide, too small to analyse: move closer or use a "
                             f"higher-resolution photo, with the face at least {MIN_FACE_PX} px wide.")
-    if brightest < BLACK_BELOW:
-        raise UnusablePhoto("The face is nearly black, so it cannot be analysed: take the photo again in good light.")
-    if darkest > WHITE_ABOVE:
-        raise UnusablePhoto("The face is nearly white (overexposed), so it cannot be analysed: take the photo again "
-                            "without direct sunlight or flash on the face.")
+    _, brightest, burnt = refuse_unusable_light(face)
     advice = []
     if box.width < MIN_FACE_PX:
         advice.append(f"The face is only {box.width} px wide; move closer or use a higher-resolution photo "
@@ -65,6 +60,17 @@ def photo_advice(rgb, box, points=None):
     if points is not None and head_turn(points) >= TURNED_FROM:
         advice.append("The head is turned to one side; ask the patient to look straight into the camera.")
     return advice
+
+
+def refuse_unusable_light(face):
+    """Raise UnusablePhoto for a face nearly black or nearly white; else return light(face)."""
+    darkest, brightest, burnt = light(face)
+    if brightest < BLACK_BELOW:
+        raise UnusablePhoto("The face is nearly black, so it cannot be analysed: take the photo again in good light.")
+    if darkest > WHITE_ABOVE:
+        raise UnusablePhoto("The face is nearly white (overexposed), so it cannot be analysed: take the photo again "
+                            "without direct sunlight or flash on the face.")
+    return darkest, brightest, burnt
 
 
 def face_pixels(rgb, box):

@@ -1,4 +1,5 @@
 """Fixtures: an application on a temporary data folder, real face photos, and generated datasets."""
+import functools
 import glob
 import io
 import os
@@ -9,6 +10,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -22,7 +24,7 @@ from ml.training import train
 
 # Colours that make a learnable difference between generated classes.
 CLASS_COLOURS = {"alpha": (200, 60, 60), "beta": (60, 60, 200), "gamma": (60, 200, 60)}
-SYNTHETIC_FACES = FaceOptions(detector="haar", fallback="whole")   # generated images hold no face
+SYNTHETIC_FACES = FaceOptions(detector="haar", fallback="whole")   # tight faces: Haar finds some, the rest used whole
 # A VGG16 with random weights at 32 px: fast, and its features still carry the colour signal.
 # Strong regularisation keeps its probabilities away from 0 and 1, so ambiguity shows.
 SMALL_TRAINING = TrainingOptions(backbone="vgg16-imagenet", weights="none", image_size=32, folds=3,
@@ -135,10 +137,37 @@ def jpeg_bytes(rgb, **options):
     return buffer.getvalue()
 
 
-def coloured_image(label, seed, size=48):
-    """Return a noisy image whose mean colour tells its class."""
+def coloured_noise(label, seed, size=48):
+    """Return a noisy image whose mean colour tells its class: a picture that holds no face."""
     rng = np.random.default_rng(seed)
     return np.clip(rng.normal(CLASS_COLOURS[label], 35, (size, size, 3)), 0, 255).astype(np.uint8)
+
+
+@functools.cache
+def _astronaut_face():
+    """Return the astronaut photo's face, tightly cut (the box MTCNN finds), and where it lies."""
+    import skimage.data
+
+    from ml.faces import crop_face
+
+    photo = skimage.data.astronaut()
+    return photo, crop_face(photo).box
+
+
+def coloured_face(label, seed, size=96):
+    """Return a real face, shifted a little by `seed` and tinted with its class's colour, `size` px square.
+
+    The tint is the learnable difference between classes; the face is real, so the face gate
+    passes it, and at 96 px it is sharp and large enough for the photo-quality check.
+    """
+    photo, box = _astronaut_face()
+    rng = np.random.default_rng(seed)
+    dx, dy = rng.integers(-6, 7, 2)
+    face = photo[box.y + dy:box.y + dy + box.height, box.x + dx:box.x + dx + box.width]
+    face = cv2.resize(np.ascontiguousarray(face[:, ::-1] if seed % 2 else face), (size, size),
+                      interpolation=cv2.INTER_AREA).astype(np.float64)
+    tinted = 0.4 * face + 0.6 * np.array(CLASS_COLOURS[label]) + rng.normal(0, 12, face.shape)
+    return np.clip(tinted, 0, 255).astype(np.uint8)
 
 
 def write_zip(path, entries):
@@ -150,8 +179,8 @@ def write_zip(path, entries):
 
 
 def synthetic_entries(per_class=10, labels=tuple(CLASS_COLOURS)):
-    """Return zip entries for a learnable colour task, one folder per class."""
-    return {f"{label}/photo{i}.png": png_bytes(coloured_image(label, seed=1000 * n + i))
+    """Return zip entries for a learnable colour task on real faces, one folder per class."""
+    return {f"{label}/photo{i}.png": png_bytes(coloured_face(label, seed=1000 * n + i))
             for n, label in enumerate(labels) for i in range(per_class)}
 
 
@@ -241,7 +270,7 @@ def legacy_version(registry, source, face_photos):
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
-    """Train one small model (random VGG16 at 32 px, linear head) on the colour task.
+    """Train one small model (random VGG16 at 32 px, linear head) on the colour task (tinted faces).
 
     Returns (registry, version, dataset).
     """
@@ -254,15 +283,29 @@ def trained(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def trained_people(tmp_path_factory, face_photos):
-    """Train a dlib-face model that tells the astronaut from Grace Hopper; return (registry, version)."""
+def people(tmp_path_factory, face_photos):
+    """Import a dataset of the astronaut against Grace Hopper (faces detected by MTCNN); return (root, dataset)."""
     root = tmp_path_factory.mktemp("people")
     entries = {f"first/{i}.jpg": d for i, d in enumerate(face_variants(face_photos["astronaut"], 6))}
     entries |= {f"second/{i}.jpg": d for i, d in enumerate(face_variants(face_photos["grace_hopper"], 6))}
-    dataset = import_dataset(write_zip(root / "people.zip", entries), "people", root / "datasets",
-                             face=FaceOptions("mtcnn"))
+    return root, import_dataset(write_zip(root / "people.zip", entries), "people", root / "datasets",
+                                face=FaceOptions("mtcnn"))
+
+
+@pytest.fixture(scope="session")
+def trained_people(people):
+    """Train a dlib-face model that tells the astronaut from Grace Hopper; return (registry, version)."""
+    root, dataset = people
     registry = ModelRegistry(root / "models")
     return registry, train(dataset, TrainingOptions(backbone="dlib-face", folds=3), registry)
+
+
+@pytest.fixture(scope="session")
+def trained_people_texture(people):
+    """Train a model of texture and shape only (HOG, LBP, geometry) on the same faces; return (registry, version)."""
+    root, dataset = people
+    registry = ModelRegistry(root / "texture-models")
+    return registry, train(dataset, TrainingOptions(backbone="hog+lbp+geometry", folds=3), registry)
 
 
 def postgres_program(name):

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from ml import backbones
-from tests.conftest import coloured_image, png_bytes, synthetic_entries, write_zip
+from tests.conftest import coloured_face, png_bytes, synthetic_entries, write_zip
 
 
 def run(runner, *args):
@@ -32,7 +32,7 @@ def test_import_train_activate_predict(runner, tmp_path):
     assert run(runner, "models", "list").output.startswith(f"* {version}")
 
     photo = tmp_path / "photo.png"
-    photo.write_bytes(png_bytes(coloured_image("alpha", seed=4)))
+    photo.write_bytes(png_bytes(coloured_face("alpha", seed=4)))
     result = run(runner, "predict", str(photo))
     assert result.exit_code == 0, result.output
     body = json.loads(result.output[result.output.index("{"):])
@@ -117,6 +117,6 @@ def test_bad_arguments_end_with_a_message_not_a_traceback(runner, args, message)
 
 def test_predict_without_an_active_model_or_with_a_bad_file(runner, tmp_path):
     photo = tmp_path / "photo.png"
-    photo.write_bytes(png_bytes(coloured_image("alpha", seed=4)))
+    photo.write_bytes(png_bytes(coloured_face("alpha", seed=4)))
     result = run(runner, "predict", str(photo))
     assert result.exit_code == 1 and "No model is active" in result.output

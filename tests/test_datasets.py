@@ -9,14 +9,15 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import skimage.data
 from PIL import Image
 import pytest
 
 from ml.datasets import ImportLimits, delete_dataset, get_dataset, import_dataset, list_datasets
 from ml.errors import DatasetError, DatasetExists, DiskFull
 from ml.faces import FaceOptions
-from tests.conftest import (SYNTHETIC_FACES, bearer_headers, coloured_image, face_variants, form_token, login,
-                            png_bytes, synthetic_entries, write_zip)
+from tests.conftest import (SYNTHETIC_FACES, bearer_headers, coloured_face, coloured_noise, face_variants, form_token,
+                            login, png_bytes, synthetic_entries, write_zip)
 
 
 def tree(folder):
@@ -46,7 +47,7 @@ def test_bad_files_are_listed_and_nothing_is_written_outside(tmp_path, face_phot
         "/etc/absolute.jpg": entries["adults/1.jpg"],
         "adults/notes.txt": b"not a photo",
         "elders/truncated.jpg": entries["elders/0.jpg"][:400],
-        "elders/landscape.png": png_bytes(coloured_image("gamma", seed=3, size=160)),
+        "elders/landscape.png": png_bytes(coloured_face("gamma", seed=3, size=160)),
     }
     work = tmp_path / "work"
     work.mkdir()
@@ -77,7 +78,7 @@ def test_import_from_a_folder_skips_symbolic_links(tmp_path):
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         (source / name).write_bytes(data)
     secret = tmp_path / "secret.png"
-    secret.write_bytes(png_bytes(coloured_image("alpha", seed=99)))
+    secret.write_bytes(png_bytes(coloured_face("alpha", seed=99)))
     (source / "alpha" / "link.png").symlink_to(secret)
     dataset = import_dataset(source, "folder", tmp_path / "d", face=SYNTHETIC_FACES)
     assert dataset.manifest["counts"] == {"alpha": 5, "beta": 5, "gamma": 5}
@@ -301,8 +302,10 @@ def faces_and_rejects(tmp_path, face_photos):
     """An archive of real faces with a photo without a face, a tiny one, a text file and a duplicate."""
     entries = {f"first/{i}.jpg": d for i, d in enumerate(face_variants(face_photos["astronaut"], 5))}
     entries |= {f"second/{i}.jpg": d for i, d in enumerate(face_variants(face_photos["grace_hopper"], 5))}
-    entries |= {"first/no-face.png": png_bytes(coloured_image("alpha", 7, size=64)),
-                "second/tiny.png": png_bytes(coloured_image("beta", 8, size=8)),
+    # Haar misses this tight face, which passes the face gate used whole; the cup fails it.
+    entries |= {"first/no-face.png": png_bytes(coloured_face("alpha", 1)),
+                "first/cup.png": png_bytes(skimage.data.coffee()),
+                "second/tiny.png": png_bytes(coloured_noise("beta", 8, size=8)),
                 "second/notes.txt": b"not a photo", "second/a copy.jpg": entries["second/0.jpg"]}
     return write_zip(tmp_path / "faces.zip", entries)
 
@@ -313,7 +316,8 @@ def test_rejected_photos_keep_a_thumbnail_and_duplicates_name_the_file_kept(tmp_
     assert rejected["second/a copy.jpg"] == {"file": "second/a copy.jpg", "reason": "duplicate of second/0.jpg",
                                              "duplicate_of": "second/0.jpg"}
     assert rejected["second/notes.txt"].keys() == {"file", "reason"}
-    assert rejected["second/tiny.png"]["reason"] == "no face found" and "whole_photo" not in rejected["second/tiny.png"]
+    for never_whole in ("second/tiny.png", "first/cup.png"):
+        assert rejected[never_whole]["reason"] == "no face found" and "whole_photo" not in rejected[never_whole]
     no_face = rejected["first/no-face.png"]
     assert no_face["reason"] == "no face found" and no_face["whole_photo"]["label"] == "first"
     for item in (no_face, rejected["second/tiny.png"]):

@@ -4,7 +4,7 @@ import pytest
 
 from ml.errors import FaceDxError, NoFaceFound
 from ml.faces import CROP_SIZE, FaceOptions, crop_face, detect_faces
-from tests.conftest import coloured_image
+from tests.conftest import coloured_face, coloured_noise
 
 # The astronaut's face in skimage.data.astronaut(): x 180-265, y 60-175.
 ASTRONAUT_FACE = (180, 60, 265, 175)
@@ -75,17 +75,17 @@ def test_the_largest_face_is_chosen(face_photos):
 
 
 def test_no_face_is_its_own_outcome():
-    noise = coloured_image("alpha", seed=1, size=120)
+    noise = coloured_noise("alpha", seed=1, size=120)
     assert detect_faces(noise, "mtcnn") == []
     with pytest.raises(NoFaceFound, match="No face"):
         crop_face(noise, FaceOptions("mtcnn", "none"))
 
 
 def test_whole_image_fallback_is_explicit_and_reported():
-    photo = coloured_image("beta", seed=2, size=100)[:, :80]
+    photo = np.ascontiguousarray(coloured_face("alpha", seed=7, size=100)[:, 5:95])     # a tight face Haar misses
     crop = crop_face(photo, FaceOptions("haar", "whole"))
     assert crop.source == "whole-image" and crop.faces_found == 0
-    assert crop.box.as_dict() == {"x": 0, "y": 0, "width": 80, "height": 100}
+    assert crop.box.as_dict() == {"x": 0, "y": 0, "width": 90, "height": 100}
     assert crop.image.shape == (CROP_SIZE, CROP_SIZE, 3)
 
 

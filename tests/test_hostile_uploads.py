@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import (coloured_image, form_token, import_result, jpeg_bytes, login, png_bytes,
+from tests.conftest import (coloured_face, form_token, import_result, jpeg_bytes, login, png_bytes,
                             synthetic_entries)
 
 
@@ -46,7 +46,7 @@ def test_bad_members_are_rejected_one_by_one_and_nothing_escapes(client, tokens,
     good = synthetic_entries(per_class=5)
     link = zipfile.ZipInfo("alpha/link.png")
     link.external_attr = (stat.S_IFLNK | 0o777) << 16
-    animated = [Image.fromarray(coloured_image(label, 94)) for label in ("gamma", "beta")]
+    animated = [Image.fromarray(coloured_face(label, 94)) for label in ("gamma", "beta")]
     entries = good | {
         "../../escape.png": good["alpha/photo0.png"],
         "/etc/cron.d/evil.png": good["alpha/photo1.png"],
@@ -57,14 +57,14 @@ def test_bad_members_are_rejected_one_by_one_and_nothing_escapes(client, tokens,
         "alpha/truncated.png": png_bytes(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8))[:300],
         "alpha/bomb.png": saved(Image.new("1", (12_000, 12_000)), "PNG"),
         "gamma/animated.gif": saved(animated[0], "GIF", save_all=True, append_images=animated[1:]),
-        "gamma/cmyk.jpg": saved(Image.fromarray(coloured_image("gamma", 91)).convert("CMYK"), "JPEG"),
-        "gamma/sixteen.png": saved(Image.fromarray(np.random.default_rng(1).integers(20000, 40000, (64, 64))
-                                                   .astype(np.uint16)), "PNG"),
+        "gamma/cmyk.jpg": saved(Image.fromarray(coloured_face("gamma", 91)).convert("CMYK"), "JPEG"),
+        "gamma/sixteen.png": saved(Image.fromarray(coloured_face("gamma", 96).mean(axis=2).astype(np.uint16) * 257),
+                                   "PNG"),
         "gamma/blank.png": png_bytes(np.full((100, 100, 3), 90, np.uint8)),
-        "gamma/tiny.png": png_bytes(coloured_image("gamma", 95, size=8)),
-        "gamma/real-png-named.jpg": png_bytes(coloured_image("gamma", 92)),
+        "gamma/tiny.png": png_bytes(coloured_face("gamma", 95, size=8)),
+        "gamma/real-png-named.jpg": png_bytes(coloured_face("gamma", 92)),
         "<img src=x onerror=alert(1)>/a.png": good["beta/photo0.png"],
-        "beta/cafX.png": png_bytes(coloured_image("beta", 93)),
+        "beta/cafX.png": png_bytes(coloured_face("beta", 93)),
     }
     before = tree(tmp_path)
     # A name in the old DOS code page, without the UTF-8 flag, as old zip tools write it.
@@ -97,7 +97,7 @@ def test_html_in_class_names_is_escaped_on_every_page(client, tokens):
 
     entries = synthetic_entries(per_class=5, labels=("alpha", "beta"))
     label = "<img src=x onerror=alert(1)>"
-    entries |= {f"{label}/{i}.png": png_bytes(coloured_image("gamma", 300 + i)) for i in range(5)}
+    entries |= {f"{label}/{i}.png": png_bytes(coloured_face("gamma", 300 + i)) for i in range(5)}
     assert import_result(client, bearer(tokens["admin"]), upload(client, tokens["admin"], zipped(entries)))[
         "status"] == "succeeded"
     login(client, "ada")
@@ -111,7 +111,7 @@ def test_html_in_class_names_is_escaped_on_every_page(client, tokens):
     (lambda: zipped(synthetic_entries(per_class=5) | {"alpha/zeros.png": b"\0" * (50 * 1024 ** 2)},
                     compression=zipfile.ZIP_DEFLATED), 400, "zip bomb"),
     (lambda: b"PK\x03\x04 not really a zip", 400, "neither a zip"),
-    (lambda: zipped({"alpha/only.png": png_bytes(coloured_image("alpha", 1))}), 400, "at least 2 classes"),
+    (lambda: zipped({"alpha/only.png": png_bytes(coloured_face("alpha", 1))}), 400, "at least 2 classes"),
 ])
 def test_whole_archives_refused(client, tokens, tmp_path, build, status, message):
     response = upload(client, tokens["admin"], build())
@@ -139,18 +139,19 @@ def test_a_request_over_the_size_limit_is_refused_before_it_is_read(app, client,
 
 
 def test_exif_rotated_photo_is_predicted_upright(client, tokens, active_model):
-    rotated = Image.fromarray(coloured_image("beta", seed=44))
+    # Stored turned a quarter to the right; orientation 8 turns it back. Sideways, the face gate sees no face.
+    rotated = Image.fromarray(coloured_face("beta", seed=2)).rotate(-90)
     exif = rotated.getexif()
     exif[0x0112] = 8
     data = saved(rotated, "JPEG", exif=exif, quality=95)
     body = client.post("/api/v1/predict", headers=bearer(tokens["doctor"]), content_type="multipart/form-data",
                        data={"image": (io.BytesIO(data), "p.jpg")}).get_json()
-    assert body["face"]["width"] == 48 and body["predictions"][0]["label"] == "beta"
+    assert body["face"]["width"] == 96 and body["predictions"][0]["label"] == "beta"
 
 
 def test_bad_photos_through_the_api(client, tokens, active_model):
     cases = [(b"", 422, "empty"), (b"GIF89a broken", 415, "not an image"), (b"%PDF", 415, "not an image"),
-             (jpeg_bytes(coloured_image("alpha", 1))[:100], 422, "damaged"),
+             (jpeg_bytes(coloured_face("alpha", 1))[:100], 422, "damaged"),
              (saved(Image.new("1", (12_000, 12_000)), "PNG"), 422, "too large")]
     for data, status, message in cases:
         response = client.post("/api/v1/predict", headers=bearer(tokens["doctor"]),
@@ -269,7 +270,7 @@ def test_each_route_refuses_a_body_larger_than_it_needs_before_reading_it(client
 
 
 def test_a_file_name_that_is_not_utf8_is_refused_with_the_reason(client, tokens):
-    photo = png_bytes(coloured_image("alpha", 1))
+    photo = png_bytes(coloured_face("alpha", 1))
     body, content_type = multipart([(b"image", "café.png".encode("latin-1"), photo)])
     response = client.post("/api/v1/predict", headers=bearer(tokens["doctor"]), data=body, content_type=content_type)
     assert response.status_code == 400 and "not UTF-8" in response.get_json()["message"]

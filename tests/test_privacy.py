@@ -3,7 +3,7 @@ import io
 import logging
 from datetime import date, timedelta
 
-from tests.conftest import coloured_image, form_token, login, png_bytes
+from tests.conftest import coloured_face, form_token, login, png_bytes
 
 
 def files_under(folder):
@@ -15,11 +15,11 @@ def test_predictions_write_nothing_by_default(app, client, tokens, active_model,
     before = files_under(tmp_path / "data")
     instance_before = set((tmp_path / "data" / "instance").rglob("*"))
     client.post("/", content_type="multipart/form-data", data={
-        "photo": (io.BytesIO(png_bytes(coloured_image("alpha", seed=1))), "jane-doe.png"),
+        "photo": (io.BytesIO(png_bytes(coloured_face("alpha", seed=1))), "jane-doe.png"),
         "csrf_token": form_token(client, "/")})
     client.post("/api/v1/predict", headers={"Authorization": f"Bearer {tokens['doctor']}"},
                 content_type="multipart/form-data",
-                data={"image": (io.BytesIO(png_bytes(coloured_image("beta", seed=2))), "john-doe.png")})
+                data={"image": (io.BytesIO(png_bytes(coloured_face("beta", seed=2))), "john-doe.png")})
     assert files_under(tmp_path / "data") == before
     new = {p for p in set((tmp_path / "data" / "instance").rglob("*")) - instance_before
            if not p.name.startswith("facedx.sqlite")}
@@ -27,7 +27,7 @@ def test_predictions_write_nothing_by_default(app, client, tokens, active_model,
 
 
 def test_logs_of_a_prediction_hold_no_patient_data(app, client, tokens, active_model, caplog):
-    photo = png_bytes(coloured_image("gamma", seed=3))
+    photo = png_bytes(coloured_face("gamma", seed=3))
     with caplog.at_level(logging.DEBUG):
         body = client.post("/api/v1/predict?explain=true", headers={"Authorization": f"Bearer {tokens['doctor']}"},
                            content_type="multipart/form-data",
@@ -41,7 +41,7 @@ def test_logs_of_a_prediction_hold_no_patient_data(app, client, tokens, active_m
 
 def test_an_operator_may_keep_photos_for_a_while_and_purge_them(app, client, tokens, active_model, runner):
     app.config["KEEP_PHOTOS_DAYS"] = 7
-    photo = png_bytes(coloured_image("alpha", seed=4))
+    photo = png_bytes(coloured_face("alpha", seed=4))
     client.post("/api/v1/predict", headers={"Authorization": f"Bearer {tokens['doctor']}"},
                 content_type="multipart/form-data", data={"image": (io.BytesIO(photo), "jane-doe.png")})
     with app.app_context():
@@ -68,7 +68,7 @@ def test_admin_actions_are_audited_without_patient_data(app, client, tokens, act
 
 def test_only_what_decodes_as_an_image_is_kept(app, client, tokens, active_model):
     app.config["KEEP_PHOTOS_DAYS"] = 7
-    for data in (b"%PDF-1.7 a letter about the patient", png_bytes(coloured_image("beta", seed=5))[:300]):
+    for data in (b"%PDF-1.7 a letter about the patient", png_bytes(coloured_face("beta", seed=5))[:300]):
         response = client.post("/api/v1/predict", headers={"Authorization": f"Bearer {tokens['doctor']}"},
                                content_type="multipart/form-data", data={"image": (io.BytesIO(data), "scan.png")})
         assert response.status_code in (415, 422)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import (PROJECT, SMALL_API_OPTIONS, coloured_image, new_database, png_bytes, start_web_node,
+from tests.conftest import (PROJECT, SMALL_API_OPTIONS, coloured_face, new_database, png_bytes, start_web_node,
                             synthetic_entries, write_zip)
 from tests.conftest import flask_command as flask
 
@@ -120,7 +120,7 @@ def test_a_job_started_on_one_node_runs_on_the_worker_and_is_served_by_the_other
     version = job["model_version"]
     assert requests.post(f"{cluster.b}/api/v1/models/{version}/activate", headers=cluster.admin,
                          timeout=30).status_code == 200
-    photo = png_bytes(coloured_image("beta", seed=3))
+    photo = png_bytes(coloured_face("beta", seed=3))
     served = requests.post(cluster.a + "/api/v1/predict", headers=cluster.doctor, timeout=60,
                            files={"image": ("p.png", photo)}).json()
     assert served["model_version"] == version                           # node A follows B's activation

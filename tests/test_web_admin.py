@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import (CLASS_COLOURS, clone_version, coloured_image, form_token, login, png_bytes,
+from tests.conftest import (clone_version, coloured_face, form_token, login, png_bytes,
                             synthetic_entries, write_zip)
 from web.db import TrainingJob, db
 from web.jobs import DIED, reconcile
@@ -163,21 +163,20 @@ def test_a_job_left_behind_by_a_restart_is_marked_failed(app, admin, status):
         assert db.session.get(TrainingJob, job_id).error == DIED          # what runs before a start records it
 
 
-def smooth_photos(per_class):
-    """Return zip entries of generated photos that compress well (a gradient in the class's colour), each unique."""
+def small_faces(per_class):
+    """Return zip entries of small photos of one tinted face per class (48 px, quick to import), each unique."""
     entries = {}
     for label in ("alpha", "beta"):
+        face = coloured_face(label, seed=0, size=48)
         for i in range(per_class):
-            image = np.empty((48, 48, 3), np.uint8)
-            image[:] = CLASS_COLOURS[label]
-            image[:, :, 1] = np.linspace(0, 200, 48).astype(np.uint8)
+            image = face.copy()
             image[0, 0] = (i % 256, i // 256, 0)
             entries[f"{label}/{i}.png"] = png_bytes(image)
     return entries
 
 
 def test_an_import_of_2000_photos_answers_at_once_and_shows_photo_n_of_n(admin, tmp_path):
-    entries = smooth_photos(1000)
+    entries = small_faces(1000)
     response = upload(admin, zip_bytes(tmp_path, entries), filename="two thousand.zip")
     first = admin.get(response.headers["Location"] + ".json").get_json()
     assert first["status"] in ("queued", "running") and first["progress"].get("done", 0) < 2000
@@ -197,7 +196,7 @@ def test_an_import_of_2000_photos_answers_at_once_and_shows_photo_n_of_n(admin, 
 
 
 def test_a_cancelled_import_keeps_nothing(admin, tmp_path, app):
-    entries = smooth_photos(1000)
+    entries = small_faces(1000)
     response = upload(admin, zip_bytes(tmp_path, entries))
     job_page = response.headers["Location"]
     deadline = time.monotonic() + 60
@@ -218,7 +217,7 @@ def test_rejected_photos_show_thumbnails_and_those_without_a_face_can_be_added_w
     app.config["FACE_DETECTOR"] = "haar"
     entries = {f"first/{i}.jpg": d for i, d in enumerate(face_variants(face_photos["astronaut"], 5))}
     entries |= {f"second/{i}.jpg": d for i, d in enumerate(face_variants(face_photos["grace_hopper"], 5))}
-    entries |= {"first/no-face.png": png_bytes(coloured_image("alpha", 7, size=64)),
+    entries |= {"first/no-face.png": png_bytes(coloured_face("alpha", 1)),      # Haar misses it; used whole, a face
                 "second/notes.txt": b"not a photo", "second/a copy.jpg": entries["second/0.jpg"]}
     assert imported(admin, zip_bytes(tmp_path, entries), name="faces", fallback="none")["status"] == "succeeded"
     page = admin.get("/admin/datasets/faces").get_data(as_text=True)
@@ -348,7 +347,7 @@ def test_a_damaged_active_card_gives_one_state_on_every_route(admin, app, tokens
     # After a restart nothing can load it: every route says so, and none shows a server path.
     app.extensions.pop("facedx.predictor")
     health, page = admin.get("/api/v1/health"), admin.get("/")
-    photo = png_bytes(coloured_image("alpha", seed=1))
+    photo = png_bytes(coloured_face("alpha", seed=1))
     predicted = admin.post("/api/v1/predict", headers=doctor, data={"image": (io.BytesIO(photo), "a.png")})
     assert (health.status_code, predicted.status_code) == (503, 503)
     assert "damaged" in predicted.get_json()["message"] and "damaged" in page.get_data(as_text=True)
@@ -429,7 +428,7 @@ def test_a_version_is_tried_on_a_photo_as_a_doctor_would_see_it_without_activati
         get_predictor().current()                            # the model doctors are served
     assert {"admin.model_try", "admin.model_try_explain"} <= PHOTO_ENDPOINTS      # held in memory only
     pointer = (Path(app.config["MODELS_DIR"]) / "active.json").read_text()
-    photo = png_bytes(coloured_image("gamma", seed=4))
+    photo = png_bytes(coloured_face("gamma", seed=4))
     response = admin.post(f"/admin/models/{candidate}/try", content_type="multipart/form-data", data={
         "photo": (io.BytesIO(photo), "patient.png"), "csrf_token": form_token(admin, f"/admin/models/{candidate}")})
     page = response.get_data(as_text=True)

@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from tests.conftest import SMALL_API_OPTIONS, coloured_image, login, png_bytes, synthetic_entries, write_zip
+from tests.conftest import SMALL_API_OPTIONS, coloured_face, login, png_bytes, synthetic_entries, write_zip
 
 
 def bearer(token):
@@ -66,7 +66,7 @@ def test_admin_routes_refuse_doctor_tokens(client, tokens, method, path):
 
 def test_predict_contract_and_errors(client, tokens, active_model):
     doctor = bearer(tokens["doctor"])
-    photo = png_bytes(coloured_image("alpha", seed=11))
+    photo = png_bytes(coloured_face("alpha", seed=11))
     response = client.post("/api/v1/predict", headers=doctor, content_type="multipart/form-data",
                            data={"image": (io.BytesIO(photo), "p.png")})
     body = response.get_json()
@@ -89,7 +89,7 @@ def test_predict_contract_and_errors(client, tokens, active_model):
 
 def test_predict_without_a_model_is_503(client, tokens):
     response = client.post("/api/v1/predict", headers=bearer(tokens["doctor"]), content_type="multipart/form-data",
-                           data={"image": (io.BytesIO(png_bytes(coloured_image("alpha", seed=1))), "p.png")})
+                           data={"image": (io.BytesIO(png_bytes(coloured_face("alpha", seed=1))), "p.png")})
     assert response.status_code == 503 and response.get_json()["error"] == "service_unavailable"
 
 
@@ -152,7 +152,7 @@ def test_train_activate_and_predict_through_the_api(client, tokens, colours_zip)
     assert client.post(f"/api/v1/models/{version}/activate", headers=admin).status_code == 200
     assert client.post("/api/v1/models/20990101-000000-abcdef/activate", headers=admin).status_code == 404
     assert client.get("/api/v1/health").get_json() == {"status": "ok", "model_version": version}
-    photo = png_bytes(coloured_image("beta", seed=12))
+    photo = png_bytes(coloured_face("beta", seed=12))
     result = client.post("/api/v1/predict", headers=doctor, content_type="multipart/form-data",
                          data={"image": (io.BytesIO(photo), "p.png")}).get_json()
     assert result["model_version"] == version and result["predictions"][0]["label"] == "beta"
@@ -198,7 +198,7 @@ def test_a_dlib_face_model_serves_the_api_and_the_doctor_page(app, client, token
 def test_predict_can_return_the_explanation_and_always_returns_the_decision(client, tokens, active_model):
     import base64
 
-    photo = png_bytes(coloured_image("gamma", seed=13))
+    photo = png_bytes(coloured_face("gamma", seed=13))
     body = client.post("/api/v1/predict?explain=true", headers=bearer(tokens["doctor"]),
                        content_type="multipart/form-data", data={"image": (io.BytesIO(photo), "p.png")}).get_json()
     assert body["explanation"]["method"] == "grad-cam"
