@@ -49,14 +49,22 @@ class Progress:
 
 
 class Pace:
-    """The rate of a counted step and the time it still needs, from when it began."""
+    """The rate of a counted step and the time it still needs, measured from its first item done.
+
+    The first item pays for start-up (networks loaded on first use): counting it would make the
+    first estimate hours long for a step of minutes, so the rate is that of the items after it.
+    """
 
     def __init__(self, clock=time.monotonic):
-        self.clock, self.started = clock, clock()
+        self.clock, self.first = clock, None
 
     def progress(self, phase, done, total):
         """Return the Progress of `done` items of `total`, with the rate so far and the time left at that rate."""
-        elapsed = self.clock() - self.started
-        rate = done / elapsed if done and elapsed > 0 else None
+        now = self.clock()
+        if done and self.first is None:
+            self.first = (done, now)
+        rate = None
+        if self.first is not None and done > self.first[0] and now > self.first[1]:
+            rate = (done - self.first[0]) / (now - self.first[1])
         return Progress(phase, done / total if total else 1.0, done, total, rate=rate,
                         seconds_left=(total - done) / rate if rate else None)

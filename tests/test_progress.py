@@ -1,11 +1,14 @@
 from ml.progress import Pace, Progress
 
 
-def test_pace_gives_the_rate_and_the_time_left():
+def test_pace_gives_the_rate_and_the_time_left_from_the_first_item_done():
     now = [100.0]
     pace = Pace(clock=lambda: now[0])
     assert pace.progress("import", 0, 10).as_dict() == {"phase": "import", "fraction": 0.0, "done": 0, "total": 10}
-    now[0] = 104.0
+    now[0] = 120.0                                            # the first photo waited for the networks to load
+    first = pace.progress("import", 1, 10)
+    assert first.rate is None and first.seconds_left is None  # no estimate from start-up alone
+    now[0] = 123.5
     step = pace.progress("import", 8, 10)
     assert (step.fraction, step.rate, step.seconds_left) == (0.8, 2.0, 1.0)
 
