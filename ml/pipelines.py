@@ -187,10 +187,14 @@ def fold_accuracies(probabilities, labels, folds):
 
 
 def rank_key(probabilities, labels, folds):
-    """Order candidates by mean fold accuracy, then by log-loss (lower is better)."""
+    """Order candidates by photos right over all folds, then by log-loss (lower is better).
+
+    Counts, not the mean of fold accuracies: folds of unequal size would make two candidates
+    with the same photos right differ by rounding, and the log-loss would never break the tie.
+    """
     tested = np.concatenate([test for _, test in folds])
     picked = np.clip(probabilities[tested, labels[tested]], 1e-12, 1.0)
-    return float(np.mean(fold_accuracies(probabilities, labels, folds))), float(np.mean(np.log(picked)))
+    return int(np.sum(probabilities[tested].argmax(axis=1) == labels[tested])), float(np.mean(np.log(picked)))
 
 
 @dataclass
@@ -198,6 +202,7 @@ class Choice:
     """What nested cross-validation found: the winner, its honest score and every candidate's."""
     config: Config
     outer_predictions: np.ndarray        # out-of-fold probabilities of "choose, then fit" on each outer fold
+    served_predictions: np.ndarray       # the winner's own out-of-fold probabilities: what the served model does
     outer_accuracies: list
     chosen_per_fold: list
     candidates: list                     # rows for the model card, best first
@@ -239,7 +244,8 @@ def choose(features, labels, groups, configs, options, report=None, baseline=BAS
         report({"phase": "nested selection", "fold": number, "folds": n_folds,
                 **folds_so_far(nested, outer[baseline] if baseline else None, labels, folds[:number])})
     winner = max(configs, key=lambda c: rank_key(outer[c], labels, folds))
-    return Choice(winner, nested, fold_accuracies(nested, labels, folds), [c.pipeline for c in chosen],
+    return Choice(winner, nested, outer[winner], fold_accuracies(nested, labels, folds),
+                  [c.pipeline for c in chosen],
                   candidate_rows(outer, labels, folds, configs, timings, winner),
                   outer[baseline] if baseline else None, folds, grouped)
 
@@ -248,9 +254,9 @@ def candidate_rows(outer, labels, folds, configs, timings, winner):
     """Return one row per pipeline (its best C): CV accuracy +- std, seconds, and whether it was chosen."""
     best = {}
     for config in configs:
-        accuracy, loss = rank_key(outer[config], labels, folds)
-        if config.pipeline not in best or (accuracy, loss) > best[config.pipeline][0]:
-            best[config.pipeline] = ((accuracy, loss), config)
+        key = rank_key(outer[config], labels, folds)
+        if config.pipeline not in best or key > best[config.pipeline][0]:
+            best[config.pipeline] = (key, config)
     rows = []
     for pipeline, (_, config) in best.items():
         accuracies = fold_accuracies(outer[config], labels, folds)
