@@ -76,16 +76,17 @@ def train(dataset, options, registry, pretrained_dirs=(), progress=None):
     if options.head == "softmax":
         chosen, folds, grouped, raw, baseline, candidates = _softmax_cv(features, labels, groups, pipelines[0],
                                                                         n_classes, options, report)
-        chosen_per_fold, selection = None, "fixed"
+        chosen_per_fold, selection, served = None, "fixed", raw
     else:
         configs = [c for p in pipelines for c in configs_for(p, options.head, options.regularization)]
         if options.backbone == "auto":
             configs.append(BASELINE)            # auto must never end below the product's own baseline
         choice = choose(features, labels, groups, configs, options, report)
         chosen, folds, grouped, raw = choice.config, choice.folds, choice.grouped, choice.outer_predictions
+        served = choice.served_predictions
         baseline, candidates, chosen_per_fold = choice.baseline_predictions, choice.candidates, choice.chosen_per_fold
         selection = "nested cross-validation" if len(configs) > 1 else "fixed"
-    metrics, calibrated, temperature = assess(raw, labels, folds, dataset.labels, attributes, baseline)
+    metrics, calibrated, temperature = assess(raw, labels, folds, dataset.labels, attributes, baseline, served)
     metrics.update(method="cross-validation", folds=len(folds), grouped=grouped, note=_cv_note(
         len(folds), grouped, options.backbone == "auto"), candidates=candidates, chosen_per_fold=chosen_per_fold,
         selection=selection)
@@ -98,8 +99,10 @@ def train(dataset, options, registry, pretrained_dirs=(), progress=None):
         history = head.fit(x, labels, report)
     else:
         head, history = LinearHead.fit(x, labels, sizes, chosen, n_classes, options.seed), []
-    novelty = Novelty.fit_with_threshold(x, sizes, folds)
-    thresholds = choose_thresholds(calibrated, labels, options.min_coverage)
+    novelty = Novelty.fit_with_threshold(x, sizes, folds, chosen.blocks)
+    # The served model is the winner retrained on all photos: its thresholds come from the
+    # winner's own out-of-fold predictions, not from those of whichever candidate each fold chose.
+    thresholds = choose_thresholds(apply_temperature(served, temperature), labels, options.min_coverage)
     pipeline = {"name": chosen.pipeline, "blocks": list(chosen.blocks), "block_sizes": sizes, "head": chosen.head,
                 "C": chosen.C}
     return _save(dataset, options, registry, extractor, head, novelty, pipeline, history, metrics, temperature,
@@ -195,18 +198,23 @@ def _cv_note(n_folds, grouped, auto):
     return note + "; the final model is trained on all images"
 
 
-def assess(raw, labels, folds, label_names, attributes, baseline):
-    """Return (metrics, calibrated out-of-fold probabilities, temperature) from out-of-fold predictions."""
-    temperature, _, ece_crossed = choose_temperature(raw, labels, folds)
+def assess(raw, labels, folds, label_names, attributes, baseline, served):
+    """Return (metrics, calibrated out-of-fold probabilities, temperature) from out-of-fold predictions.
+
+    `raw` are the honest (nested) out-of-fold predictions the figures come from; `served` are
+    the served configuration's own, which the temperature and its calibration figures describe.
+    """
+    temperature, _, ece_crossed = choose_temperature(served, labels, folds)
     calibrated = apply_temperature(raw, temperature)
     fold_metrics = [evaluate(labels[test], calibrated[test], label_names) for _, test in folds]
     metrics = summarize(fold_metrics, labels, calibrated, label_names)
     metrics["baselines"] = baseline_scores(baseline, labels, folds, len(label_names))
     metrics.update(clinical_metrics(labels, calibrated.argmax(axis=1), label_names, attributes,
                                     metrics["baselines"]["majority"]["accuracy"]))
-    metrics["calibration"] = calibration_figures(raw, calibrated, labels, temperature, ece_crossed, (
-        "out-of-fold predictions; kept only because it lowered the expected calibration error of folds it was "
-        "not fitted on" if temperature != 1.0 else
+    metrics["calibration"] = calibration_figures(served, apply_temperature(served, temperature), labels, temperature,
+                                                 ece_crossed, (
+        "the served configuration's out-of-fold predictions; kept only because it lowered the expected calibration "
+        "error of folds it was not fitted on" if temperature != 1.0 else
         "not applied: temperature scaling did not lower the expected calibration error of folds it was not "
         "fitted on"))
     return metrics, calibrated, temperature
@@ -255,7 +263,7 @@ def _save(dataset, options, registry, extractor, head, novelty, pipeline, histor
         metrics=metrics,
         calibration={"temperature": temperature},
         abstention=thresholds,
-        novelty={"threshold": novelty.threshold} if novelty is not None else None,
+        novelty=novelty.card_entry() if novelty is not None else None,
         training_seconds=round(time.monotonic() - started, 1),
         training_peak_memory_mib=peak_memory_mib(),
         software=software_versions(),
