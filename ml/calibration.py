@@ -97,10 +97,13 @@ def _cuts(scores, min_coverage, most=60):
     return np.concatenate([[0.0], allowed])
 
 
-def decide(probabilities, thresholds, face_reasons=()):
-    """Return the reasons to abstain, in plain words (an empty list means a label may be given)."""
+def decide(probabilities, thresholds, photo_reasons=()):
+    """Return the reasons to abstain, in plain words: `photo_reasons` first, then the model's uncertainty.
+
+    An empty list means a label may be given.
+    """
     ordered = sorted(probabilities, reverse=True)
-    reasons = list(face_reasons)
+    reasons = list(photo_reasons)
     if ordered[0] < thresholds["min_probability"]:
         reasons.append(f"the model is not confident enough: its top probability {ordered[0]:.0%} is below the "
                        f"{thresholds['min_probability']:.0%} under which it was often wrong in validation")

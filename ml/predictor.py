@@ -25,6 +25,19 @@ log = logging.getLogger(__name__)
 UNCERTAIN = "uncertain - refer for clinical assessment"
 UNLIKE_TRAINING = ("this photo is unlike the photos the model was trained on (another kind of photo, "
                    "an unusual face or poor image quality): the model cannot judge it")
+UNLIKE_FACES = ("this face is unlike every group of faces the model was trained on (for example another age group "
+                "or population): the model cannot judge it")
+RETAKE = "the photo must be taken again before the model can judge it: "
+
+
+def reasons_in_order(advice, unlike, doubts):
+    """Return the reasons to refer that come before the model's own uncertainty, the real one first.
+
+    A photo to retake comes first (blur or darkness also make a photo unlike the training
+    photos, and retaking it is what the doctor can do), then a face unlike the training
+    photos (`unlike`: the novelty reasons), then doubts about which face was analysed.
+    """
+    return [RETAKE + item[0].lower() + item[1:] for item in advice] + list(unlike) + doubts
 
 
 @dataclass(frozen=True)
@@ -75,12 +88,17 @@ class LoadedModel:
         return self.assess(crops, reference, calibrated)[0]
 
     def assess(self, crops, reference=None, calibrated=True):
-        """Return (probabilities, whether each crop is unlike the training photos) for a batch of crops."""
+        """Return (probabilities, for each crop the reasons it is unlike the training photos) for a batch of crops."""
         features = self.backbone.features(crops, reference=reference)
         raw = self.head.probabilities(features)
-        unusual = self.novelty.unusual(features) if self.novelty is not None else np.zeros(len(crops), bool)
+        unlike = [[] for _ in crops]
+        if self.novelty is not None:
+            for reason, flags in ((UNLIKE_FACES, self.novelty.unlike_faces(features)),
+                                  (UNLIKE_TRAINING, self.novelty.unusual(features))):
+                for reasons, flagged in zip(unlike, flags):
+                    reasons += [reason] if flagged else []
         probabilities = apply_temperature(raw, self.card.calibration["temperature"]) if calibrated else raw
-        return probabilities, unusual
+        return probabilities, unlike
 
 
 def load_version(model_version):
@@ -157,19 +175,20 @@ class Predictor:
     def predict_image(self, rgb, explain=False):
         """Return a Prediction for an RGB array, cropped exactly as in training.
 
-        Raises UnusablePhoto, with what to do instead, for a photo too poor to analyse.
+        Raises NoFaceFound when no crop passes the face gate, and UnusablePhoto, with what to do
+        instead, for a photo too poor to analyse.
         """
         loaded = self.current()
         crop = crop_face(rgb, FaceOptions(**loaded.card.face))
         # The head turn is judged from landmarks only on a detected face (a whole photo may be anything).
         advice = photo_advice(rgb, crop.box, face_landmarks(crop.image) if crop.source == "detected" else None)
         if self._batcher is not None:
-            probabilities, unusual = self._batcher.submit(loaded, crop.image)
+            probabilities, unlike = self._batcher.submit(loaded, crop.image)
         else:
-            probabilities, unusual = (row[0] for row in loaded.assess(crop.image[np.newaxis]))
+            probabilities, unlike = (row[0] for row in loaded.assess(crop.image[np.newaxis]))
         ranked = sorted(zip(loaded.card.labels, map(float, probabilities)), key=lambda p: -p[1])
-        face_reasons = crop.doubts() + ([UNLIKE_TRAINING] if unusual else [])
-        reasons = decide(probabilities, self.registry.thresholds(loaded.version, loaded.card), face_reasons)
+        reasons = decide(probabilities, self.registry.thresholds(loaded.version, loaded.card),
+                         reasons_in_order(advice, unlike, crop.doubts()))
         explained = explanation(loaded, crop.image, int(np.argmax(probabilities))) if explain else None
         return Prediction(loaded.version, crop.box, crop.source, ranked, crop.image, reasons, explained,
                           advice=advice, faces_found=crop.faces_found)

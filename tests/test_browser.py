@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.conftest import SMALL_API_OPTIONS, coloured_image, png_bytes, start_web_node, synthetic_entries, write_zip
+from tests.conftest import SMALL_API_OPTIONS, coloured_face, png_bytes, start_web_node, synthetic_entries, write_zip
 from tests.conftest import flask_command as flask
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -129,7 +129,7 @@ def test_admin_trains_and_activates_then_a_doctor_predicts(server, page, tmp_pat
     page.click("button:has-text('Log out')")
     log_in(page, base, "doctor", DOCTOR_PASSWORD)
     photo = tmp_path / "patient.png"
-    photo.write_bytes(png_bytes(coloured_image("gamma", seed=21)))    # like the training photos
+    photo.write_bytes(png_bytes(coloured_face("gamma", seed=21)))    # like the training photos
     snap(page, "doctor-predict")
     page.set_input_files("#photo", str(photo))
     assert page.inner_text("#drop-zone").count("patient.png") == 1
@@ -141,7 +141,7 @@ def test_admin_trains_and_activates_then_a_doctor_predicts(server, page, tmp_pat
     main = page.inner_text("main")
     assert "not a diagnosis" in main and "Calibrated probabilities" in main and "100%" not in main
     expect(page.locator("#clinical-sentence")).to_contain_text(
-        "In validation, of 8 photos of people with gamma, the model named it for")
+        "In validation, of 8 photos labelled gamma, the model named ")
     expect(page.locator("#heatmap")).to_be_visible(timeout=60_000)          # loaded after the result
     expect(page.locator("#face")).to_be_visible()
     expect(page.locator("#map-scale")).to_be_visible()
@@ -160,7 +160,7 @@ def test_admin_trains_and_activates_then_a_doctor_predicts(server, page, tmp_pat
     photo.write_bytes(png_bytes(face_photos["astronaut"]))
     page.set_input_files("#photo", str(photo))
     page.click("button:has-text('Analyse')")
-    page.wait_for_selector("#probabilities")
+    page.wait_for_selector("#decision")             # a real face unlike the tinted training faces: referred
     assert "no face was detected" not in page.inner_text("#explanation")
     expect(page.locator("#heatmap")).to_be_visible(timeout=60_000)
     snap(page, "doctor-result")
@@ -254,7 +254,7 @@ def test_predictions_keep_answering_while_training_and_follow_activation(server,
     first = wait(run_job({}), lambda job: job["status"] in finished)["model_version"]
     assert requests.post(f"{base}/api/v1/models/{first}/activate", headers=admin, timeout=30).status_code == 200
 
-    photo = png_bytes(coloured_image("beta", seed=5))
+    photo = png_bytes(coloured_face("beta", seed=5))
 
     def predict(_):
         response = requests.post(base + "/api/v1/predict", headers=doctor, files={"image": ("p.png", photo)},
@@ -319,7 +319,7 @@ def test_admin_curates_a_dataset_watches_the_folds_tries_the_model_then_activate
 
     page.click("text=Try a photo")
     photo = tmp_path / "tried.png"
-    photo.write_bytes(png_bytes(coloured_image("beta", seed=31)))
+    photo.write_bytes(png_bytes(coloured_face("beta", seed=31)))
     page.set_input_files("#try-photo", str(photo))
     page.click("#try-form button")
     expect(page.locator("#trial")).to_contain_text(f"Tried on version {version}, which is not active")
@@ -360,3 +360,34 @@ def test_the_models_table_and_the_charts_are_usable_on_a_phone(server, browser):
         assert sizes and min(sizes) >= 11, (version, min(sizes))
     snap(page, "admin-model-phone")
     context.close()
+
+
+def test_a_blurred_photo_is_referred_with_the_retake_advice_first_and_no_answer_shown(server, page, tmp_path,
+                                                                                        trained, face_photos):
+    import cv2
+
+    from ml.faces import crop_face
+    from ml.registry import ModelRegistry
+
+    base, _, data, _ = server
+    version = trained[1]
+    registry = ModelRegistry(data / "models")
+    if not (registry.root / version.version).exists():
+        shutil.copytree(version.path, registry.root / version.version)
+    registry.activate(version.version)
+    portrait = crop_face(face_photos["grace_hopper"]).image            # her face with a margin, 256 px
+    blurred = tmp_path / "blurred.png"
+    blurred.write_bytes(png_bytes(cv2.GaussianBlur(portrait, (0, 0), 0.03 * portrait.shape[1])))
+    log_in(page, base, "doctor", DOCTOR_PASSWORD)
+    page.set_input_files("#photo", str(blurred))
+    page.click("#predict-form button[type=submit]")
+    expect(page.locator("#decision")).to_have_text("Uncertain: refer for clinical assessment.")
+    first_reason = page.locator("#abstention-reasons li").first.inner_text()
+    assert first_reason.startswith("the photo must be taken again before the model can judge it: the face is blurred")
+    assert "Most likely" not in page.inner_text("main")
+    expect(page.locator("#probabilities")).to_be_hidden()           # under "details", not shown as an answer
+    expect(page.locator("#probabilities meter").first).to_be_hidden()
+    page.click("#details summary")
+    expect(page.locator("#probabilities")).to_be_visible()           # there for the clinician who asks
+    snap(page, "doctor-blurred-referred")
+    assert page.problems == []

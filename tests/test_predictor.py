@@ -11,7 +11,7 @@ from PIL import Image
 from ml.errors import FaceDxError, ImageError, NoActiveModel, NoFaceFound
 from ml.predictor import UNLIKE_TRAINING, Predictor
 from ml.registry import ModelRegistry
-from tests.conftest import clone_version, coloured_image, legacy_version, png_bytes
+from tests.conftest import clone_version, coloured_face, coloured_noise, legacy_version, png_bytes
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def registry(tmp_path, trained):
 def test_prediction_ranks_every_class_and_sums_to_one(registry, trained):
     version = trained[1].version
     registry.activate(version)
-    result = Predictor(registry).predict(png_bytes(coloured_image("beta", seed=777)))
+    result = Predictor(registry).predict(png_bytes(coloured_face("beta", seed=2)))     # a face Haar misses: used whole
     assert result.model_version == version
     assert [label for label, _ in result.probabilities][0] == "beta"
     assert sorted(label for label, _ in result.probabilities) == ["alpha", "beta", "gamma"]
@@ -34,7 +34,7 @@ def test_prediction_ranks_every_class_and_sums_to_one(registry, trained):
     assert probabilities == sorted(probabilities, reverse=True)
     assert sum(probabilities) == pytest.approx(1.0, abs=1e-5)
     body = result.as_dict()
-    assert body["face"] == {"x": 0, "y": 0, "width": 48, "height": 48} and body["face_source"] == "whole-image"
+    assert body["face"] == {"x": 0, "y": 0, "width": 96, "height": 96} and body["face_source"] == "whole-image"
 
 
 def test_serving_uses_exactly_the_training_preprocessing(registry, trained):
@@ -66,7 +66,7 @@ def test_bad_photos_raise_clear_errors(registry, trained, face_photos):
     card_path.write_text(json.dumps(registry.get(strict).card.to_dict() | strict_face))
     registry.activate(strict)
     with pytest.raises(NoFaceFound):
-        predictor.predict(png_bytes(coloured_image("alpha", seed=5, size=120)))
+        predictor.predict(png_bytes(coloured_noise("alpha", seed=5, size=120)))
     assert predictor.predict(png_bytes(face_photos["astronaut"])).face_source == "detected"
 
 
@@ -75,7 +75,7 @@ def test_activation_is_noticed_without_failing_calls_in_flight(registry, trained
     second = clone_version(registry, first)
     registry.activate(first)
     predictor = Predictor(registry)
-    photo = png_bytes(coloured_image("gamma", seed=8))
+    photo = png_bytes(coloured_face("gamma", seed=8))
     errors, served = [], set()
 
     def doctor():
@@ -105,7 +105,7 @@ def test_a_broken_new_version_keeps_the_old_one_serving(registry, trained):
     (registry.get(second).path / "backbone.keras").write_bytes(b"truncated")
     registry.activate(second)
     assert predictor.current().version == first
-    assert predictor.predict(png_bytes(coloured_image("alpha", seed=9))).model_version == first
+    assert predictor.predict(png_bytes(coloured_face("alpha", seed=9))).model_version == first
 
 
 def tiff_of_nan():
@@ -128,13 +128,15 @@ def test_a_whole_image_model_refuses_what_cannot_be_a_face(registry, trained, ph
         Predictor(registry).predict(photo())
 
 
-def test_a_photo_unlike_the_training_photos_is_referred(registry, trained):
+def test_a_photo_unlike_the_training_photos_is_referred(registry, trained, face_photos):
     registry.activate(trained[1].version)
     predictor = Predictor(registry)
     grey = np.clip(np.random.default_rng(0).normal(127, 30, (64, 64, 3)), 0, 255).astype(np.uint8)
-    stranger = predictor.predict(png_bytes(grey))               # trained on red, green and blue noise only
-    assert stranger.abstained and UNLIKE_TRAINING in stranger.abstention_reasons
-    usual = [predictor.predict(png_bytes(coloured_image(label, seed=900 + i)))
+    with pytest.raises(NoFaceFound, match="No face found in this photo"):
+        predictor.predict(png_bytes(grey))                      # no face: the gate refuses it before any model
+    stranger = predictor.predict(png_bytes(face_photos["grace_hopper"]))    # trained on tinted faces only
+    assert stranger.abstained and stranger.abstention_reasons[0] == UNLIKE_TRAINING
+    usual = [predictor.predict(png_bytes(coloured_face(label, seed=900 + i)))
              for i, label in enumerate(["alpha", "beta", "gamma"] * 4)]
     assert sum(UNLIKE_TRAINING in p.abstention_reasons for p in usual) <= 1
 
@@ -156,7 +158,7 @@ def test_the_explanation_of_a_prediction_is_the_explanation_of_its_crop(registry
 
     registry.activate(trained[1].version)
     predictor = Predictor(registry)
-    result = predictor.predict(png_bytes(coloured_image("alpha", seed=31)), explain=True)
+    result = predictor.predict(png_bytes(coloured_face("alpha", seed=31)), explain=True)
     assert isinstance(result.explanation, Explanation) and result.explanation.method == "grad-cam"
     later = predictor.explain_crop(result.crop)            # what the page asks for after showing the result
     np.testing.assert_allclose(later.heatmap, result.explanation.heatmap, atol=1e-5)
@@ -183,10 +185,11 @@ def test_explaining_a_crop_checks_it(registry, trained, crop, class_index, error
 def test_a_prediction_carries_retake_advice_and_the_faces_found(registry, trained, face_photos):
     registry.activate(trained[1].version)
     predictor = Predictor(registry)
-    small = predictor.predict(png_bytes(coloured_image("beta", seed=32)))      # used whole: 48 px
+    small = predictor.predict(png_bytes(coloured_face("beta", seed=2, size=48)))      # used whole: 48 px
     assert small.faces_found == 0
     assert small.advice == ["The face is only 48 px wide; move closer or use a higher-resolution photo "
                             "(at least 80 px across the face)."]
+    assert small.abstained and small.abstention_reasons[0].startswith("the photo must be taken again")
     assert small.as_dict()["advice"] == small.advice and small.as_dict()["faces_found"] == 0
     good = predictor.predict(png_bytes(face_photos["grace_hopper"]))
     assert good.advice == [] and good.faces_found == 1 and good.as_dict()["face"] == good.face.as_dict()
