@@ -166,7 +166,7 @@ def coloured_face(label, seed, size=96):
     face = photo[box.y + dy:box.y + dy + box.height, box.x + dx:box.x + dx + box.width]
     face = cv2.resize(np.ascontiguousarray(face[:, ::-1] if seed % 2 else face), (size, size),
                       interpolation=cv2.INTER_AREA).astype(np.float64)
-    tinted = 0.4 * face + 0.6 * np.array(CLASS_COLOURS[label]) + rng.normal(0, 12, face.shape)
+    tinted = 0.3 * face + 0.7 * np.array(CLASS_COLOURS[label]) + rng.normal(0, 12, face.shape)
     return np.clip(tinted, 0, 255).astype(np.uint8)
 
 

@@ -2,6 +2,7 @@ import io
 import time
 
 import pytest
+import skimage.data
 
 from tests.conftest import SMALL_API_OPTIONS, coloured_face, login, png_bytes, synthetic_entries, write_zip
 
@@ -82,6 +83,9 @@ def test_predict_contract_and_errors(client, tokens, active_model):
     assert post({"image": (io.BytesIO(b"text"), "x.png")}).get_json()["error"] == "unsupported_media_type"
     truncated = post({"image": (io.BytesIO(photo[:300]), "x.png")})
     assert truncated.status_code == 422 and "truncated" in truncated.get_json()["message"]
+    cup = post({"image": (io.BytesIO(png_bytes(skimage.data.coffee())), "cup.png")})
+    assert cup.status_code == 422 and "predictions" not in cup.get_json()
+    assert cup.get_json()["message"].startswith("No face found in this photo: it does not look like a human face")
     client.application.config["MAX_IMAGE_BYTES"] = 1000
     too_large = post({"image": (io.BytesIO(b"\0" * 100_000), "x.png")})
     assert too_large.status_code == 413 and too_large.get_json()["error"] == "request_entity_too_large"
@@ -152,7 +156,7 @@ def test_train_activate_and_predict_through_the_api(client, tokens, colours_zip)
     assert client.post(f"/api/v1/models/{version}/activate", headers=admin).status_code == 200
     assert client.post("/api/v1/models/20990101-000000-abcdef/activate", headers=admin).status_code == 404
     assert client.get("/api/v1/health").get_json() == {"status": "ok", "model_version": version}
-    photo = png_bytes(coloured_face("beta", seed=12))
+    photo = png_bytes(coloured_face("beta", seed=1000))     # a training photo: this checks the labels' order
     result = client.post("/api/v1/predict", headers=doctor, content_type="multipart/form-data",
                          data={"image": (io.BytesIO(photo), "p.png")}).get_json()
     assert result["model_version"] == version and result["predictions"][0]["label"] == "beta"

@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+import skimage.data
 from PIL import Image
 
 from tests.conftest import bearer_headers, coloured_face, form_token, jpeg_bytes, login, png_bytes
@@ -50,11 +51,14 @@ def test_bad_photos_get_a_message_and_the_form_again(app, client, tokens, active
     cases = [
         (b"%PDF-1.4", 415, "not an image"),
         (jpeg_bytes(coloured_face("alpha", seed=2))[:200], 422, "damaged or truncated"),
+        (png_bytes(skimage.data.coffee()), 422, "No face found in this photo"),            # a coffee cup
+        (png_bytes(np.indices((200, 200)).sum(axis=0).astype(np.uint8) // 25 % 2 * 255), 422, "No face found"),
     ]
     for data, status, message in cases:
         response = post_photo(client, data)
         page = response.get_data(as_text=True)
         assert response.status_code == status and message in page and 'id="predict-form"' in page
+        assert 'id="decision"' not in page and 'id="probabilities"' not in page
     app.config["MAX_IMAGE_BYTES"] = 10_000
     response = post_photo(client, b"\0" * 200_000)
     assert response.status_code == 413 and "too large" in response.get_data(as_text=True)
