@@ -166,8 +166,24 @@ def coloured_face(label, seed, size=96):
     face = photo[box.y + dy:box.y + dy + box.height, box.x + dx:box.x + dx + box.width]
     face = cv2.resize(np.ascontiguousarray(face[:, ::-1] if seed % 2 else face), (size, size),
                       interpolation=cv2.INTER_AREA).astype(np.float64)
-    tinted = 0.3 * face + 0.7 * np.array(CLASS_COLOURS[label]) + rng.normal(0, 12, face.shape)
+    tinted = 0.4 * face + 0.6 * np.array(CLASS_COLOURS[label]) + rng.normal(0, 6, face.shape)
     return np.clip(tinted, 0, 255).astype(np.uint8)
+
+
+def face_haar_misses(label, size=96, width=None):
+    """Return the first tinted face (by seed) in which Haar finds no face, so a whole-photo model uses it whole.
+
+    `width` cuts the face's sides to that many pixels (a photo that is not square).
+    """
+    from ml.faces import detect_faces
+
+    for seed in range(100):
+        face = coloured_face(label, seed, size)
+        if width:
+            face = np.ascontiguousarray(face[:, (size - width) // 2:(size - width) // 2 + width])
+        if not detect_faces(face, "haar"):
+            return face
+    raise AssertionError("Haar found a face in every tinted face")
 
 
 def write_zip(path, entries):

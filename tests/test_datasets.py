@@ -16,8 +16,8 @@ import pytest
 from ml.datasets import ImportLimits, delete_dataset, get_dataset, import_dataset, list_datasets
 from ml.errors import DatasetError, DatasetExists, DiskFull
 from ml.faces import FaceOptions
-from tests.conftest import (SYNTHETIC_FACES, bearer_headers, coloured_face, coloured_noise, face_variants, form_token,
-                            login, png_bytes, synthetic_entries, write_zip)
+from tests.conftest import (SYNTHETIC_FACES, bearer_headers, coloured_face, coloured_noise, face_haar_misses,
+                            face_variants, form_token, login, png_bytes, synthetic_entries, write_zip)
 
 
 def tree(folder):
@@ -303,7 +303,7 @@ def faces_and_rejects(tmp_path, face_photos):
     entries = {f"first/{i}.jpg": d for i, d in enumerate(face_variants(face_photos["astronaut"], 5))}
     entries |= {f"second/{i}.jpg": d for i, d in enumerate(face_variants(face_photos["grace_hopper"], 5))}
     # Haar misses this tight face, which passes the face gate used whole; the cup fails it.
-    entries |= {"first/no-face.png": png_bytes(coloured_face("alpha", 1)),
+    entries |= {"first/no-face.png": png_bytes(face_haar_misses("alpha")),
                 "first/cup.png": png_bytes(skimage.data.coffee()),
                 "second/tiny.png": png_bytes(coloured_noise("beta", 8, size=8)),
                 "second/notes.txt": b"not a photo", "second/a copy.jpg": entries["second/0.jpg"]}

@@ -4,7 +4,7 @@ import pytest
 
 from ml.errors import FaceDxError, NoFaceFound
 from ml.faces import CROP_SIZE, FaceOptions, crop_face, detect_faces
-from tests.conftest import coloured_face, coloured_noise
+from tests.conftest import coloured_noise, face_haar_misses
 
 # The astronaut's face in skimage.data.astronaut(): x 180-265, y 60-175.
 ASTRONAUT_FACE = (180, 60, 265, 175)
@@ -82,7 +82,7 @@ def test_no_face_is_its_own_outcome():
 
 
 def test_whole_image_fallback_is_explicit_and_reported():
-    photo = np.ascontiguousarray(coloured_face("alpha", seed=7, size=100)[:, 5:95])     # a tight face Haar misses
+    photo = face_haar_misses("alpha", size=100, width=90)
     crop = crop_face(photo, FaceOptions("haar", "whole"))
     assert crop.source == "whole-image" and crop.faces_found == 0
     assert crop.box.as_dict() == {"x": 0, "y": 0, "width": 90, "height": 100}

@@ -11,7 +11,7 @@ from PIL import Image
 from ml.errors import FaceDxError, ImageError, NoActiveModel, NoFaceFound
 from ml.predictor import UNLIKE_TRAINING, Predictor
 from ml.registry import ModelRegistry
-from tests.conftest import clone_version, coloured_face, coloured_noise, legacy_version, png_bytes
+from tests.conftest import clone_version, coloured_face, coloured_noise, face_haar_misses, legacy_version, png_bytes
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def registry(tmp_path, trained):
 def test_prediction_ranks_every_class_and_sums_to_one(registry, trained):
     version = trained[1].version
     registry.activate(version)
-    result = Predictor(registry).predict(png_bytes(coloured_face("beta", seed=2)))     # a face Haar misses: used whole
+    result = Predictor(registry).predict(png_bytes(face_haar_misses("beta")))             # used whole
     assert result.model_version == version
     assert [label for label, _ in result.probabilities][0] == "beta"
     assert sorted(label for label, _ in result.probabilities) == ["alpha", "beta", "gamma"]
@@ -185,7 +185,7 @@ def test_explaining_a_crop_checks_it(registry, trained, crop, class_index, error
 def test_a_prediction_carries_retake_advice_and_the_faces_found(registry, trained, face_photos):
     registry.activate(trained[1].version)
     predictor = Predictor(registry)
-    small = predictor.predict(png_bytes(coloured_face("beta", seed=2, size=48)))      # used whole: 48 px
+    small = predictor.predict(png_bytes(face_haar_misses("beta", size=48)))      # used whole: 48 px
     assert small.faces_found == 0
     assert small.advice == ["The face is only 48 px wide; move closer or use a higher-resolution photo "
                             "(at least 80 px across the face)."]

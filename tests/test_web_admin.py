@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import (clone_version, coloured_face, form_token, login, png_bytes,
+from tests.conftest import (clone_version, coloured_face, face_haar_misses, form_token, login, png_bytes,
                             synthetic_entries, write_zip)
 from web.db import TrainingJob, db
 from web.jobs import DIED, reconcile
@@ -217,7 +217,7 @@ def test_rejected_photos_show_thumbnails_and_those_without_a_face_can_be_added_w
     app.config["FACE_DETECTOR"] = "haar"
     entries = {f"first/{i}.jpg": d for i, d in enumerate(face_variants(face_photos["astronaut"], 5))}
     entries |= {f"second/{i}.jpg": d for i, d in enumerate(face_variants(face_photos["grace_hopper"], 5))}
-    entries |= {"first/no-face.png": png_bytes(coloured_face("alpha", 1)),      # Haar misses it; used whole, a face
+    entries |= {"first/no-face.png": png_bytes(face_haar_misses("alpha")),      # used whole, a face
                 "second/notes.txt": b"not a photo", "second/a copy.jpg": entries["second/0.jpg"]}
     assert imported(admin, zip_bytes(tmp_path, entries), name="faces", fallback="none")["status"] == "succeeded"
     page = admin.get("/admin/datasets/faces").get_data(as_text=True)
