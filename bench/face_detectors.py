@@ -14,11 +14,15 @@ from ml.images import decode_image
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "utkface_age"
 
 
+def read_manifest(folder):
+    """Return the manifest's rows: path, label, age, gender, race."""
+    with open(folder / "manifest.csv") as manifest:
+        return list(csv.DictReader(manifest))
+
+
 def load_photos(folder):
     """Return (group, rgb) for every photo listed in the manifest."""
-    with open(folder / "manifest.csv") as manifest:
-        rows = list(csv.DictReader(manifest))
-    return [(row["label"], decode_image((folder / row["path"]).read_bytes())) for row in rows]
+    return [(row["label"], decode_image((folder / row["path"]).read_bytes())) for row in read_manifest(folder)]
 
 
 def measure(photos, detector, borders):

@@ -11,7 +11,6 @@ adults, tight crops) and on the non-face gallery of bench/non_faces.py. It print
 Usage: .venv/bin/python -m bench.refusal [DIR] [--folds 3]
 """
 import argparse
-import csv
 import shutil
 import tempfile
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
-from bench.face_detectors import DEFAULT_DIR
+from bench.face_detectors import DEFAULT_DIR, read_manifest
 from bench.non_faces import non_faces
 from ml.datasets import get_dataset, import_dataset
 from ml.errors import DatasetNotFound, NoFaceFound
@@ -36,11 +35,6 @@ from ml.training import FEATURES_DIR, train
 KINDS = {"faces detected, auto": (FaceOptions("mtcnn", "none"), "auto"),
          "faces detected, dlib-face": (FaceOptions("mtcnn", "none"), "dlib-face"),
          "photos used whole, auto": (FaceOptions("mtcnn", "whole"), "auto")}
-
-
-def read_manifest(folder):
-    with open(folder / "manifest.csv") as manifest:
-        return list(csv.DictReader(manifest))
 
 
 def gate_figures(folder, rows):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from ml.backbones.dlib_face import DlibFaceBackbone
+from ml.blocks import FaceFeatures
 from ml.blocks.geometry import GEOMETRY_SIZE, Landmarks68, landmark_geometry
 from ml.blocks.lbp import LBP_BINS, lbp_codes, lbp_histograms
 from ml.errors import WeightsUnavailable
@@ -90,3 +91,14 @@ def test_geometry_of_a_real_face_survives_scaling_and_rotation(face_photos, land
     for changed in (scaled(astronaut, 0.7), scaled(astronaut, 1.3), rotated(astronaut, 10), rotated(astronaut, -10)):
         assert relative_difference(geometry(changed), original) < GEOMETRY_TOLERANCE
     assert relative_difference(geometry(face_photos["grace_hopper"]), original) > 1.5 * GEOMETRY_TOLERANCE
+
+
+def test_the_descriptor_block_gives_dlibs_descriptors_of_the_chip_and_its_mirror(face_photos):
+    crops = np.stack([crop_face(face_photos[name]).image for name in ("astronaut", "grace_hopper")])
+    extractor = FaceFeatures(["dlib-face", "hog"])
+    descriptor, _ = extractor.block_features(crops)
+    chips = [face.chip for face in extractor.align(crops)]
+    reference = DlibFaceBackbone()       # dlib-bin's own network, as versions before the Keras one computed it
+    expected = (reference.descriptors(chips) + reference.descriptors([np.ascontiguousarray(c[:, ::-1])
+                                                                     for c in chips])) / 2
+    assert descriptor.shape == (2, 128) and np.abs(descriptor - expected).max() < 1e-4

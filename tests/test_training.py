@@ -120,7 +120,7 @@ def test_cached_features_match_fresh_ones(tmp_path, colours):
         np.testing.assert_array_equal(first[name], again[name])
         np.testing.assert_allclose(first[name], computed, atol=1e-6)
     assert {path.name for path in (tmp_path / "cache").iterdir()} == {
-        "dlib-face-resnet-v1-mirror", "hog-chip-128-v1", "lbp-chip-7-v1", "geometry-68-v1"}
+        "dlib-face-keras-v1-mirror", "hog-chip-128-v1", "lbp-chip-7-v1", "geometry-68-v1"}
 
 
 def test_fine_tuning_is_evaluated_on_a_held_out_split(tmp_path, colours):

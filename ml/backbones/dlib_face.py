@@ -35,9 +35,9 @@ class DlibFaceBackbone:
 
     def __init__(self):
         dlib, files = import_dlib("The dlib-face backbone")
-        self._dlib = dlib
+        self._dlib, self._files = dlib, files
         self._landmarks = dlib.shape_predictor(files.pose_predictor_five_point_model_location())
-        self._network = dlib.face_recognition_model_v1(files.face_recognition_model_location())
+        self._network = None    # dlib's own network: only versions from before feature blocks compute with it
         self._lock = threading.Lock()      # dlib's models are not documented as thread-safe
 
     cache_id = "dlib-face-resnet-v1"
@@ -73,6 +73,8 @@ class DlibFaceBackbone:
         vectors = []
         for start in range(0, len(chips), batch_size):
             with self._lock:
+                if self._network is None:
+                    self._network = self._dlib.face_recognition_model_v1(self._files.face_recognition_model_location())
                 batch = self._network.compute_face_descriptor(chips[start:start + batch_size])
             vectors.extend(np.asarray(v, dtype=np.float32) for v in batch)
         return np.stack(vectors) if vectors else np.zeros((0, self.feature_size), np.float32)

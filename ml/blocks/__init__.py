@@ -81,22 +81,22 @@ class FeatureBlock(Protocol):
 
 
 class DlibFaceBlock:
-    """dlib's face-recognition ResNet: 128 values, the mirror image's descriptor averaged in."""
+    """dlib's face-recognition ResNet, run by Keras in batches: 128 values, the mirror image's averaged in."""
     name = "dlib-face"
-    cache_id = "dlib-face-resnet-v1-mirror"
+    # The Keras network's descriptors equal dlib-bin's to 4e-7, but features cached by one are
+    # never mixed with the other's: a new cache id.
+    cache_id = "dlib-face-keras-v1-mirror"
     size = 128
-
-    def __init__(self, network):
-        self._network = network
 
     def describe(self):
         return {"name": self.name, "size": self.size, "weights": "dlib_face_recognition_resnet_model_v1",
-                "detail": "128-d face descriptor of the aligned chip, averaged with its mirror image's"}
+                "detail": "128-d face descriptor of the aligned chip, averaged with its mirror image's "
+                          "(dlib's ResNet rebuilt in Keras)"}
 
     def features(self, faces):
-        chips = [face.chip for face in faces]
-        mirrored = [np.ascontiguousarray(chip[:, ::-1]) for chip in chips]
-        return (self._network.descriptors(chips) + self._network.descriptors(mirrored)) / 2
+        chips = np.stack([face.chip for face in faces])
+        descriptors = _face_network().descriptors(np.concatenate([chips, chips[:, :, ::-1]]))   # one batch
+        return (descriptors[:len(chips)] + descriptors[len(chips):]) / 2
 
 
 class HogBlock:
@@ -141,8 +141,7 @@ class GeometryBlock:
         return np.stack([landmark_geometry(face.points()) for face in faces])
 
 
-FACE_BLOCKS = {"dlib-face": lambda aligner: DlibFaceBlock(aligner), "hog": lambda aligner: HogBlock(),
-               "lbp": lambda aligner: LbpBlock(), "geometry": lambda aligner: GeometryBlock()}
+FACE_BLOCKS = {"dlib-face": DlibFaceBlock, "hog": HogBlock, "lbp": LbpBlock, "geometry": GeometryBlock}
 
 
 class FaceFeatures:
@@ -156,7 +155,7 @@ class FaceFeatures:
             raise TrainingError(f"Unknown face block(s) {', '.join(unknown) or '(none)'}; "
                                 f"choose from {', '.join(FACE_BLOCKS)}.")
         self.aligner = DlibFaceBackbone()
-        self.blocks = [FACE_BLOCKS[name](self.aligner) for name in names]
+        self.blocks = [FACE_BLOCKS[name]() for name in names]
         self.name = "+".join(names)
 
     @property
@@ -256,6 +255,14 @@ def load_extractor(card, folder):
 def face_landmarks(crop):
     """Return dlib's 68 landmarks (x, y) of the face in the middle of a crop, with the process's one predictor."""
     return _landmarks68().points(crop)
+
+
+@functools.cache
+def _face_network():
+    """Return the process's one Keras face-recognition network (it reads its weights on first use)."""
+    from ml.backbones.dlib_resnet import DlibResnet
+
+    return DlibResnet()
 
 
 @functools.cache
