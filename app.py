@@ -16,8 +16,9 @@ def create_app(test_config=None):
     """Create and configure the FaceDx application."""
     config = Config()
     app = Flask(__name__, instance_path=config.INSTANCE_DIR)
-    from web.uploads import UploadRequest
+    from web.uploads import BodyJSONProvider, UploadRequest
     app.request_class = UploadRequest           # per-route body limits; photos held in memory only
+    app.json = BodyJSONProvider(app)
     app.url_map.converters["int"] = DatabaseId  # before any route is added, so every <int:...> is one
     app.config.from_object(config)
     if test_config:

@@ -129,6 +129,13 @@ def test_bad_training_requests(client, tokens, colours_zip, body, status):
     assert response.status_code == status and set(response.get_json()) == {"error", "message"}
 
 
+@pytest.mark.parametrize("path", ["/api/v1/training-jobs", "/api/v1/models/20990101-000000-abcdef/activate"])
+def test_json_nested_too_deeply_is_a_bad_request_not_a_server_error(client, tokens, path):
+    response = client.post(path, headers=dict(bearer(tokens["admin"]), **{"Content-Type": "application/json"}),
+                           data="[" * 20_000)
+    assert response.status_code in (400, 404) and set(response.get_json()) == {"error", "message"}
+
+
 def test_train_activate_and_predict_through_the_api(client, tokens, colours_zip):
     admin, doctor = bearer(tokens["admin"]), bearer(tokens["doctor"])
     import_dataset(client, tokens["admin"], colours_zip)

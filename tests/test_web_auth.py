@@ -48,6 +48,8 @@ def test_doctors_cannot_reach_admin_pages(client, tokens, path):
     ("https://evil.example/", "/"),
     ("//evil.example/", "/"),
     ("/\\\\evil.example", "/"),
+    ("/%0d%0aX:1", "/"),                        # a forged header line
+    ("/admin%09models", "/"),
 ])
 def test_next_never_leaves_the_site(client, tokens, target, expected):
     response = client.post(f"/login?next={target}", data={"username": "ada", "password": PASSWORD,

@@ -118,11 +118,14 @@ def forget_attempt(username, address):
 
 
 def safe_next(target):
-    """Return `target` when it is a path on this site, else the start page (no open redirects)."""
+    """Return `target` when it is a path on this site, else the start page (no open redirects).
+
+    A control character (a CR LF would split the Location header) sends the user to the start page.
+    """
     if target:
         parts = urlsplit(target)
         if not parts.scheme and not parts.netloc and target.startswith("/") and not target.startswith("//") \
-                and "\\" not in target:
+                and "\\" not in target and target.isprintable():
             return target
     return url_for("doctor.predict")
 

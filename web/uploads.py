@@ -5,6 +5,7 @@ import tempfile
 from pathlib import Path
 
 from flask import Request, current_app, g
+from flask.json.provider import DefaultJSONProvider
 from flask_login import current_user
 from werkzeug.exceptions import BadRequest
 
@@ -83,3 +84,13 @@ class UploadRequest(Request):
                 raise BadRequest("A file name or form field is not UTF-8 text, so the form cannot be read. "
                                  "Rename the file with plain letters and digits and send it again.") from None
             raise BadRequest(f"The form could not be read ({error}).") from None
+
+
+class BodyJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, with a body nested too deeply for the parser refused as invalid JSON (400), not a 500."""
+
+    def loads(self, s, **kwargs):
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("The JSON is nested too deeply.") from None
