@@ -49,6 +49,10 @@ class LinearHead:
         """Return [n, n_classes] probabilities (classes absent from training get 0)."""
         return self.model.probabilities(features)
 
+    def direction(self, features, class_index):
+        """Return (d log p(class) / d features, the training features' mean) at one photo's features."""
+        return self.model.direction(features, class_index), np.broadcast_to(self.model.mean, np.shape(features))
+
     def log_probability(self, features, class_index):
         """Return log p(class) as a differentiable TensorFlow expression of the features (for Grad-CAM)."""
         model = self.model

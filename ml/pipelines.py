@@ -86,6 +86,21 @@ class LinearModel:
         full[:, self.classes] = exp / exp.sum(axis=1, keepdims=True)
         return full
 
+    def direction(self, x, class_index):
+        """Return the gradient of log p(class_index) at one photo's raw features `x` (zero for a class never seen).
+
+        The scores are linear, so the gradient is the class's weights less the probability-weighted
+        weights of all classes, over each feature's scale.
+        """
+        weights = np.concatenate([np.zeros_like(self.coef), self.coef]) if self.coef.shape[0] == 1 else self.coef
+        present = np.flatnonzero(self.classes == class_index)
+        if not len(present):
+            return np.zeros(weights.shape[1])
+        scores = self.logits(np.asarray(x, np.float64)[np.newaxis])[0]
+        p = np.exp(scores - scores.max())
+        p /= p.sum()
+        return (weights[present[0]] - p @ weights) / self.scale
+
     def arrays(self):
         """Return the model as named arrays, to be saved with numpy.savez."""
         return {"mean": self.mean, "scale": self.scale, "coef": self.coef, "intercept": self.intercept,

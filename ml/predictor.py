@@ -203,9 +203,7 @@ class Predictor:
         if crop.dtype != np.uint8 or crop.shape != (CROP_SIZE, CROP_SIZE, 3):
             raise ImageError(f"A face crop must be a {CROP_SIZE} x {CROP_SIZE} RGB image; "
                              f"this one is {' x '.join(map(str, crop.shape))} ({crop.dtype}).")
-        if class_index is None:
-            class_index = int(np.argmax(loaded.probabilities(crop[np.newaxis])[0]))
-        elif not 0 <= class_index < len(loaded.card.labels):
+        if class_index is not None and not 0 <= class_index < len(loaded.card.labels):
             raise FaceDxError(f"The model has {len(loaded.card.labels)} conditions; "
                               f"there is no condition number {class_index}.")
         return explanation(loaded, crop, class_index)

@@ -6,7 +6,9 @@ import pytest
 
 from ml.backbones.vgg import VGGBackbone
 from ml.blocks import FaceFeatures, face_landmarks
-from ml.explain import FADE_IN, SHOWN_FROM, crop_occlusion_map, explain, explanation, grad_cam
+from ml.blocks.hog import HOG_BLOCK, HOG_SIZE, HOG_STRIDE, hog_blocks, hog_descriptor
+from ml.blocks.located import window_density
+from ml.explain import FADE_IN, SHOWN_FROM, chip_occlusion_map, crop_occlusion_map, explain, explanation, grad_cam
 from ml.faces import CROP_SIZE, FaceOptions, crop_face
 from ml.heads import LinearHead
 from ml.images import decode_image
@@ -95,16 +97,21 @@ def faces(face_photos):
     return {name: crop_face(photo, FaceOptions("mtcnn")).image for name, photo in face_photos.items()}
 
 
-@pytest.fixture(scope="module")
-def masked_eyes_model(faces):
-    """A HOG face-block model (occlusion on the aligned chip) that tells faces with blacked-out eyes from others."""
+def masked_eyes(faces, blocks):
+    """A face-block model that tells faces with blacked-out eyes from others."""
     plain = [variant for crop in faces.values() for variant in variants(crop)]
     crops = plain + [eyes_masked(crop) for crop in plain]
     labels = np.array([0] * len(plain) + [MASKED] * len(plain))
-    extractor = FaceFeatures(["hog"])
+    extractor = FaceFeatures(blocks)
     head = LinearHead.fit(extractor.features(np.stack(crops)), labels, extractor.block_sizes,
-                          Config(("hog",), "linear", 1.0), 2)
+                          Config(tuple(blocks), "linear", 1.0), 2)
     return SimpleNamespace(backbone=extractor, head=head)
+
+
+@pytest.fixture(scope="module")
+def masked_eyes_model(faces):
+    """A HOG model (its map: attribution) that tells faces with blacked-out eyes from others."""
+    return masked_eyes(faces, ["hog"])
 
 
 def peak_in_eyes(heat, crop):
@@ -117,7 +124,7 @@ def peak_in_eyes(heat, crop):
 def test_the_map_of_a_face_with_its_eyes_masked_peaks_on_the_eyes(masked_eyes_model, faces, name):
     crop = faces[name]
     masked = explanation(masked_eyes_model, eyes_masked(crop), MASKED)
-    assert masked.method == "occlusion" and peak_in_eyes(masked.heatmap, crop)
+    assert masked.method == "attribution" and peak_in_eyes(masked.heatmap, crop)
     x0, y0, x1, y1 = eye_box(crop)
     inside = np.zeros(crop.shape[:2], bool)
     inside[y0:y1, x0:x1] = True
@@ -163,6 +170,67 @@ def test_the_overlay_colours_only_the_strongest_regions(masked_eyes_model, faces
     assert coloured.any() and np.all(np.abs(overlay[coloured].astype(int) - crop[coloured]).sum(axis=1) > 0)
 
 
-def test_the_explanation_method_follows_the_backbone(patch_model, masked_eyes_model, faces):
+@pytest.mark.parametrize("name", ["astronaut", "grace_hopper"])
+def test_occlusion_of_the_chip_peaks_on_masked_eyes(masked_eyes_model, faces, name):
+    crop = faces[name]
+    assert peak_in_eyes(chip_occlusion_map(masked_eyes_model, eyes_masked(crop), MASKED), crop)
+
+
+def test_the_explanation_method_follows_the_backbone_and_head(patch_model, masked_eyes_model, faces):
     assert explain(patch_model, patch_image(0, 5)[0], 0)[1] == "grad-cam"
-    assert explain(masked_eyes_model, faces["astronaut"], 0)[1] == "occlusion"
+    assert explain(masked_eyes_model, faces["astronaut"], 0)[1] == "attribution"
+    # A head whose scores are not linear in the features (e.g. softmax): occlusion of the aligned chip.
+    not_linear = SimpleNamespace(backbone=masked_eyes_model.backbone,
+                                 head=SimpleNamespace(probabilities=masked_eyes_model.head.probabilities))
+    assert explain(not_linear, faces["astronaut"], 0)[1] == "occlusion"
+
+
+def test_without_a_class_the_map_is_of_the_class_the_model_names(masked_eyes_model, faces):
+    crop = eyes_masked(faces["grace_hopper"])
+    named = int(np.argmax(masked_eyes_model.head.probabilities(masked_eyes_model.backbone.features(crop[None]))))
+    assert named == MASKED
+    np.testing.assert_array_equal(explain(masked_eyes_model, crop)[0], explain(masked_eyes_model, crop, named)[0])
+    assert not np.array_equal(explain(masked_eyes_model, crop)[0], explain(masked_eyes_model, crop, 0)[0])
+
+
+def test_each_block_places_all_of_its_share_of_the_score(faces):
+    """A block's density over the face sums to weights . (values - mean), and its values are the served features."""
+    extractor = FaceFeatures(["dlib-face", "hog", "lbp", "geometry"])
+    crop = faces["astronaut"]
+    frame, readings = extractor.read(crop)
+    np.testing.assert_array_equal(np.concatenate([r.values for r in readings]), extractor.features(crop[None])[0])
+    rng = np.random.default_rng(4)
+    for block, reading in zip(extractor.blocks, readings):
+        weights, mean = rng.normal(size=block.size), reading.values + rng.normal(0, 0.1, block.size)
+        density = reading.locate(weights, mean)
+        assert density.shape == (frame.chip if reading.on == "chip" else crop).shape[:2]
+        assert density.sum() == pytest.approx(weights @ (reading.values - mean), rel=1e-3), block.name
+
+
+def test_a_hog_value_is_placed_on_the_block_it_was_read_from():
+    grey = np.full((HOG_SIZE, HOG_SIZE), 100, np.uint8)
+    changed = grey.copy()
+    changed[84:92, 20:28] = 220                          # one 8 px cell: 3rd from the left, 11th from the top
+    amounts = np.abs(hog_descriptor(changed) - hog_descriptor(grey))
+    density = window_density(hog_blocks(amounts), HOG_BLOCK, HOG_STRIDE, HOG_SIZE)
+    y, x = np.unravel_index(np.argmax(density), density.shape)
+    assert 80 <= y < 96 and 16 <= x < 32
+    # All of it on the blocks that hold the square or its edges' gradients (1 px outside): 3 x 3 blocks.
+    assert density[72:104, 8:40].sum() == pytest.approx(density.sum())
+
+
+def test_the_face_network_shares_add_up_to_the_change_of_its_score(faces):
+    """Integrated gradients: the 8 x 8 cells' shares add up to the score's change from an all-zero map."""
+    from ml.blocks import _face_network
+
+    network = _face_network()
+    frame = FaceFeatures(["dlib-face"]).chip_frame(faces["grace_hopper"])
+    chips = np.stack([frame.chip, frame.chip[:, ::-1]])
+    activations, descriptors = network.activations(chips)
+    np.testing.assert_allclose(descriptors, network.descriptors(chips), atol=1e-4)
+    directions = np.random.default_rng(5).normal(size=(2, 128))
+    shares = network.integrated_gradients(activations, directions, steps=32)
+    empty = np.asarray(network._halves()[1](np.zeros_like(activations)))
+    change = np.sum(directions * (descriptors - empty), axis=1)
+    assert shares.shape == (2, 8, 8)
+    np.testing.assert_allclose(shares.sum(axis=(1, 2)), change, rtol=0.05, atol=0.02 * np.abs(change).max())

@@ -85,3 +85,18 @@ def test_choosing_reports_each_fold_and_every_candidate_as_they_are_scored():
     assert all(e["phase"] == "nested selection" for e in folds)
     assert set(folds[-1]["baselines"]) == {"majority", "hog-svm"} and folds[-1]["baselines"]["majority"] == 0.5
     assert np.mean(folds[-1]["fold_accuracies"]) > 0.85
+
+
+@pytest.mark.parametrize("n_classes,head", [(2, "linear"), (3, "linear"), (3, "svm")])
+def test_the_direction_is_the_gradient_of_the_class_log_probability(n_classes, head):
+    rng = np.random.default_rng(n_classes)
+    x = rng.normal(size=(30, 6)) * [1, 2, 3, 4, 5, 6] + 10
+    labels = np.arange(30) % n_classes
+    model = LinearModel.fit(x, labels, [2, 4], Config(("a", "b"), head, 1.0), n_classes)
+    point, step = x[0], 1e-5
+    for class_index in range(n_classes):
+        numeric = [(np.log(model.probabilities((point + step * np.eye(6)[i])[None])[0, class_index])
+                    - np.log(model.probabilities((point - step * np.eye(6)[i])[None])[0, class_index])) / (2 * step)
+                   for i in range(6)]
+        np.testing.assert_allclose(model.direction(point, class_index), numeric, rtol=1e-4, atol=1e-7)
+    assert not model.direction(point, n_classes).any()          # a class absent from training: no direction

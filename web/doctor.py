@@ -159,7 +159,7 @@ def map_of_sent_face(predictor, version, changed, remember=False):
     except FaceDxError as error:
         return refuse(status_of(error), str(error))
     if remember:
-        remember_seconds(f"map of {version}", explanation.seconds)    # maps cost 0.1 s to 20 s by model
+        remember_seconds(f"map of {version}", explanation.seconds)    # maps cost 0.05 s to 2 s by model
     response = jsonify(method=explanation.method,
                        overlay_png_base64=base64.b64encode(explanation.overlay_png).decode(),
                        coloured=bool(explanation.heatmap.max() >= SHOWN_FROM), seconds=round(explanation.seconds, 2))

@@ -6,6 +6,7 @@ photo share that one detection and one alignment. A pipeline's extractor is eith
 (face blocks, concatenated) or a VGG16 backbone, whose details stay in ml/backbones/vgg.py.
 """
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -13,13 +14,15 @@ import cv2
 import numpy as np
 
 from ml.backbones.dlib_face import CHIP_PADDING, CHIP_SIZE, DlibFaceBackbone, import_dlib
-from ml.blocks.geometry import GEOMETRY_SIZE, Landmarks68, landmark_geometry
-from ml.blocks.hog import HOG_SIZE, hog_descriptor
+from ml.blocks.geometry import GEOMETRY_SIZE, Landmarks68, inter_ocular, landmark_geometry, point_amounts
+from ml.blocks.hog import HOG_BLOCK, HOG_SIZE, HOG_STRIDE, hog_blocks, hog_descriptor
 from ml.blocks.lbp import LBP_BINS, lbp_histograms
+from ml.blocks.located import cell_density, point_density, window_density
 from ml.errors import TrainingError
 from ml.options import VGG_BLOCKS
 
 LBP_GRID = 7
+LANDMARK_SPREAD = 0.15   # a landmark's share is drawn as a Gaussian this fraction of the eyes' distance wide
 
 
 @dataclass
@@ -54,6 +57,11 @@ class ChipFrame:
         dlib.insert_image_chip(drawn, np.ascontiguousarray(chip_values, dtype=np.float32), self.details)
         return drawn
 
+    def density_on_crop(self, density):
+        """Return a density over the chip (amount per chip pixel) as one over the crop (amount per crop pixel)."""
+        crop_pixels_per_chip_pixel = self.details.rect.width() / self.chip.shape[1]
+        return self.on_crop(density) / crop_pixels_per_chip_pixel ** 2
+
     def box_on_crop(self, box):
         """Return where a box (x0, y0, x1, y1) of the chip lies in the crop, as a boolean mask."""
         x0, y0, x1, y1 = box
@@ -69,8 +77,20 @@ class ChipFrame:
         return self.on_crop(columns), self.on_crop(rows), covered
 
 
+@dataclass(frozen=True)
+class Reading:
+    """A block's values for one face, and where on the face a linear score of them comes from.
+
+    `locate(weights, mean)` returns a density over the chip or the crop (`on`) whose sum is
+    `weights . (values - mean)`: the block's share of the score, placed where it was read.
+    """
+    values: np.ndarray
+    on: str                      # "chip" or "crop"
+    locate: Callable
+
+
 class FeatureBlock(Protocol):
-    """What every block offers: a name, a cache id, its size, a card entry and features of aligned faces."""
+    """What every block offers: a name, a cache id, its size, a card entry, features of aligned faces and a reading."""
     name: str
     cache_id: str | None        # None: features must not be cached (random weights)
     size: int
@@ -78,6 +98,8 @@ class FeatureBlock(Protocol):
     def describe(self) -> dict: ...
 
     def features(self, faces: list[AlignedFace]) -> np.ndarray: ...
+
+    def read(self, face: AlignedFace) -> Reading: ...
 
 
 class DlibFaceBlock:
@@ -98,6 +120,23 @@ class DlibFaceBlock:
         descriptors = _face_network().descriptors(np.concatenate([chips, chips[:, :, ::-1]]))   # one batch
         return (descriptors[:len(chips)] + descriptors[len(chips):]) / 2
 
+    def read(self, face):
+        """The descriptor, and its share of a score placed by integrated gradients on the network's 8 x 8 map.
+
+        What the path from an all-zero map does not account for (the descriptor of that empty map
+        against the training mean, and the integration's small error) is spread evenly over the chip.
+        """
+        network = _face_network()
+        activations, descriptors = network.activations(np.stack([face.chip, face.chip[:, ::-1]]))
+        values = descriptors.mean(axis=0)
+
+        def locate(weights, mean):
+            halves = network.integrated_gradients(activations, np.stack([weights, weights]) / 2)
+            side = face.chip.shape[0]
+            density = cell_density(halves[0], side, side) + cell_density(halves[1], side, side)[:, ::-1]
+            return density + (weights @ (values - mean) - density.sum()) / density.size
+        return Reading(values, "chip", locate)
+
 
 class HogBlock:
     """Histograms of oriented gradients of the aligned chip (the classic Dalal-Triggs layout)."""
@@ -111,6 +150,15 @@ class HogBlock:
 
     def features(self, faces):
         return np.stack([hog_descriptor(face.grey_chip) for face in faces])
+
+    def read(self, face):
+        """The descriptor, each value's share of a score spread over its 16 px block (the chip is read at 128 px)."""
+        values = hog_descriptor(face.grey_chip)
+
+        def locate(weights, mean):
+            density = window_density(hog_blocks(weights * (values - mean)), HOG_BLOCK, HOG_STRIDE, HOG_SIZE)
+            return cell_density(density, *face.chip.shape[:2])        # each 128 px pixel over its chip pixels
+        return Reading(values, "chip", locate)
 
 
 class LbpBlock:
@@ -126,6 +174,17 @@ class LbpBlock:
     def features(self, faces):
         return np.stack([lbp_histograms(face.grey_chip, LBP_GRID) for face in faces])
 
+    def read(self, face):
+        """The histograms, each value's share of a score spread over its cell (codes exist inside a 1 px border)."""
+        values = lbp_histograms(face.grey_chip, LBP_GRID)
+
+        def locate(weights, mean):
+            cells = (weights * (values - mean)).reshape(LBP_GRID, LBP_GRID, LBP_BINS).sum(axis=2)
+            density = np.zeros(face.chip.shape[:2])
+            density[1:-1, 1:-1] = cell_density(cells, density.shape[0] - 2, density.shape[1] - 2)
+            return density
+        return Reading(values, "chip", locate)
+
 
 class GeometryBlock:
     """The shape of the face: dlib's 68 landmarks, normalised for position, size and rotation, and distances."""
@@ -139,6 +198,16 @@ class GeometryBlock:
 
     def features(self, faces):
         return np.stack([landmark_geometry(face.points()) for face in faces])
+
+    def read(self, face):
+        """The shape, each value's share of a score drawn at its landmark (a distance's at both ends), on the crop."""
+        points = face.points()
+        values = landmark_geometry(points)
+
+        def locate(weights, mean):
+            return point_density(point_amounts(weights * (values - mean)), points, face.crop.shape,
+                                 LANDMARK_SPREAD * inter_ocular(points))
+        return Reading(values, "crop", locate)
 
 
 FACE_BLOCKS = {"dlib-face": DlibFaceBlock, "hog": HogBlock, "lbp": LbpBlock, "geometry": GeometryBlock}
@@ -188,6 +257,12 @@ class FaceFeatures:
         shape = self.aligner.landmarks(crop)
         details = dlib.get_face_chip_details(shape, size=CHIP_SIZE, padding=CHIP_PADDING)
         return ChipFrame(crop, self.aligner.align(crop, shape), details)
+
+    def read(self, crop):
+        """Return (the crop's ChipFrame, a Reading per block): the served features, and where each block read them."""
+        frame = self.chip_frame(crop)
+        face = AlignedFace(frame.crop, frame.chip)
+        return frame, [block.read(face) for block in self.blocks]
 
     def occluded_features(self, frame, boxes, fill):
         """Return the features of a face for each box (x0, y0, x1, y1) of its chip filled in turn (None: none is).

@@ -79,6 +79,24 @@ def _eye_angle(points):
 
 def _proportions(points):
     """Return the distances between all pairs of DISTANCE_POINTS, in units of the distance between the eyes."""
-    inter_ocular = np.linalg.norm(points[_RIGHT_EYE].mean(axis=0) - points[_LEFT_EYE].mean(axis=0))
     chosen = points[list(DISTANCE_POINTS)]
-    return np.linalg.norm(chosen[_PAIRS[:, 0]] - chosen[_PAIRS[:, 1]], axis=1) / inter_ocular
+    return np.linalg.norm(chosen[_PAIRS[:, 0]] - chosen[_PAIRS[:, 1]], axis=1) / inter_ocular(points)
+
+
+def point_amounts(values):
+    """Return how much of a per-value amount of landmark_geometry's layout falls on each of the 68 landmarks.
+
+    A coordinate's amount falls on its landmark; a distance's is shared by its two ends.
+    """
+    values = np.asarray(values, np.float64)
+    amounts = values[:136].reshape(68, 2).sum(axis=1)
+    ends = np.asarray(DISTANCE_POINTS)[_PAIRS]
+    np.add.at(amounts, ends[:, 0], values[136:] / 2)
+    np.add.at(amounts, ends[:, 1], values[136:] / 2)
+    return amounts
+
+
+def inter_ocular(points):
+    """Return the distance between the centres of the two eyes."""
+    points = np.asarray(points, dtype=np.float64)
+    return float(np.linalg.norm(points[_RIGHT_EYE].mean(axis=0) - points[_LEFT_EYE].mean(axis=0)))

@@ -3,7 +3,7 @@
 (function () {
   "use strict";
 
-  var METHODS = {"grad-cam": "Grad-CAM", "occlusion": "occlusion sensitivity"};
+  var METHODS = {"grad-cam": "Grad-CAM", "occlusion": "occlusion sensitivity", "attribution": "feature attribution"};
 
   function pngBlob(dataUrl) {
     // The page's Content-Security-Policy lets scripts fetch from this site only, not data: URLs.
