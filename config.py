@@ -39,6 +39,11 @@ class Config:
         self.BATCH_WINDOW_MS = _int("FACEDX_BATCH_WINDOW_MS", 5)
         self.MAX_BATCH = _int("FACEDX_MAX_BATCH", 16)
         self.MAX_PENDING_PREDICTIONS = _int("FACEDX_MAX_PENDING_PREDICTIONS", 64)
+        # Photos one account may have analysed at once (nginx gives all photos 6 places), and the
+        # explanation maps' own threads and how many maps may wait for them (one per person).
+        self.PREDICTIONS_PER_ACCOUNT = _int("FACEDX_PREDICTIONS_PER_ACCOUNT", 3)
+        self.MAP_WORKERS = _int("FACEDX_MAP_WORKERS", 1)
+        self.MAX_WAITING_MAPS = _int("FACEDX_MAX_WAITING_MAPS", 16)
         # Largest request body: a dataset archive. Photo routes lower it to MAX_IMAGE_BYTES.
         self.MAX_CONTENT_LENGTH = _int("FACEDX_MAX_UPLOAD_BYTES", 2 * 1024 ** 3)
         # Signs exported model bundles and makes imports refuse bundles without a valid signature.

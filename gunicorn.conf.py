@@ -55,7 +55,8 @@ bind = os.environ.get("FACEDX_BIND", "127.0.0.1:8000")
 # it computes, so threads give concurrency without a second copy of the weights.
 workers = int(os.environ.get("FACEDX_WORKERS", "1"))
 worker_class = TimedThreadWorker
-threads = int(os.environ.get("FACEDX_THREADS", "8"))
+# 12: deploy/nginx.conf gives photos 6 places and explanation maps 3, and leaves 3 to pages and the rest.
+threads = int(os.environ.get("FACEDX_THREADS", "12"))
 timeout = 120            # loading and warming up a model takes several seconds
 graceful_timeout = 30
 accesslog = "-"

@@ -6,6 +6,9 @@ front of it, when the checkout ships that file):
 - 100 clients for --seconds: how many got a prediction and after how long, how many a 503 with
   Retry-After and how fast (a client told to retry waits as told before its next photo)
 - 16 clients posting a 40-megapixel PNG at once: answers, and the worker's peak memory
+- maps: one doctor asks for the map of a result from 4 tabs at once, again and again, for
+  --seconds, while a colleague sends photos one after another; the colleague's median against
+  the same colleague alone just before, and how each was answered
 The model is VGG16 at 224 px with random weights (ImageNet weights cost the same time) and a
 linear head, trained on generated images in a temporary data folder. To compare with another
 checkout, copy bench/load.py, bench/server.py and bench/large_photos.py into it and run it
@@ -13,9 +16,11 @@ there: it serves the code of the checkout it sits in.
 Usage: .venv/bin/python -m bench.load [--seconds 30] [--image-size 224]
 """
 import argparse
+import base64
 import collections
 import concurrent.futures
 import os
+import re
 import tempfile
 import threading
 import time
@@ -25,7 +30,9 @@ from pathlib import Path
 import requests
 
 from bench.large_photos import HEAVY_SIDE, PeakMemory, black_png
-from bench.server import PROJECT, gunicorn, nginx, photos, prepared_data, rss_mib
+from bench.server import DOCTOR_PASSWORD, PROJECT, flask, gunicorn, nginx, photos, prepared_data, rss_mib
+
+MAP_TABS = 4
 
 
 def percentile(values, share):
@@ -146,6 +153,58 @@ def large_photos(url, verify, doctor, worker, clients):
     return answers, memory.peak
 
 
+def logged_in(url, verify, username, password):
+    """Return a requests.Session logged in to the web pages as `username`."""
+    session = requests.Session()
+    session.verify = verify
+    page = session.get(url + "/login", timeout=60).text
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+    response = session.post(url + "/login", data={"username": username, "password": password, "csrf_token": token},
+                            allow_redirects=False, timeout=60)
+    assert response.status_code == 302, response.text
+    return session
+
+
+def while_mapping(url, verify, colleague, seconds):
+    """A doctor asks for a result's map from MAP_TABS tabs at once, over and over, while a colleague sends photos.
+
+    Return (colleague alone: answers, colleague during the maps: answers, the maps' answers).
+    """
+    def colleague_for(duration):
+        deadline = time.monotonic() + duration
+        answers, _, _ = send_photos(url + "/api/v1/predict", colleague, photos(), 1,
+                                    lambda: time.monotonic() > deadline, verify)
+        return answers
+
+    alone = colleague_for(seconds)
+    doctor = logged_in(url, verify, "doctor", DOCTOR_PASSWORD)
+    form = doctor.get(url + "/", timeout=60).text
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', form).group(1)
+    result = doctor.post(url + "/", data={"csrf_token": token}, files={"photo": ("p.png", photos()[0])},
+                         timeout=120).text
+    crop = base64.b64decode(re.search(r'id="face" src="data:image/png;base64,([^"]+)"', result).group(1))
+    fields = {"model_version": re.search(r'data-version="([^"]+)"', result).group(1),
+              "csrf_token": re.search(r'data-csrf="([^"]+)"', result).group(1)}
+    maps, stop = [], threading.Event()
+
+    def tab(_):
+        while not stop.is_set():
+            start = time.perf_counter()
+            try:
+                answer = doctor.post(url + "/explain", data=fields, files={"crop": ("face.png", crop)},
+                                     timeout=120).status_code
+            except requests.RequestException:
+                answer = "no answer"
+            maps.append((answer, time.perf_counter() - start))
+    with concurrent.futures.ThreadPoolExecutor(MAP_TABS) as pool:
+        tabs = [pool.submit(tab, i) for i in range(MAP_TABS)]
+        during = colleague_for(seconds)
+        stop.set()
+        for future in tabs:
+            future.result()
+    return alone, during, maps
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=30)
@@ -157,6 +216,8 @@ def main():
     edges = ["gunicorn alone"] + ["nginx in front"] * (PROJECT / "deploy" / "nginx.conf").is_file()
     rows, load_at_start = {}, os.getloadavg()[0]
     with prepared_data(args.image_size) as (env, admin, doctor, _):
+        flask(env, "user", "create", "colleague", "--role", "doctor", stdin=DOCTOR_PASSWORD + "\n")
+        colleague = {"Authorization": "Bearer " + flask(env, "token", "create", "colleague").split()[-1]}
         for name in edges:
             with edge(env, name == "nginx in front") as (url, verify, worker):
                 for photo in photos()[:3]:
@@ -168,21 +229,29 @@ def main():
                 crowd = send_photos(url + "/api/v1/predict", doctor, photos(), args.crowd,
                                     lambda: time.monotonic() > deadline, verify)
                 large = large_photos(url, verify, doctor, worker, args.large)
-                rows[name] = training, crowd, large, start_mib
-    print(f"{PROJECT}: gunicorn as `make run` starts it (1 worker x 8 threads), VGG16 {args.image_size} px "
+                mapping = while_mapping(url, verify, colleague, args.seconds)
+                rows[name] = training, crowd, large, start_mib, mapping
+    print(f"{PROJECT}: gunicorn as `make run` starts it (1 worker x 12 threads), VGG16 {args.image_size} px "
           f"+ linear head; p50/p95; load average {load_at_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
           f"on {os.cpu_count()} CPUs")
     print(f"\n{args.clients} clients for {args.seconds} s while a training job runs")
-    for name, (((answers, waits, unanswered), phase), _, _, _) in rows.items():
+    for name, (((answers, waits, unanswered), phase), *_) in rows.items():
         print(f"  {name:<15} {sent_summary(answers, waits, unanswered)}; the job meanwhile: {phase}")
     print(f"\n{args.crowd} clients for {args.seconds} s, no training")
-    for name, (_, (answers, waits, unanswered), _, _) in rows.items():
+    for name, (_, (answers, waits, unanswered), *_) in rows.items():
         told = sum(answer == "503 Retry-After" for answer, _ in answers)
         print(f"  {name:<15} {told / len(answers):.0%} of the answers were 503 Retry-After; "
               f"{sent_summary(answers, waits, unanswered)}")
     print(f"\n{args.large} clients posting a {HEAVY_SIDE} x {HEAVY_SIDE} black PNG at once")
-    for name, (_, _, (answers, peak), start_mib) in rows.items():
+    for name, (_, _, (answers, peak), start_mib, _) in rows.items():
         print(f"  {name:<15} {counts(answers)}; worker peak {peak:.0f} MiB ({start_mib:.0f} MiB before the loads)")
+    print(f"\nA doctor asking for a map from {MAP_TABS} tabs at once for {args.seconds} s; a colleague's photos, one "
+          "at a time, alone just before and during the maps")
+    for name, (*_, (alone, during, maps)) in rows.items():
+        solo, busy = (percentile([s for _, s in answers], .5) for answers in (alone, during))
+        print(f"  {name:<15} colleague alone {counts(a for a, _ in alone)}, median {solo * 1000:.0f} ms; during "
+              f"the maps {counts(a for a, _ in during)}, median {busy * 1000:.0f} ms ({busy / solo:.2f}x); "
+              f"maps: {counts(a for a, _ in maps)}, 200s in {spread([s for a, s in maps if a == 200])}")
 
 
 if __name__ == "__main__":

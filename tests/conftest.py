@@ -1,5 +1,4 @@
 """Fixtures: an application on a temporary data folder, real face photos, and generated datasets."""
-import functools
 import glob
 import io
 import os
@@ -10,12 +9,11 @@ import time
 import zipfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-from bench.server import free_port, wait_for_port
+from bench.server import free_port, tinted_face, wait_for_port
 from ml.datasets import import_dataset
 from ml.faces import FaceOptions
 from ml.registry import ModelRegistry
@@ -143,31 +141,9 @@ def coloured_noise(label, seed, size=48):
     return np.clip(rng.normal(CLASS_COLOURS[label], 35, (size, size, 3)), 0, 255).astype(np.uint8)
 
 
-@functools.cache
-def _astronaut_face():
-    """Return the astronaut photo's face, tightly cut (the box MTCNN finds), and where it lies."""
-    import skimage.data
-
-    from ml.faces import crop_face
-
-    photo = skimage.data.astronaut()
-    return photo, crop_face(photo).box
-
-
 def coloured_face(label, seed, size=96):
-    """Return a real face, shifted a little by `seed` and tinted with its class's colour, `size` px square.
-
-    The tint is the learnable difference between classes; the face is real, so the face gate
-    passes it, and at 96 px it is sharp and large enough for the photo-quality check.
-    """
-    photo, box = _astronaut_face()
-    rng = np.random.default_rng(seed)
-    dx, dy = rng.integers(-6, 7, 2)
-    face = photo[box.y + dy:box.y + dy + box.height, box.x + dx:box.x + dx + box.width]
-    face = cv2.resize(np.ascontiguousarray(face[:, ::-1] if seed % 2 else face), (size, size),
-                      interpolation=cv2.INTER_AREA).astype(np.float64)
-    tinted = 0.4 * face + 0.6 * np.array(CLASS_COLOURS[label]) + rng.normal(0, 6, face.shape)
-    return np.clip(tinted, 0, 255).astype(np.uint8)
+    """Return a real face (the astronaut's), shifted a little by `seed` and tinted with its class's colour."""
+    return tinted_face(CLASS_COLOURS[label], seed, size)
 
 
 def face_haar_misses(label, size=96, width=None):

@@ -31,7 +31,7 @@ def test_a_worker_boots_warm_with_an_active_whole_photo_model_and_serves_it(tmp_
         node.wait()
 
 
-THREADS = 8          # gunicorn.conf.py's default
+THREADS = 12         # gunicorn.conf.py's default
 
 
 def stalled_request(connection, path="/login", length=1000, headers_only=False):

@@ -29,10 +29,10 @@ class Proxy:
         return self.context.wrap_socket(socket.create_connection(("127.0.0.1", self.port), timeout=30),
                                         server_hostname="localhost")
 
-    def request(self, method, path, body=None):
+    def request(self, method, path, body=None, headers=None):
         """Send one request; return (status, headers, body)."""
         connection = http.client.HTTPSConnection("localhost", self.port, context=self.context, timeout=60)
-        connection.request(method, path, body=body)
+        connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()
         answer = (response.status, response.headers, response.read())
         connection.close()
@@ -131,6 +131,43 @@ def test_predictions_beyond_the_places_at_gunicorn_get_503_with_retry_after_at_o
     for status, headers, body in refused:
         assert (status, headers["Retry-After"], json.loads(body)["error"]) == (503, "2", "service_unavailable")
     assert [status for status, _, _ in served].count(200) == len(arrived)
+
+
+def wait_for(condition):
+    """Wait (30 s at most) for requests in flight to arrive upstream or be answered."""
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, "requests neither reached the upstream nor were answered"
+        time.sleep(0.05)
+
+
+def test_maps_and_pages_have_their_own_doors_and_one_token_holds_three_photo_places(tmp_path):
+    photo = b"x" * 1000
+    with held_upstream() as (upstream, release, arrived), proxy_to(tmp_path / "nginx", upstream) as proxy:
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            photos = [pool.submit(proxy.request, "POST", "/api/v1/predict", photo,
+                                  {"Authorization": f"Bearer token-{i}"}) for i in range(6)]
+            wait_for(lambda: arrived.count("/api/v1/predict") == 6)        # every photo place taken
+            assert proxy.request("POST", "/", photo)[0] == 503              # a doctor's photo: no place
+            assert proxy.request("GET", "/")[0] == 200                      # the start page is a page
+            assert proxy.request("GET", "/static/style.css")[0] == 200
+            maps = [pool.submit(proxy.request, "POST", path, photo)
+                    for path in ("/explain", "/explain", "/admin/models/20260101-000000-abcdef/try/explain")]
+            wait_for(lambda: len(arrived) == 9)                             # maps are not refused for photos
+            status, headers, body = proxy.request("POST", "/explain", photo)  # a fourth map at once
+            assert (status, headers["Retry-After"], json.loads(body)["error"]) == (503, "2", "service_unavailable")
+            release.set()
+            assert [future.result()[0] for future in photos + maps] == [200] * 9
+        release.clear()
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            held = [pool.submit(proxy.request, "POST", "/api/v1/predict", photo, {"Authorization": "Bearer same"})
+                    for _ in range(3)]
+            wait_for(lambda: arrived.count("/api/v1/predict") == 9)
+            assert proxy.request("POST", "/api/v1/predict", photo, {"Authorization": "Bearer same"})[0] == 429
+            held.append(pool.submit(proxy.request, "POST", "/api/v1/predict", photo, {"Authorization": "Bearer other"}))
+            wait_for(lambda: arrived.count("/api/v1/predict") == 10)       # another token still gets a place
+            release.set()
+            assert [future.result()[0] for future in held] == [200] * 4
 
 
 def test_body_limits_are_the_applications(tmp_path):

@@ -18,6 +18,7 @@ from ml.images import decode_image
 from ml.options import OPTION_SPECS, PIPELINES, VGG_BLOCKS
 from web import datasets_root, get_registry, import_limits
 from web.auth import admin_required
+from web.serving import analysing
 from web.bundles import bundle_download, bundle_upload
 from web.db import AuditEvent, IntendedUse, audit, db
 from web.errors import status_of
@@ -471,8 +472,9 @@ def model_try(version):
         return redirect(back)
     filename = shown_name(form.photo.data.filename)
     try:
-        photo = decode_image(form.photo.data.read(), current_app.config["MAX_IMAGE_PIXELS"])
-        prediction = version_predictor(found).predict_image(photo)
+        with analysing(current_user.id):
+            photo = decode_image(form.photo.data.read(), current_app.config["MAX_IMAGE_PIXELS"])
+            prediction = version_predictor(found).predict_image(photo)
     except FaceDxError as error:
         flash(f"{filename}: {error}", "error")
         return redirect(back)

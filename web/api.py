@@ -1,4 +1,6 @@
 """JSON API, version 1: bearer-token authentication, errors as {error, message}."""
+import dataclasses
+
 from flask import Blueprint, g, jsonify, request
 
 from ml.datasets import list_datasets
@@ -9,6 +11,7 @@ from web.db import audit, db
 from web.errors import error_response
 from web.feedback import agreement
 from web.privacy import decoded_photo
+from web.serving import analysing, explained
 from web.bundles import bundle_download, bundle_upload
 from web.summaries import broken_summary, version_summary
 from web.imports import dataset_summary, import_state, start_import
@@ -54,8 +57,13 @@ def predict():
     explain = (request.args.get("explain") or request.form.get("explain") or "").lower()
     if explain not in ("", "true", "false", "1", "0"):
         return error_response(400, "explain must be true or false.")
-    photo = decoded_photo(upload.read())
-    response = jsonify(get_predictor().predict_image(photo, explain=explain in ("true", "1")).as_dict())
+    predictor = get_predictor()
+    with analysing(g.api_user.id):
+        prediction = predictor.predict_image(decoded_photo(upload.read()))
+    if explain in ("true", "1"):         # the map in the maps' own pool, of the class the model names
+        prediction = dataclasses.replace(prediction, explanation=explained(
+            g.api_user.id, lambda: predictor.explain_crop(prediction.crop)))
+    response = jsonify(prediction.as_dict())
     response.headers["Cache-Control"] = "no-store"
     return response
 

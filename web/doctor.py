@@ -22,6 +22,7 @@ from web import get_predictor, get_registry
 from web.errors import error_code, status_of
 from web.feedback import assessments, result_token
 from web.privacy import decoded_photo
+from web.serving import analysing, explained
 from web.summaries import clinical_percent, model_facts
 
 bp = Blueprint("doctor", __name__)
@@ -81,8 +82,9 @@ def predict():
     filename = shown_name(form.photo.data.filename)
     started = time.perf_counter()
     try:
-        photo = decoded_photo(form.photo.data.read())
-        prediction = get_predictor().predict_image(photo)
+        with analysing(current_user.id):
+            photo = decoded_photo(form.photo.data.read())
+            prediction = get_predictor().predict_image(photo)
     except FaceDxError as error:
         return predict_page(form, version, status_of(error), error=str(error), filename=filename)
     remember_seconds("analysis", time.perf_counter() - started)
@@ -155,7 +157,7 @@ def map_of_sent_face(predictor, version, changed, remember=False):
         crop = decode_image(data, max_pixels=CROP_SIZE * CROP_SIZE)
         if crop.shape != (CROP_SIZE, CROP_SIZE, 3):
             return refuse(400, f"The face must be {CROP_SIZE} x {CROP_SIZE} pixels, as the result page sends it.")
-        explanation = predictor.explain_crop(crop)
+        explanation = explained(current_user.id, lambda: predictor.explain_crop(crop))
     except FaceDxError as error:
         return refuse(status_of(error), str(error))
     if remember:

@@ -7,8 +7,10 @@ from werkzeug.exceptions import HTTPException
 from ml.errors import (BundleError, DatasetError, DatasetExists, DatasetNotFound, DiskFull, FaceDxError, ImageError,
                        NoActiveModel, NoFaceFound, NotUseful, Overloaded, TrainingError, UnsupportedImage,
                        VersionBroken, VersionExists, VersionNotFound, WeightsUnavailable, is_disk_full)
+from ml.explanation_pool import ClientGone, Replaced
 from web.db import db, disk_full
 from web.jobs import JobConflict
+from web.serving import TooManyAtOnce
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +20,7 @@ STATUS_OF = [
     (DatasetNotFound, 404), (VersionNotFound, 404), (DatasetExists, 409), (JobConflict, 409), (NotUseful, 409),
     (VersionBroken, 409), (VersionExists, 409), (BundleError, 422),
     (DatasetError, 400), (TrainingError, 422), (WeightsUnavailable, 422), (NoActiveModel, 503),
-    (Overloaded, 503), (DiskFull, 507),
+    (Overloaded, 503), (DiskFull, 507), (Replaced, 409), (TooManyAtOnce, 429), (ClientGone, 499),
     (FaceDxError, 400),
 ]
 
@@ -71,7 +73,7 @@ def init_app(app):
     @app.errorhandler(FaceDxError)
     def user_error(error):
         response = error_response(status_of(error), str(error))
-        if isinstance(error, Overloaded):
+        if isinstance(error, (Overloaded, TooManyAtOnce)):
             response[0].headers["Retry-After"] = "2"
         return response
 
