@@ -25,7 +25,8 @@ BUNDLE_FORMAT = 1
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 # Every file a version may hold; anything else in a bundle is refused.
-VERSION_FILES = ("evaluation.json", "head.npz", "head.keras", "backbone.keras", "novelty.npz", THRESHOLDS_FILE)
+VERSION_FILES = ("evaluation.json", "head.npz", "head.keras", "backbone.keras", "novelty.npz", "face_tail.npz",
+                 THRESHOLDS_FILE)
 LEGACY_HEAD = "head.joblib"          # a pickled head of versions before arrays: converted on export
 PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 

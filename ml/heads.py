@@ -123,6 +123,19 @@ class SoftmaxHead:
         """Return log p(class) as a differentiable TensorFlow expression of the features (for Grad-CAM)."""
         return tf.math.log(self.model(features, training=False)[:, class_index] + 1e-12)
 
+    def direction(self, features, class_index):
+        """Return (d log p(class) / d features, the training features' mean) at one photo's features.
+
+        Standardisation, dropout (off when serving) and one dense layer: the scores are linear in
+        the features, as a linear head's are.
+        """
+        standardise, dense = self.model.get_layer("standardise"), self.model.get_layer("predictions")
+        mean = np.asarray(standardise.mean, np.float64).ravel()
+        scale = np.maximum(np.sqrt(np.asarray(standardise.variance, np.float64).ravel()), keras.backend.epsilon())
+        kernel = np.asarray(dense.kernel, np.float64)                     # [features, classes]
+        p = self.probabilities(np.asarray(features, np.float32)[np.newaxis])[0]
+        return (kernel[:, class_index] - kernel @ p) / scale, mean
+
     def save(self, folder):
         self.model.save(folder / "head.keras")
         return ["head.keras"]

@@ -19,7 +19,9 @@ _KIND_NAMES = {int: "a whole number", float: "a number"}
 # the VGG16 blocks too where their weights are present).
 FOR_VGG = {"backbone": ("auto",) + VGG_BLOCKS}
 FOR_SOFTMAX = {"head": ("softmax",)}
-FOR_FINE_TUNING = {"backbone": VGG_BLOCKS, "head": ("softmax",)}
+# What can be fine-tuned: VGG16's last convolutional block, or the face network's 256-filter stages.
+FINE_TUNABLE = VGG_BLOCKS + ("dlib-face",)
+FOR_FINE_TUNING = {"backbone": FINE_TUNABLE, "head": ("softmax",)}
 
 
 def check_pipeline(name):
@@ -156,8 +158,9 @@ class TrainingOptions:
                           offered=("pretrained", "none"), applies_to=FOR_VGG)
     image_size: int = option(224, "VGG16 blocks' input size in pixels.", low=32, high=512, applies_to=FOR_VGG)
     epochs: int = option(30, "Softmax head epochs (with early stopping).", low=1, high=1000, applies_to=FOR_SOFTMAX)
-    fine_tune_epochs: int = option(0, "Softmax head on a VGG16 block: epochs fine-tuning its last convolutional "
-                                   "block, evaluated on a held-out split.", low=0, high=1000,
+    fine_tune_epochs: int = option(0, "Softmax head on a VGG16 block or dlib-face: epochs fine-tuning VGG16's last "
+                                   "convolutional block or the face network's 256-filter stages, evaluated on a "
+                                   "held-out split (fast on a GPU; minutes on a CPU).", low=0, high=1000,
                                    applies_to=FOR_FINE_TUNING)
     batch_size: int = option(16, "Photos per training step of the softmax head.", low=1, high=512,
                              applies_to=FOR_SOFTMAX)
@@ -165,8 +168,8 @@ class TrainingOptions:
                                   applies_to=FOR_SOFTMAX)
     fine_tune_learning_rate: float = option(1e-5, "Learning rate while fine-tuning.", low=0, high=1, interval="(]",
                                             applies_to=FOR_FINE_TUNING)
-    mixed_precision: str = option("auto", "Fine-tuning in float16 arithmetic with float32 weights; auto: when a "
-                                  "GPU is present.", choices=MIXED_PRECISION, applies_to=FOR_FINE_TUNING)
+    mixed_precision: str = option("auto", "Fine-tuning VGG16 in float16 arithmetic with float32 weights; auto: "
+                                  "when a GPU is present.", choices=MIXED_PRECISION, applies_to=FOR_FINE_TUNING)
     regularization: float | None = option(None, "C of the linear head (smaller: stronger regularisation); auto: "
                                           "chosen by inner cross-validation.", kind=float, low=0, high=1_000_000,
                                           interval="(]", auto=True, applies_to={"head": ("linear", "svm")})

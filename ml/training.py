@@ -20,6 +20,7 @@ import tensorflow as tf
 from sklearn.model_selection import train_test_split
 
 from ml.backbones import unavailable_pipelines
+from ml.backbones.dlib_resnet import DlibResnet
 from ml.backbones.vgg import unfreeze_last_block
 from ml.blocks import FaceFeatures, build_extractor
 from ml.calibration import apply_temperature, choose_temperature, choose_thresholds, reliability
@@ -29,7 +30,7 @@ from ml.evaluation import (clinical_figures, cross_validation_folds, evaluate, s
                            summarize, summarize_baseline, wilson_interval)
 from ml.heads import LinearHead, SoftmaxHead, class_weights, fit_with_progress
 from ml.novelty import Novelty
-from ml.options import PIPELINES, VGG_BLOCKS
+from ml.options import FINE_TUNABLE, PIPELINES, VGG_BLOCKS
 from ml.pipelines import (BASELINE, Config, Grams, choose, configs_for, cv_predictions, fold_accuracies,
                           folds_so_far)
 from ml.progress import Progress
@@ -60,8 +61,9 @@ def train(dataset, options, registry, pretrained_dirs=(), progress=None):
         raise TrainingError("auto compares linear pipelines; choose a backbone for the softmax head.")
     extractors = {name: build_extractor(name, options, pretrained_dirs)      # fail fast on missing weights
                   for name in {p for p in pipelines if p in VGG_BLOCKS}}
-    if options.fine_tune_epochs and not (len(pipelines) == 1 and pipelines[0] in VGG_BLOCKS):
-        raise TrainingError(f"The {options.backbone} backbone cannot be fine-tuned; set fine_tune_epochs to 0.")
+    if options.fine_tune_epochs and not (len(pipelines) == 1 and pipelines[0] in FINE_TUNABLE):
+        raise TrainingError(f"The {options.backbone} backbone cannot be fine-tuned; set fine_tune_epochs to 0 "
+                            f"(fine-tunable: {', '.join(FINE_TUNABLE)}).")
     report({"phase": "loading"})
     crops, labels, digests, groups = dataset.load_crops()
     n_classes = len(dataset.labels)
@@ -71,8 +73,10 @@ def train(dataset, options, registry, pretrained_dirs=(), progress=None):
     features = block_features(blocks, extractors, crops, digests, dataset.path / FEATURES_DIR, report)
     attributes = dataset.attributes()
     if options.fine_tune_epochs:
-        return _save_fine_tuned(dataset, options, registry, extractors[pipelines[0]], crops, features, labels,
-                                attributes, started, report)
+        # The face network is this version's own copy: fine-tuning changes its tail.
+        backbone = extractors.get(pipelines[0]) or FaceFeatures(["dlib-face"], DlibResnet())
+        return _save_fine_tuned(dataset, options, registry, backbone, crops, features, labels, attributes, started,
+                                report)
     if options.head == "softmax":
         chosen, folds, grouped, raw, baseline, candidates = _softmax_cv(features, labels, groups, pipelines[0],
                                                                         n_classes, options, report)
@@ -349,7 +353,8 @@ def _save_fine_tuned(dataset, options, registry, backbone, crops, features, labe
     x = features[backbone.name]
     head = SoftmaxHead(len(label_names), options)
     history = head.fit(x[train_idx], labels[train_idx], report, validation=(x[val], labels[val]))
-    tuned, precision = fine_tune(backbone, head, crops, labels, split, options, report)
+    tune = fine_tune_face if isinstance(backbone, FaceFeatures) else fine_tune
+    tuned, precision = tune(backbone, head, crops, labels, split, options, report)
     history += tuned
     report({"phase": "evaluating"})
     validation = head.probabilities(backbone.features(crops[val]))
@@ -420,6 +425,33 @@ def fine_tune(backbone, head, crops, labels, split, options, report):
         model.set_weights(trained.get_weights())
     base.trainable = False
     return history, precision
+
+
+def fine_tune_face(extractor, head, crops, labels, split, options, report):
+    """Train the face network's tail (its 256-filter stages and descriptor layer) with the softmax head.
+
+    The front of the network stays frozen, so each photo's 8 x 8 maps (of its chip and of the
+    mirror image) are computed once; the model trained is what serving computes: the tail on both
+    maps, averaged, then the head. Returns (epochs, precision: float32).
+    """
+    network = extractor.network
+    front, tail = network.halves()
+    chips = np.stack([face.chip for face in extractor.align(crops)]).astype(np.float32)
+    maps = [np.concatenate([front.predict(part, batch_size=network.batch_size, verbose=0)
+                            for part in np.array_split(images, max(1, len(images) // 64))])
+            for images in (chips, chips[:, :, ::-1])]
+    plain, mirrored = keras.Input(tail.input_shape[1:], name="map"), keras.Input(tail.input_shape[1:], name="mirror")
+    model = keras.Model([plain, mirrored], head.model(keras.layers.Average()([tail(plain), tail(mirrored)])))
+    tail.trainable = True
+    model.compile(optimizer=keras.optimizers.Adam(options.fine_tune_learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    train, val = split["train"], split["validation"]
+    history = fit_with_progress(model, "fine-tune", options.fine_tune_epochs, options, report,
+                                x=[maps[0][train], maps[1][train]], y=labels[train],
+                                validation_data=([maps[0][val], maps[1][val]], labels[val]),
+                                batch_size=options.batch_size, class_weight=class_weights(labels[train]))
+    tail.trainable = False
+    return history, "float32"
 
 
 def fine_tune_precision(setting):

@@ -293,6 +293,16 @@ def trained_people(people):
 
 
 @pytest.fixture(scope="session")
+def tuned_people(people):
+    """Fine-tune the face network's tail with a softmax head on the same faces; return (registry, version)."""
+    root, dataset = people
+    registry = ModelRegistry(root / "tuned-models")
+    options = TrainingOptions(backbone="dlib-face", head="softmax", epochs=2, fine_tune_epochs=2,
+                              fine_tune_learning_rate=1e-3)
+    return registry, train(dataset, options, registry)
+
+
+@pytest.fixture(scope="session")
 def trained_people_texture(people):
     """Train a model of texture and shape only (HOG, LBP, geometry) on the same faces; return (registry, version)."""
     root, dataset = people

@@ -230,7 +230,27 @@ def test_the_face_network_shares_add_up_to_the_change_of_its_score(faces):
     np.testing.assert_allclose(descriptors, network.descriptors(chips), atol=1e-4)
     directions = np.random.default_rng(5).normal(size=(2, 128))
     shares = network.integrated_gradients(activations, directions, steps=32)
-    empty = np.asarray(network._halves()[1](np.zeros_like(activations)))
+    empty = np.asarray(network.halves()[1](np.zeros_like(activations)))
     change = np.sum(directions * (descriptors - empty), axis=1)
     assert shares.shape == (2, 8, 8)
     np.testing.assert_allclose(shares.sum(axis=(1, 2)), change, rtol=0.05, atol=0.02 * np.abs(change).max())
+
+
+def test_a_softmax_heads_direction_is_the_gradient_of_the_class_log_probability():
+    from ml.heads import SoftmaxHead
+    from ml.options import TrainingOptions
+
+    rng = np.random.default_rng(6)
+    x = (rng.normal(size=(40, 5)) * [1, 2, 3, 4, 5] + 3).astype(np.float32)
+    labels = np.arange(40) % 3
+    head = SoftmaxHead(3, TrainingOptions(head="softmax", epochs=3))
+    head.fit(x, labels)
+    point, step = x[0].astype(np.float64), 1e-2
+    for class_index in range(3):
+        def log_p(v):
+            return np.log(head.probabilities(v[None].astype(np.float32))[0, class_index])
+        numeric = [(log_p(point + step * np.eye(5)[i]) - log_p(point - step * np.eye(5)[i])) / (2 * step)
+                   for i in range(5)]
+        direction, mean = head.direction(point, class_index)
+        np.testing.assert_allclose(direction, numeric, rtol=1e-2, atol=1e-3)
+        np.testing.assert_allclose(mean, x.mean(axis=0), rtol=0.2, atol=0.5)     # standardised on its training part

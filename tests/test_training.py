@@ -196,10 +196,41 @@ def test_a_cancelled_run_writes_nothing_and_its_progress_only_grows(tmp_path, co
     assert 0.5 < fractions[-1] < 0.7
 
 
-def test_dlib_face_cannot_be_fine_tuned(tmp_path, colours):
-    options = TrainingOptions(backbone="dlib-face", head="softmax", fine_tune_epochs=2)
-    with pytest.raises(TrainingError, match="cannot be fine-tuned"):
+def test_texture_blocks_cannot_be_fine_tuned(tmp_path, colours):
+    options = TrainingOptions(backbone="hog", head="softmax", fine_tune_epochs=2)
+    with pytest.raises(TrainingError, match="cannot be fine-tuned.*dlib-face"):
         train(colours, options, ModelRegistry(tmp_path / "models"))
+
+
+def test_fine_tuning_the_face_network_trains_its_tail_and_serves_it(tuned_people, face_photos, tmp_path):
+    import io
+
+    from ml.backbones.dlib_resnet import TAIL_FILE, DlibResnet
+    from ml.bundles import export_bundle, import_bundle
+    from ml.explain import explanation
+    from ml.faces import FaceOptions, crop_face
+    from ml.predictor import load_version
+
+    _, version = tuned_people
+    card = version.card
+    phases = [e["phase"] for e in card.history]
+    assert phases.index("fine-tune") > phases.index("head") and card.metrics["method"] == "held-out"
+    assert card.backbone["blocks"][0]["fine_tuned"] and TAIL_FILE in card.files
+    dlib_tail, tuned_tail = DlibResnet().tail_weights(), DlibResnet.tuned_from(version.path).tail_weights()
+    moved = [not np.allclose(a, b) for a, b in zip(dlib_tail, tuned_tail)]
+    assert any(moved) and len(moved) == len(dlib_tail)
+    loaded = load_version(version)
+    assert loaded.backbone.network.tuned and loaded.backbone.blocks[0].cache_id is None     # never cached
+    crop = crop_face(face_photos["astronaut"], FaceOptions("mtcnn")).image[np.newaxis]
+    assert not np.allclose(loaded.backbone.features(crop), FaceFeatures(["dlib-face"]).features(crop), atol=1e-3)
+    probabilities = loaded.probabilities(crop)[0]
+    assert probabilities.shape == (2,) and probabilities.sum() == pytest.approx(1.0)
+    assert explanation(loaded, crop[0]).method == "attribution"         # its head's scores are linear too
+    bundle = io.BytesIO()                                   # the tuned tail travels with the version
+    export_bundle(version, bundle)
+    bundle.seek(0)
+    moved = load_version(import_bundle(bundle, ModelRegistry(tmp_path / "site"), origin="test"))
+    np.testing.assert_allclose(moved.probabilities(crop)[0], probabilities, atol=1e-6)
 
 
 

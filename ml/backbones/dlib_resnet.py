@@ -73,11 +73,15 @@ def _ares_down(filters):
 
 
 # anet_type of dnn_face_recognition_ex.cpp, from the input upwards (the loss_metric on top has no weights).
-ARCHITECTURE = tuple(
-    [Layer("con", 32, 7, 2), Layer("affine"), Layer("relu"), Layer("max_pool", size=3, stride=2)]
-    + _ares(32) * 3 + _ares_down(64) + _ares(64) * 3 + _ares_down(128) + _ares(128) * 2
-    + _ares_down(256) + _ares(256) * 2 + _ares_down(256)
-    + [Layer("avg_pool", size=0, stride=1), Layer("fc", DESCRIPTOR_SIZE)])
+_FRONT = ([Layer("con", 32, 7, 2), Layer("affine"), Layer("relu"), Layer("max_pool", size=3, stride=2)]
+          + _ares(32) * 3 + _ares_down(64) + _ares(64) * 3 + _ares_down(128) + _ares(128) * 2)
+_TAIL = _ares_down(256) + _ares(256) * 2 + _ares_down(256) + [Layer("avg_pool", size=0, stride=1),
+                                                                 Layer("fc", DESCRIPTOR_SIZE)]
+ARCHITECTURE = tuple(_FRONT + _TAIL)
+# Where the 256-filter stages start, on the 8 x 8 map of the 128-filter stage's end: explanations
+# integrate from there, and fine-tuning trains those stages and the descriptor's layer.
+TAIL_START = len(_FRONT)
+TAIL_FILE = "face_tail.npz"
 VERSION_STRINGS = {"con": "con_4", "affine": "affine_", "relu": "relu_", "max_pool": "max_pool_2",
                    "avg_pool": "avg_pool_2", "add_prev": "add_prev_", "fc": "fc_2"}
 CONV_MODE = 0             # affine_'s layer_mode: one scale and shift per channel
@@ -295,13 +299,22 @@ class ZeroExtendAdd(layers.Layer):
         return ops.pad(x, [[0, 0]] + [[0, m] for m in missing]) if any(missing) else x
 
 
-def build_model(weights):
-    """Build the Keras network, layer for layer as dlib declares it, with `weights` from parse_dat()."""
-    chips = keras.Input((CHIP_SIZE, CHIP_SIZE, 3), name="chips")
-    x = DlibInput(weights["input.mean"], name="input_rgb")(chips)
+def build_model(weights, start=0, stop=len(ARCHITECTURE), model_name="dlib_face_recognition_resnet_v1"):
+    """Build the Keras network, layer for layer as dlib declares it, with `weights` from parse_dat().
+
+    `start` and `stop` build a part: from the chips (start 0) or from the 8 x 8 map (TAIL_START),
+    up to the descriptor or to the layer before `stop`.
+    """
+    if start == 0:
+        inputs = keras.Input((CHIP_SIZE, CHIP_SIZE, 3), name="chips")
+        x = DlibInput(weights["input.mean"], name="input_rgb")(inputs)
+    elif start == TAIL_START:
+        inputs = x = keras.Input((MAP_SIDE, MAP_SIDE, 128), name="map")
+    else:
+        raise ValueError(f"The network can be built from the chips or from layer {TAIL_START}, not {start}.")
     tagged = {}
-    for index, layer in enumerate(ARCHITECTURE):
-        name = f"{index:03d}"
+    for index in range(start, stop):
+        layer, name = ARCHITECTURE[index], f"{index:03d}"
         if layer.kind == "tag":
             tagged[layer.tag] = x
         elif layer.kind == "skip":
@@ -331,30 +344,72 @@ def build_model(weights):
             dense = layers.Dense(layer.filters, use_bias=False, name=f"fc_{name}")
             x = dense(x)
             dense.set_weights([weights[f"{name}.weights"]])
-    return keras.Model(chips, x, name="dlib_face_recognition_resnet_v1")
+    return keras.Model(inputs, x, name=model_name)
 
 
 class DlibResnet:
-    """dlib's face-recognition ResNet in Keras: 128-d descriptors of aligned 150 px chips, computed in batches."""
+    """dlib's face-recognition ResNet in Keras: 128-d descriptors of aligned 150 px chips, computed in batches.
 
-    def __init__(self, dat_path=None, batch_size=BATCH_SIZE):
+    The network is two models in one: the front, up to the 8 x 8 map, and the tail (the 256-filter
+    stages and the descriptor's layer). `tail` gives the tail fine-tuned weights (tail_weights()).
+    """
+
+    def __init__(self, dat_path=None, batch_size=BATCH_SIZE, tail=None):
         self.dat_path = dat_path
         self.batch_size = batch_size
+        self.tuned = tail is not None
+        self._tail = tail
         self._model = None
-        self._split = None          # the network in two halves at its 8 x 8 map, for explanations
+        self._split = None          # (front, tail), the models the whole network is made of
         self._integrated = {}       # the traced integrated-gradients function, per number of steps
         self._load_lock = threading.Lock()
         # predict_on_batch traces its function on first use and, under JAX, swaps the model's variables during
         # a call, so calls take turns; each batch already uses every core.
         self._run_lock = threading.Lock()
 
+    @classmethod
+    def tuned_from(cls, folder):
+        """Return the network with the fine-tuned tail a model version saved in `folder` (TAIL_FILE)."""
+        try:
+            with np.load(folder / TAIL_FILE, allow_pickle=False) as saved:
+                tail = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+        except (OSError, ValueError, KeyError) as error:
+            raise DlibFormatError(f"The fine-tuned face network of this version cannot be read: {error}") from None
+        network = cls(tail=tail)
+        network.model()                        # check the arrays against the network now, not at the first photo
+        return network
+
     def model(self):
         """Return the Keras network, reading its weights on first use (once, whichever thread asks first)."""
         if self._model is None:
             with self._load_lock:
                 if self._model is None:
-                    self._model = build_model(parse_dat(self.dat_path or default_dat_path()))
+                    weights = parse_dat(self.dat_path or default_dat_path())
+                    front = build_model(weights, stop=TAIL_START, model_name="front")
+                    tail = build_model(weights, start=TAIL_START, model_name="tail")
+                    if self._tail is not None:
+                        shapes = [w.shape for w in tail.get_weights()]
+                        if [np.shape(w) for w in self._tail] != shapes:
+                            raise DlibFormatError("The fine-tuned face network's arrays do not fit the network.")
+                        tail.set_weights(self._tail)
+                    chips = keras.Input((CHIP_SIZE, CHIP_SIZE, 3), name="chips")
+                    self._split = front, tail
+                    self._model = keras.Model(chips, tail(front(chips)), name="dlib_face_recognition_resnet_v1")
         return self._model
+
+    def halves(self):
+        """Return (front, tail): the network up to its 8 x 8 map (the 128-filter stage's end), and the rest."""
+        self.model()
+        return self._split
+
+    def tail_weights(self):
+        """Return the tail's weights, as `tail` takes them."""
+        return self.halves()[1].get_weights()
+
+    def save_tail(self, folder):
+        """Save the tail's weights in `folder` (arrays only, no pickle); return the file names."""
+        np.savez(folder / TAIL_FILE, *self.tail_weights())
+        return [TAIL_FILE]
 
     def descriptors(self, chips):
         """Return the descriptor of each RGB chip (dlib.get_face_chip, 150 px, padding 0.25): float32 [n, 128]."""
@@ -372,7 +427,7 @@ class DlibResnet:
         """Return (the 8 x 8 maps [n, 8, 8, 128] the explanations look at, descriptors [n, 128]) of RGB chips."""
         chips = np.asarray(chips, dtype=np.float32)
         with self._run_lock:
-            front, back = self._halves()
+            front, back = self.halves()
             activations = np.asarray(front.predict_on_batch(chips))
             return activations, np.asarray(back.predict_on_batch(activations)).astype(np.float32)
 
@@ -392,18 +447,9 @@ class DlibResnet:
             maps = self._integrated_function(tf, steps)(activations, directions)
         return maps.numpy().astype(np.float64)
 
-    def _halves(self):
-        """Return the network up to its 8 x 8 map (the 128-filter stage's end) and from there to the descriptor."""
-        if self._split is None:
-            model = self.model()
-            cut = [layer for layer in model.layers if isinstance(layer, layers.ReLU)
-                   and layer.output.shape[1] == MAP_SIDE][-1]
-            self._split = keras.Model(model.input, cut.output), keras.Model(cut.output, model.output)
-        return self._split
-
     def _integrated_function(self, tf, steps):
         if steps not in self._integrated:
-            _, back = self._halves()
+            _, back = self.halves()
             cell = (MAP_SIDE, MAP_SIDE, back.input.shape[-1])
             alphas = tf.constant((np.arange(steps) + 0.5) / steps, tf.float32)
 

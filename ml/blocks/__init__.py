@@ -103,21 +103,35 @@ class FeatureBlock(Protocol):
 
 
 class DlibFaceBlock:
-    """dlib's face-recognition ResNet, run by Keras in batches: 128 values, the mirror image's averaged in."""
+    """dlib's face-recognition ResNet, run by Keras in batches: 128 values, the mirror image's averaged in.
+
+    With `network`, a DlibResnet whose tail was fine-tuned for one model version; without, the
+    process's one network with dlib's weights.
+    """
     name = "dlib-face"
-    # The Keras network's descriptors equal dlib-bin's to 4e-7, but features cached by one are
-    # never mixed with the other's: a new cache id.
-    cache_id = "dlib-face-keras-v1-mirror"
     size = 128
 
+    def __init__(self, network=None):
+        self._network = network
+        # The Keras network's descriptors equal dlib-bin's to 4e-7, but features cached by one are
+        # never mixed with the other's: a new cache id. A fine-tuned network's are never cached.
+        self.cache_id = None if network is not None else "dlib-face-keras-v1-mirror"
+
+    @property
+    def network(self):
+        return self._network if self._network is not None else _face_network()
+
     def describe(self):
-        return {"name": self.name, "size": self.size, "weights": "dlib_face_recognition_resnet_model_v1",
-                "detail": "128-d face descriptor of the aligned chip, averaged with its mirror image's "
-                          "(dlib's ResNet rebuilt in Keras)"}
+        described = {"name": self.name, "size": self.size, "weights": "dlib_face_recognition_resnet_model_v1",
+                     "detail": "128-d face descriptor of the aligned chip, averaged with its mirror image's "
+                               "(dlib's ResNet rebuilt in Keras)"}
+        if self._network is not None:
+            described["fine_tuned"] = "the 256-filter stages and the descriptor's layer, on this version's dataset"
+        return described
 
     def features(self, faces):
         chips = np.stack([face.chip for face in faces])
-        descriptors = _face_network().descriptors(np.concatenate([chips, chips[:, :, ::-1]]))   # one batch
+        descriptors = self.network.descriptors(np.concatenate([chips, chips[:, :, ::-1]]))   # one batch
         return (descriptors[:len(chips)] + descriptors[len(chips):]) / 2
 
     def read(self, face):
@@ -126,7 +140,7 @@ class DlibFaceBlock:
         What the path from an all-zero map does not account for (the descriptor of that empty map
         against the training mean, and the integration's small error) is spread evenly over the chip.
         """
-        network = _face_network()
+        network = self.network
         activations, descriptors = network.activations(np.stack([face.chip, face.chip[:, ::-1]]))
         values = descriptors.mean(axis=0)
 
@@ -214,17 +228,21 @@ FACE_BLOCKS = {"dlib-face": DlibFaceBlock, "hog": HogBlock, "lbp": LbpBlock, "ge
 
 
 class FaceFeatures:
-    """The extractor of a pipeline of face blocks: one alignment per photo, the blocks' features side by side."""
-    fine_tunable = False
+    """The extractor of a pipeline of face blocks: one alignment per photo, the blocks' features side by side.
+
+    `network`: the face network the dlib-face block uses, when it is this version's own (fine-tuned).
+    """
     input_size = DlibFaceBackbone.input_size
 
-    def __init__(self, names):
+    def __init__(self, names, network=None):
         unknown = [name for name in names if name not in FACE_BLOCKS]
         if unknown or not names:
             raise TrainingError(f"Unknown face block(s) {', '.join(unknown) or '(none)'}; "
                                 f"choose from {', '.join(FACE_BLOCKS)}.")
         self.aligner = DlibFaceBackbone()
-        self.blocks = [FACE_BLOCKS[name]() for name in names]
+        self.network = network
+        self.blocks = [DlibFaceBlock(network) if name == DlibFaceBlock.name else FACE_BLOCKS[name]()
+                       for name in names]
         self.name = "+".join(names)
 
     @property
@@ -298,11 +316,15 @@ class FaceFeatures:
         return np.concatenate(self.block_features(crops, reference), axis=1)
 
     def save(self, folder):
-        return []          # the networks ship in packages: nothing to copy
+        """Save what the version needs beyond the packages' networks: a fine-tuned tail, if any."""
+        return self.network.save_tail(folder) if self.network is not None else []
 
     @classmethod
     def load(cls, card, folder):
-        return cls(card.blocks)
+        from ml.backbones.dlib_resnet import TAIL_FILE, DlibResnet
+
+        tuned = (folder / TAIL_FILE).is_file()
+        return cls(card.blocks, DlibResnet.tuned_from(folder) if tuned else None)
 
 
 def build_extractor(pipeline, options, pretrained_dirs=()):
@@ -324,7 +346,7 @@ def load_extractor(card, folder):
         return VGGBackbone.load(card, folder)
     if blocks == ["dlib-face"] and card.pipeline is None:
         return DlibFaceBackbone()      # a version from before blocks: the descriptor without its mirror
-    return FaceFeatures(blocks)
+    return FaceFeatures.load(card, folder)
 
 
 def face_landmarks(crop):
