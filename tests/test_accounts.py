@@ -64,6 +64,23 @@ def test_token_commands_list_and_revoke(app, runner, tokens):
     assert (cli_actor(), "token.revoke", f"{ada_token_id} of ada") in audit_log(app)
 
 
+def test_a_token_whose_account_was_removed_outside_the_app_is_listed_and_revoked(app, runner, tokens):
+    from sqlalchemy import text
+
+    from web.db import ApiToken, User, db
+
+    with app.app_context():
+        dan = db.session.execute(db.select(User).filter_by(username="dan")).scalar_one()
+        dan_id, token_id = dan.id, db.session.execute(db.select(ApiToken.id).filter_by(user_id=dan.id)).scalar_one()
+        db.session.execute(text("PRAGMA foreign_keys=OFF"))           # as a database tool would remove it
+        db.session.execute(text("DELETE FROM \"user\" WHERE id = :id"), {"id": dan_id})
+        db.session.commit()
+    assert f"{token_id}\tremoved account {dan_id}\t" in run(runner, "token", "list").output
+    result = run(runner, "token", "revoke", str(token_id))
+    assert result.exit_code == 0 and f"of removed account {dan_id}" in result.output
+    assert str(token_id) not in [line.split("\t")[0] for line in run(runner, "token", "list").output.splitlines()]
+
+
 def test_a_password_change_ends_sessions_and_tokens(app, runner, tokens):
     browser = login(app.test_client(), "ada")
     result = run(runner, "user", "password", "ada", stdin="another long password\n")

@@ -396,11 +396,13 @@ def token_list(name):
     """List the API tokens (of user NAME, when given): ID, user, creation time (UTC); never the tokens."""
     from web.db import ApiToken, User, db
 
-    query = db.select(ApiToken.id, User.username, ApiToken.created_at).join(User).order_by(ApiToken.id)
+    # An outer join: a token whose account was removed outside the application is listed too.
+    query = db.select(ApiToken.id, ApiToken.user_id, User.username, ApiToken.created_at).outerjoin(
+        User, User.id == ApiToken.user_id).order_by(ApiToken.id)
     if name:
         query = query.where(User.id == find_user(name).id)
-    for token_id, username, created_at in db.session.execute(query):
-        click.echo(f"{token_id}\t{username}\tcreated {created_at:%Y-%m-%d %H:%M}")
+    for token_id, user_id, username, created_at in db.session.execute(query):
+        click.echo(f"{token_id}\t{username or removed_user(user_id)}\tcreated {created_at:%Y-%m-%d %H:%M}")
 
 
 @token_cli.command("revoke")
@@ -412,11 +414,16 @@ def token_revoke(token_id):
     token = db.session.get(ApiToken, token_id)
     if token is None:
         raise click.ClickException(f"There is no API token {token_id}.")
-    owner = token.user.username
+    owner = token.user.username if token.user is not None else removed_user(token.user_id)
     audit(cli_actor(), "token.revoke", f"{token_id} of {owner}")
     db.session.delete(token)
     db.session.commit()
     click.echo(f"Revoked API token {token_id} of {owner}.")
+
+
+def removed_user(user_id):
+    """Name an account that no longer exists (removed from the database outside the application)."""
+    return f"removed account {user_id}"
 
 
 @photos_cli.command("purge")
