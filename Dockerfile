@@ -15,7 +15,7 @@ COPY requirements.txt ./
 # with the CPU pins in requirements-cpu.txt.
 RUN pip install --no-cache-dir -r requirements.txt "tensorflow[and-cuda]==2.21.0"
 
-COPY app.py config.py gunicorn.conf.py worker.py wsgi.py ./
+COPY app.py config.py gunicorn.conf.py logsafe.py worker.py wsgi.py ./
 COPY ml ./ml
 COPY web ./web
 COPY migrations ./migrations

@@ -1,9 +1,10 @@
 """gunicorn settings for FaceDx (read by `gunicorn --config gunicorn.conf.py wsgi:app`)."""
 import os
-import re
 
 from gunicorn.glogging import Logger, SafeAtoms
 from gunicorn.workers.gthread import TConn, ThreadWorker
+
+from logsafe import escaped
 
 # A client that sends nothing for this long while its request is read (or its answer written)
 # is dropped and its thread freed. gthread has no setting for it: a client that sends a header
@@ -13,9 +14,6 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 # (compose: three tries 30 s apart), so a stalled client costs one thread 10 s, not the service.
 # Behind deploy/nginx.conf it is a backstop: nginx sends gunicorn whole requests at once.
 REQUEST_READ_TIMEOUT = 10
-# C0 and C1 control characters (a %0A in a path is a line break in PATH_INFO) and the backslash
-# that starts their escapes.
-LOG_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")
 
 
 class TimedConnection(TConn):
@@ -40,8 +38,7 @@ class EscapedAtoms(SafeAtoms):
     """Access log fields with control characters written as \\xNN, so a request cannot forge log lines."""
 
     def __init__(self, atoms):
-        super().__init__({key: LOG_UNSAFE.sub(lambda c: f"\\x{ord(c.group()):02x}", value)
-                          if isinstance(value, str) else value for key, value in atoms.items()})
+        super().__init__({key: escaped(value) if isinstance(value, str) else value for key, value in atoms.items()})
 
 
 class EscapingLogger(Logger):

@@ -60,3 +60,19 @@ def test_no_page_uses_inline_script(app, client, tokens, active_model):
         for tag in re.findall(r"<script[^>]*>", page):
             assert "src=" in tag or 'type="application/json"' in tag, (path, tag)
         assert not re.search(r"\son[a-z]+=", page), path          # no inline event handlers
+
+
+def test_an_unexpected_errors_log_line_cannot_be_forged_by_its_path(app, caplog):
+    @app.before_request
+    def fails():                 # a defect on any path under /fails, whatever the route would say
+        from flask import request
+
+        if request.path.startswith("/fails/"):
+            raise RuntimeError("a defect")
+    with caplog.at_level("ERROR", logger="web.errors"):
+        response = app.test_client().get("/fails/zz%0a127.0.0.1 FORGED line%0d%0a/x\\y")
+    assert response.status_code == 500
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("unexpected error on")]
+    line = record.getMessage()
+    assert "\n" not in line and "\r" not in line
+    assert line == "unexpected error on GET /fails/zz\\x0a127.0.0.1 FORGED line\\x0d\\x0a/x\\x5cy"

@@ -4,6 +4,7 @@ import logging
 from flask import jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from logsafe import escaped
 from ml.errors import (BundleError, DatasetError, DatasetExists, DatasetNotFound, DiskFull, FaceDxError, ImageError,
                        NoActiveModel, NoFaceFound, NotUseful, Overloaded, TrainingError, UnsupportedImage,
                        VersionBroken, VersionExists, VersionNotFound, WeightsUnavailable, is_disk_full)
@@ -81,7 +82,8 @@ def init_app(app):
     def unexpected(error):
         if caused_by_full_disk(error):
             db.session.rollback()        # the failed write's transaction would break the page's own queries
-            log.error("the disk is full (%s) on %s %s", type(error).__name__, request.method, request.path)
+            log.error("the disk is full (%s) on %s %s", type(error).__name__, escaped(request.method),
+                      escaped(request.path))
             return user_error(DiskFull())
-        log.exception("unexpected error on %s %s", request.method, request.path)
+        log.exception("unexpected error on %s %s", escaped(request.method), escaped(request.path))
         return error_response(500, "Something went wrong on the server. The error was logged.")
