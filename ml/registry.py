@@ -205,8 +205,13 @@ class ModelRegistry:
     def _write_pointer(self, version, history):
         content = {"version": version, "activated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    "history": history}
+        target = self.root / ACTIVE_FILE
+        if target.is_dir() and not target.is_symlink():         # a file cannot replace a folder: move it aside
+            aside = self.root / f".{ACTIVE_FILE}.damaged-{uuid.uuid4().hex}"
+            target.rename(aside)
+            log.warning("%s was a folder; moved aside to %s", target, aside.name)
         staging = self.root / f".{ACTIVE_FILE}.{uuid.uuid4().hex}"
-        _replace_durably(staging, self.root / ACTIVE_FILE, json.dumps(content, indent=1))
+        _replace_durably(staging, target, json.dumps(content, indent=1))
         _fsync(self.root)
 
     def _pointer_lock(self):

@@ -134,6 +134,19 @@ def test_a_damaged_pointer_stops_serving_and_activation_repairs_it(tmp_path, dam
     assert registry.active().version == second.version and registry.pointer()["history"] == []
 
 
+def test_a_pointer_replaced_by_a_folder_is_moved_aside_when_a_version_is_activated(tmp_path):
+    registry = ModelRegistry(tmp_path)
+    first = registry.save(model_card(), tiny_model)
+    (tmp_path / "active.json").mkdir()
+    (tmp_path / "active.json" / "left.txt").write_text("whatever was put here")
+    assert "damaged" in registry.pointer()
+    registry.activate(first.version)
+    assert registry.active().version == first.version and (tmp_path / "active.json").is_file()
+    (aside,) = tmp_path.glob(".active.json.damaged-*")           # kept, not deleted, and not a version
+    assert (aside / "left.txt").read_text() == "whatever was put here"
+    assert [v.version for v in registry.versions()] == [first.version] and not registry.broken()
+
+
 def test_a_damaged_administrator_threshold_file_falls_back_to_the_trained_thresholds(tmp_path):
     registry = ModelRegistry(tmp_path)
     version = registry.save(model_card(), tiny_model)
