@@ -294,6 +294,34 @@ def test_a_recorded_result_cannot_be_forged(client, tokens, active_model):
     assert record_assessment(client, page, "measles").status_code == 400
 
 
+def test_the_results_script_gets_its_errors_as_json_with_the_real_reason(app, client, tokens, active_model):
+    json_please = {"Accept": "application/json"}
+    login(client, "dan")
+    page = result_page(client)
+    forged = page.replace('name="result" value="', 'name="result" value="x')
+    refused = record_assessment(client, forged, "beta", **json_please)
+    assert refused.status_code == 400 and "analyse the photo again" in refused.get_json()["message"]
+    unknown = record_assessment(client, page, "measles", **json_please)
+    assert unknown.status_code == 400 and "Choose the clinical assessment" in unknown.get_json()["message"]
+    token = re.search(r'name="result" value="([^"]+)"', page).group(1)
+    bad_form = client.post("/feedback", data={"result": token, "assessment": "beta", "csrf_token": "forged"},
+                           headers=json_please)
+    assert bad_form.status_code == 400 and bad_form.get_json()["error"] == "bad_request"
+    ended = app.test_client().post("/feedback", data={"result": token, "assessment": "beta"}, headers=json_please)
+    assert ended.status_code in (400, 401) and ended.is_json                 # CSRF first, or the session's end
+    assert record_assessment(client, page, "measles").status_code == 400     # a plain form still gets its page
+    assert "<!doctype html>" in record_assessment(client, page, "measles").get_data(as_text=True).lower()
+
+
+def test_a_script_whose_session_has_ended_is_told_so_with_401(app, tokens, active_model):
+    app.config["WTF_CSRF_ENABLED"] = False               # only the session is missing here
+    response = app.test_client().post("/feedback", data={"result": "x", "assessment": "beta"},
+                                      headers={"Accept": "application/json"})
+    assert response.status_code == 401 and "log in again" in response.get_json()["message"]
+    browser = app.test_client().post("/feedback", data={"result": "x", "assessment": "beta"})
+    assert browser.status_code == 302 and "/login?next=" in browser.headers["Location"]
+
+
 def test_administrators_see_the_agreement_of_assessments_with_the_model(app, client, tokens, active_model):
     login(client, "dan")
     for label, assessment in (("gamma", "gamma"), ("beta", "beta"), ("beta", "gamma"), ("alpha", "not yet known")):

@@ -8,7 +8,7 @@ from functools import wraps
 from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
-from flask_login import LoginManager, current_user, login_required, login_user, logout_user
+from flask_login import LoginManager, current_user, login_required, login_url, login_user, logout_user
 from flask_wtf import CSRFProtect, FlaskForm
 from sqlalchemy import case
 from sqlalchemy.dialects import postgresql, sqlite
@@ -24,6 +24,17 @@ login_manager = LoginManager()
 login_manager.login_view = "auth.login"
 login_manager.login_message = "Please log in to continue."
 csrf = CSRFProtect()
+
+
+@login_manager.unauthorized_handler
+def unauthorized():
+    """Send a browser to the login page, as Flask-Login does; tell a page's script (it asks for JSON) why, with 401."""
+    from web.errors import error_response, wants_json
+
+    if wants_json():
+        return error_response(401, "Your session has ended: log in again, then repeat this.")
+    flash(login_manager.login_message, login_manager.login_message_category)
+    return redirect(login_url(login_manager.login_view, next_url=request.url))
 
 
 class LoginForm(FlaskForm):

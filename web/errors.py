@@ -52,7 +52,8 @@ def error_code(status):
 
 
 def wants_json():
-    return request.path.startswith("/api/")
+    """Say whether the caller reads JSON: the API, or a page's script that asks for it (Accept)."""
+    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
 
 
 def error_response(status, message):
