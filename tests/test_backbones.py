@@ -68,20 +68,25 @@ def test_weights_from_a_file_are_loaded_and_identified_by_content(tmp_path):
     assert not loaded.trainable
 
 
-def test_missing_or_mismatched_weights_files_are_refused(tmp_path):
-    with pytest.raises(WeightsUnavailable, match="does not exist"):
-        resolve_weights(str(tmp_path / "absent.h5"))
+def test_missing_or_mismatched_weights_files_are_refused_alike(tmp_path, caplog):
+    """Whether a path exists on the server is not told: missing, a folder and the wrong file read the same."""
     other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     other.save_weights(tmp_path / "other.weights.h5")
-    with pytest.raises(WeightsUnavailable, match="does not hold weights for VGG16"):
-        build_vgg16(32, resolve_weights(str(tmp_path / "other.weights.h5")))
+    (tmp_path / "folder.h5").mkdir()
+    messages = []
+    for name in ("absent.h5", "folder.h5", "other.weights.h5"):
+        with pytest.raises(WeightsUnavailable, match="is not a VGG16 weights file") as refused:
+            build_vgg16(32, resolve_weights(str(tmp_path / name)))
+        messages.append(str(refused.value).replace(name, "NAME"))
+    assert len(set(messages)) == 1 and "exist" not in messages[0]
+    assert "FileNotFoundError" in caplog.text and "IsADirectoryError" in caplog.text     # the reason, logged
 
 
 def test_a_weights_file_that_leaves_layers_unset_is_refused(tmp_path):
     small = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
     partial = keras.Sequential([keras.Input((32, 32, 3))] + [small.get_layer(n) for n in ("block1_conv1",)])
     partial.save_weights(tmp_path / "partial.weights.h5")
-    with pytest.raises(WeightsUnavailable, match="does not hold weights for VGG16"):
+    with pytest.raises(WeightsUnavailable, match="is not a VGG16 weights file"):
         build_vgg16(32, resolve_weights(str(tmp_path / "partial.weights.h5")))
 
 

@@ -1,5 +1,6 @@
 """VGG16 without its top, with ImageNet or VGG-Face weights: pooled conv features of a face crop."""
 import hashlib
+import logging
 import os
 import socket
 import warnings
@@ -26,6 +27,8 @@ VGG16_CONVS = [(block, conv) for block, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5
 DOWNLOAD_TIMEOUT_S = 15
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 512
 FINE_TUNE_PREFIX = "block5_"    # the last convolutional block is the one fine-tuning unfreezes
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,10 +63,22 @@ def resolve_weights(weights, pretrained_dirs=(), network="imagenet"):
     if weights == "pretrained":
         return WeightsSource("vggface", *_vggface_file(pretrained_dirs))
     path = Path(weights)
-    if not path.is_file():
-        raise WeightsUnavailable(f"The weights file {weights} does not exist. Use weights 'pretrained', "
-                                 "'none', or the path of a VGG16 weights file (.h5 or .weights.h5).")
-    return WeightsSource("file", str(path.resolve()), _sha256(path))
+    try:
+        return WeightsSource("file", str(path.resolve(strict=True)), _sha256(path))
+    except OSError as error:              # missing, a folder, unreadable: the same answer as a wrong file
+        raise unusable_weights(weights, f"{type(error).__name__}: {error}") from None
+
+
+def unusable_weights(path, problem):
+    """Return the one error for a weights file that cannot be used, whatever the reason.
+
+    An administrator's path must not tell whether a file exists on the server (missing, unreadable
+    and the wrong content all read the same); the reason goes to the server's log.
+    """
+    log.warning("weights file %s cannot be used: %s", path, problem[:300])
+    return WeightsUnavailable(f"{path} is not a VGG16 weights file (without its top) that this server can read. "
+                              "Use weights 'pretrained', 'none', or the path of such a file (.h5 or .weights.h5); "
+                              "the server's log says why.")
 
 
 def find_pretrained(name, pretrained_dirs):
@@ -211,7 +226,7 @@ def _load_all_weights(base, path):
         unset = [name for name, before in kernels if np.array_equal(before, base.get_layer(name).weights[0].numpy())]
         problem = f"no weights for {', '.join(unset)}" if unset else None
     if problem:
-        raise WeightsUnavailable(f"{path} does not hold weights for VGG16 without its top ({problem[:300]}).")
+        raise unusable_weights(path, problem)
 
 
 def build_feature_extractor(base, mean=IMAGENET_MEAN):
