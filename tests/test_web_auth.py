@@ -28,6 +28,41 @@ def test_wrong_password_is_refused(client, tokens):
     assert response.status_code == 401 and "Wrong user name or password" in response.get_data(as_text=True)
 
 
+def test_logging_in_gives_the_session_a_new_csrf_secret(client, tokens):
+    form_token(client, "/login")
+    with client.session_transaction() as session:
+        before = session["csrf_token"]
+    login(client, "dan")
+    form_token(client, "/")
+    with client.session_transaction() as session:
+        assert session["csrf_token"] != before
+    planted = client.post("/logout", data={"csrf_token": _signed(client, before)})
+    assert planted.status_code == 400                    # a token of the secret from before the login is void
+
+
+def _signed(client, secret):
+    """Return a form token signed for `secret`, as Flask-WTF signs them."""
+    from itsdangerous import URLSafeTimedSerializer
+
+    app = client.application
+    with app.app_context():
+        return URLSafeTimedSerializer(app.secret_key, salt="wtf-csrf-token").dumps(secret)
+
+
+def test_an_unknown_name_costs_a_password_check_too(client, tokens, monkeypatch):
+    """Timing must not tell which names exist: an unknown name's password is checked against a hash too."""
+    import web.db
+
+    checked = []
+    original = web.db.check_password_hash
+    monkeypatch.setattr(web.db, "check_password_hash", lambda *args: checked.append(args[0]) or original(*args))
+    for name in ("dan", "nobody-here"):
+        response = client.post("/login", data={"username": name, "password": "wrong password",
+                                               "csrf_token": form_token(client, "/login")})
+        assert response.status_code == 401
+    assert len(checked) == 2 and checked[0].split("$")[0] == checked[1].split("$")[0]     # the same method
+
+
 def test_a_form_without_a_csrf_token_is_refused(client, tokens):
     response = client.post("/login", data={"username": "dan", "password": PASSWORD})
     assert response.status_code == 400

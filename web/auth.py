@@ -7,7 +7,7 @@ from datetime import timedelta
 from functools import wraps
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_login import LoginManager, current_user, login_required, login_url, login_user, logout_user
 from flask_wtf import CSRFProtect, FlaskForm
 from sqlalchemy import case
@@ -162,7 +162,7 @@ def login():
         response.headers["Retry-After"] = str(wait)
         return response
     user = db.session.execute(db.select(User).filter_by(username=form.username.data)).scalar_one_or_none()
-    if user is None or not user.check_password(form.password.data):
+    if not (User.check_no_password(form.password.data) if user is None else user.check_password(form.password.data)):
         flash("Wrong user name or password.", "error")
         return render_template("auth/login.html", form=form), 401
     forget_attempt(user.username, address)
@@ -170,6 +170,9 @@ def login():
         flash("This account is disabled. Ask an administrator.", "error")
         return render_template("auth/login.html", form=form), 403
     login_user(user)
+    # A new CSRF secret for the logged-in session: one read before the login (e.g. planted) is void.
+    session.pop("csrf_token", None)
+    g.pop("csrf_token", None)
     return redirect(safe_next(request.args.get("next")))
 
 

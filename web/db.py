@@ -1,4 +1,5 @@
 """The database: accounts, API tokens, login throttle, jobs and the audit log (schema via Alembic migrations)."""
+import functools
 import hashlib
 import json
 import secrets
@@ -42,6 +43,12 @@ def new_session_key():
     return secrets.token_urlsafe(16)
 
 
+@functools.cache
+def _unused_hash():
+    """A hash made as set_password makes them, of a password nobody knows (see User.check_no_password)."""
+    return generate_password_hash(secrets.token_urlsafe(32))
+
+
 class User(UserMixin, db.Model):
     """A doctor or an administrator."""
     __table_args__ = {"sqlite_autoincrement": True}     # an id is never given to a later account
@@ -67,6 +74,16 @@ class User(UserMixin, db.Model):
 
     def check_password(self, password):
         return check_password_hash(self.password_hash, password)
+
+    @staticmethod
+    def check_no_password(password):
+        """Spend on a name no account has what checking a password costs, then say no.
+
+        Without it a wrong password took 0.3 s for an existing account and 0.04 s for an unknown
+        name: the time told which names exist.
+        """
+        check_password_hash(_unused_hash(), password)
+        return False
 
     def change_password(self, password):
         """Set a new password and end the sessions and tokens that the old one opened."""
