@@ -34,6 +34,7 @@ class Config:
         self.MAX_ARCHIVE_ENTRIES = _int("FACEDX_MAX_ARCHIVE_ENTRIES", 20_000)
         self.MAX_ARCHIVE_BYTES = _int("FACEDX_MAX_ARCHIVE_BYTES", 4 * 1024 ** 3)
         self.MIN_IMAGES_PER_CLASS = _int("FACEDX_MIN_IMAGES_PER_CLASS", 5)
+        self.MAX_CLASSES = _int("FACEDX_MAX_CLASSES", 100)
         # Concurrent predictions gathered into one batch: the window in ms (0: off), its size,
         # and how many may wait before the server answers 503.
         self.BATCH_WINDOW_MS = _int("FACEDX_BATCH_WINDOW_MS", 5)

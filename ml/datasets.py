@@ -47,6 +47,9 @@ class ImportLimits:
     max_pixels: int = 40_000_000
     max_ratio: int = 200                 # uncompressed / compressed size of one entry
     min_per_class: int = 5
+    # A guard: a linear head's memory and time grow with classes x photos (400 classes asked one
+    # Newton fit for 1.2 TiB before its solver was changed); raise it where a larger run is measured.
+    max_classes: int = 100
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,11 @@ def _read_members(source, limits):
     else:
         raise DatasetError("The upload is neither a zip archive nor a folder.")
     members, table = _take_subjects(_strip_common_folder(members))
-    _check_classes({m.parts[0] for m in members if m.problem is None and len(m.parts) > 1}, 2)
+    classes = {m.parts[0] for m in members if m.problem is None and len(m.parts) > 1}
+    _check_classes(classes, 2)
+    if len(classes) > limits.max_classes:
+        raise DatasetError(f"The archive has {len(classes)} classes (folders); training handles at most "
+                           f"{limits.max_classes} (FACEDX_MAX_CLASSES).")
     return members, table
 
 
@@ -381,8 +388,9 @@ def _label_problem(member):
 
 def _check_classes(labels, minimum):
     if len(labels) < minimum:
+        found = f": {', '.join(sorted(labels))}" if labels else ""
         raise DatasetError(f"A dataset needs at least {minimum} classes (one folder per condition); "
-                           f"found {len(labels)}.")
+                           f"found {len(labels)}{found}.")
 
 
 def _check_counts(manifest, min_per_class):

@@ -13,7 +13,7 @@ import skimage.data
 from PIL import Image
 import pytest
 
-from ml.datasets import ImportLimits, delete_dataset, get_dataset, import_dataset, list_datasets
+from ml.datasets import ImportLimits, check_archive, delete_dataset, get_dataset, import_dataset, list_datasets
 from ml.errors import DatasetError, DatasetExists, DiskFull
 from ml.faces import FaceOptions
 from tests.conftest import (SYNTHETIC_FACES, bearer_headers, coloured_face, coloured_noise, face_haar_misses,
@@ -131,10 +131,20 @@ def test_an_oversized_file_is_rejected_without_reading_it(tmp_path):
     assert dataset.manifest["rejected"][0]["reason"].startswith("too large")
 
 
-def test_fewer_than_two_classes_is_refused(tmp_path):
+def test_fewer_than_two_classes_is_refused_naming_what_was_found(tmp_path):
     entries = synthetic_entries(per_class=6, labels=("alpha",))
-    with pytest.raises(DatasetError, match="at least 2 classes"):
+    with pytest.raises(DatasetError, match="at least 2 classes.*found 1: alpha"):
         import_dataset(write_zip(tmp_path / "a.zip", entries), "one", tmp_path / "d", face=SYNTHETIC_FACES)
+
+
+def test_more_classes_than_training_handles_are_refused_before_any_photo_is_read(tmp_path):
+    entries = {f"condition-{i:03d}/{j}.png": b"not even read" for i in range(400) for j in range(5)}
+    with pytest.raises(DatasetError, match="400 classes .*at most 100 .FACEDX_MAX_CLASSES"):
+        import_dataset(write_zip(tmp_path / "a.zip", entries), "many", tmp_path / "d", face=SYNTHETIC_FACES)
+    assert not (tmp_path / "d" / "many").exists()
+    with pytest.raises(DatasetError, match="at most 3 "):
+        check_archive(write_zip(tmp_path / "b.zip", {f"c{i}/0.png": b"x" for i in range(4)}),
+                      ImportLimits(max_classes=3))
 
 
 def test_a_class_below_the_minimum_is_refused_and_nothing_is_kept(tmp_path):

@@ -17,7 +17,7 @@ def import_limits(config=None):
     config = config or current_app.config
     return ImportLimits(max_entries=config["MAX_ARCHIVE_ENTRIES"], max_total_bytes=config["MAX_ARCHIVE_BYTES"],
                         max_file_bytes=config["MAX_IMAGE_BYTES"], max_pixels=config["MAX_IMAGE_PIXELS"],
-                        min_per_class=config["MIN_IMAGES_PER_CLASS"])
+                        min_per_class=config["MIN_IMAGES_PER_CLASS"], max_classes=config["MAX_CLASSES"])
 
 
 def get_registry():
