@@ -394,3 +394,43 @@ def wait_for_end(client, headers, job_id):
         assert time.monotonic() < deadline, f"job {job_id} still {status}"
         time.sleep(0.3)
     return status
+
+
+@pytest.mark.parametrize("redis", ["refused", "frozen"])
+def test_a_job_queue_that_is_down_or_frozen_gets_503_with_the_reason_and_starts_nothing(tmp_path, monkeypatch, redis):
+    import socket
+
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from tests.conftest import free_port, make_user
+    from web.db import TrainingJob, db
+
+    listener = None
+    if redis == "frozen":                       # accepts connections (the kernel does) and never answers
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+    else:
+        port = free_port()
+    monkeypatch.setenv("FACEDX_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("FACEDX_REDIS_URL", f"redis://127.0.0.1:{port}/0")
+    app = create_app({"TESTING": True})
+    with app.app_context():
+        upgrade()
+    token = make_user(app, "ada", "admin")
+    archive = write_zip(tmp_path / "a.zip", {f"{label}/{i}.png": b"x" for label in ("a", "b") for i in range(5)})
+    try:
+        with open(archive, "rb") as stream:
+            response = app.test_client().post("/api/v1/datasets", headers=bearer_headers(token),
+                                              data={"archive": (stream, "a.zip"), "name": "queued"},
+                                              content_type="multipart/form-data")
+    finally:
+        if listener is not None:
+            listener.close()
+    assert response.status_code == 503 and "job queue (Redis) cannot be reached" in response.get_json()["message"]
+    with app.app_context():
+        assert not db.session.execute(db.select(TrainingJob).filter(TrainingJob.status.in_(("queued", "running")))
+                                      ).scalars().all()
+    assert not list((tmp_path / "data").rglob("import-*.zip"))              # the archive was not kept

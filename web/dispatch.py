@@ -8,10 +8,12 @@ import os
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from flask import current_app
 
+from ml.errors import FaceDxError
 from ml.filelock import exclusive_lock
 from web.db import utcnow
 
@@ -19,6 +21,15 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]         # where worker.py is
 QUEUE_NAME = "facedx-jobs"
 QUEUE_JOB_TIMEOUT = 7 * 24 * 3600          # RQ's default (3 minutes) would kill any real training
 QUEUE_KEEP_S = 7 * 24 * 3600
+REDIS_TIMEOUT_S = 5        # connecting, and each reply: a frozen Redis must not hold a request for ever
+
+
+class QueueUnavailable(FaceDxError):
+    """The job queue (Redis) cannot be reached or does not answer: nothing was started (503)."""
+
+    def __init__(self, error):
+        super().__init__(f"The job queue (Redis) cannot be reached ({type(error).__name__}); nothing was started. "
+                         "Try again once it is back, or ask the administrator.")
 
 
 def init_app(app):
@@ -82,7 +93,7 @@ class QueueDispatcher:
         """Return a connection to the queue's Redis; pages that look at it must not hang on an unreachable host."""
         from redis import Redis
 
-        return Redis.from_url(self.url, socket_connect_timeout=5)
+        return Redis.from_url(self.url, socket_connect_timeout=REDIS_TIMEOUT_S, socket_timeout=REDIS_TIMEOUT_S)
 
     def queue(self):
         """Return the queue that workers take jobs from."""
@@ -90,14 +101,35 @@ class QueueDispatcher:
 
         return Queue(QUEUE_NAME, connection=self.connection())
 
+    @contextmanager
     def start_lock(self):
-        """Return the lock that serialises job starts across every web node and command."""
-        return self.connection().lock("facedx:job-start", timeout=30, blocking_timeout=30)
+        """Hold the lock that serialises job starts across every web node and command (QueueUnavailable if none)."""
+        from redis.exceptions import LockError, RedisError
+
+        lock = self.connection().lock("facedx:job-start", timeout=30, blocking_timeout=30)
+        try:
+            acquired = lock.acquire()
+        except RedisError as error:
+            raise QueueUnavailable(error) from None
+        if not acquired:
+            raise QueueUnavailable(TimeoutError("another start held the lock for 30 s"))
+        try:
+            yield
+        finally:
+            try:
+                lock.release()
+            except (LockError, RedisError):      # it expires by itself after 30 s
+                pass
 
     def submit(self, job, settings):
         """Queue the job; the worker that takes it uses its own host's settings. Return None: no pid here."""
-        self.queue().enqueue("worker.run_job", job.id, job_id=queue_id(job.id), job_timeout=QUEUE_JOB_TIMEOUT,
-                             result_ttl=QUEUE_KEEP_S, failure_ttl=QUEUE_KEEP_S)
+        from redis.exceptions import RedisError
+
+        try:
+            self.queue().enqueue("worker.run_job", job.id, job_id=queue_id(job.id), job_timeout=QUEUE_JOB_TIMEOUT,
+                                 result_ttl=QUEUE_KEEP_S, failure_ttl=QUEUE_KEEP_S)
+        except RedisError as error:
+            raise QueueUnavailable(error) from None
 
     def ended(self, job):
         """Its process runs on another machine: only its heartbeat tells whether it ended."""

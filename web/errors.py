@@ -10,6 +10,7 @@ from ml.errors import (BundleError, DatasetError, DatasetExists, DatasetNotFound
                        VersionBroken, VersionExists, VersionNotFound, WeightsUnavailable, is_disk_full)
 from ml.explanation_pool import ClientGone, Replaced
 from web.db import db, disk_full
+from web.dispatch import QueueUnavailable
 from web.jobs import JobConflict
 from web.serving import TooManyAtOnce
 
@@ -21,7 +22,8 @@ STATUS_OF = [
     (DatasetNotFound, 404), (VersionNotFound, 404), (DatasetExists, 409), (JobConflict, 409), (NotUseful, 409),
     (VersionBroken, 409), (VersionExists, 409), (BundleError, 422),
     (DatasetError, 400), (TrainingError, 422), (WeightsUnavailable, 422), (NoActiveModel, 503),
-    (Overloaded, 503), (DiskFull, 507), (Replaced, 409), (TooManyAtOnce, 429), (ClientGone, 499),
+    (Overloaded, 503), (QueueUnavailable, 503), (DiskFull, 507), (Replaced, 409), (TooManyAtOnce, 429),
+    (ClientGone, 499),
     (FaceDxError, 400),
 ]
 

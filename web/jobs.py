@@ -65,7 +65,12 @@ def start_job(kind, dataset, options, username, here=False):
         db.session.add(job)
         db.session.commit()
         if not here:
-            job.pid = dispatcher.submit(job, job_settings(current_app.config))
+            try:
+                job.pid = dispatcher.submit(job, job_settings(current_app.config))
+            except FaceDxError as error:          # never started: recorded as failed, not left queued
+                job.status, job.error, job.finished_at = "failed", str(error), utcnow()
+                db.session.commit()
+                raise
             db.session.commit()
     return job
 
