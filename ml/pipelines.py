@@ -173,7 +173,9 @@ class Grams:
 def fold_predictions(grams, labels, train, test, configs, n_classes, seed, timings=None):
     """Return {config: probabilities of the test photos} for every config fitted on the train photos.
 
-    A pipeline's projection onto its training photos' span is computed once per fold and shared by all its Cs.
+    A pipeline's projection onto its training photos' span is computed once per fold and shared by
+    all its Cs; they are fitted from the smallest C up, each starting from the previous solution
+    (the same optimum, reached in about half the iterations on 7 classes).
     """
     out = {}
     by_pipeline = {}
@@ -184,8 +186,13 @@ def fold_predictions(grams, labels, train, test, configs, n_classes, seed, timin
         gram = grams.of(group[0].blocks)
         u, s = _span(gram[np.ix_(train, train)])
         z_train, z_test = u * s, gram[np.ix_(test, train)] @ (u / s)
-        for config in group:
-            estimator = make_estimator(config, seed, labels[train]).fit(z_train, labels[train])
+        estimator = None
+        for config in sorted(group, key=lambda c: c.C):
+            if estimator is None or config.head == "svm":
+                estimator = make_estimator(config, seed, labels[train])
+                if config.head != "svm":
+                    estimator.set_params(warm_start=True)
+            estimator.set_params(C=config.C).fit(z_train, labels[train])
             model = LinearModel(0.0, 1.0, estimator.coef_, estimator.intercept_, estimator.classes_, n_classes,
                                 config.head)
             out[config] = model.probabilities(z_test)
