@@ -6,9 +6,9 @@ front of it, when the checkout ships that file):
 - 100 clients for --seconds: how many got a prediction and after how long, how many a 503 with
   Retry-After and how fast (a client told to retry waits as told before its next photo)
 - 16 clients posting a 40-megapixel PNG at once: answers, and the worker's peak memory
-- maps: one doctor asks for the map of a result from 4 tabs at once, again and again, for
-  --seconds, while a colleague sends photos one after another; the colleague's median against
-  the same colleague alone just before, and how each was answered
+- maps: one doctor asks for the map of a result from 4 tabs at once, each again a second after
+  its answer, for --seconds, while a colleague sends photos one after another; the colleague's
+  median against the same colleague alone just before, and how each was answered
 The model is VGG16 at 224 px with random weights (ImageNet weights cost the same time) and a
 linear head, trained on generated images in a temporary data folder. To compare with another
 checkout, copy bench/load.py, bench/server.py and bench/large_photos.py into it and run it
@@ -33,6 +33,7 @@ from bench.large_photos import HEAVY_SIDE, PeakMemory, black_png
 from bench.server import DOCTOR_PASSWORD, PROJECT, flask, gunicorn, nginx, photos, prepared_data, rss_mib
 
 MAP_TABS = 4
+MAP_PAUSE_S = 1.0        # a tab asks again this long after its answer (a browser asks once per result)
 
 
 def percentile(values, share):
@@ -156,11 +157,11 @@ def large_photos(url, verify, doctor, worker, clients):
 def logged_in(url, verify, username, password):
     """Return a requests.Session logged in to the web pages as `username`."""
     session = requests.Session()
-    session.verify = verify
-    page = session.get(url + "/login", timeout=60).text
+    session.headers["Referer"] = url + "/"          # over HTTPS the CSRF check wants it, as browsers send it
+    page = session.get(url + "/login", verify=verify, timeout=60).text
     token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
     response = session.post(url + "/login", data={"username": username, "password": password, "csrf_token": token},
-                            allow_redirects=False, timeout=60)
+                            allow_redirects=False, verify=verify, timeout=60)
     assert response.status_code == 302, response.text
     return session
 
@@ -178,24 +179,32 @@ def while_mapping(url, verify, colleague, seconds):
 
     alone = colleague_for(seconds)
     doctor = logged_in(url, verify, "doctor", DOCTOR_PASSWORD)
-    form = doctor.get(url + "/", timeout=60).text
+    form = doctor.get(url + "/", verify=verify, timeout=60).text
     token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', form).group(1)
-    result = doctor.post(url + "/", data={"csrf_token": token}, files={"photo": ("p.png", photos()[0])},
-                         timeout=120).text
-    crop = base64.b64decode(re.search(r'id="face" src="data:image/png;base64,([^"]+)"', result).group(1))
+    answer = doctor.post(url + "/", data={"csrf_token": token}, files={"photo": ("p.png", photos()[0])},
+                         verify=verify, timeout=120)
+    result = answer.text
+    face = re.search(r'id="face" src="data:image/png;base64,([^"]+)"', result)
+    if face is None:
+        raise RuntimeError(f"The doctor's photo got {answer.status_code}, no result: {result[:2000]}")
+    crop = base64.b64decode(face.group(1))
     fields = {"model_version": re.search(r'data-version="([^"]+)"', result).group(1),
               "csrf_token": re.search(r'data-csrf="([^"]+)"', result).group(1)}
     maps, stop = [], threading.Event()
 
     def tab(_):
+        """Ask for the map; after an answer, ask again a second later (after Retry-After when told to)."""
         while not stop.is_set():
-            start = time.perf_counter()
+            start, pause = time.perf_counter(), MAP_PAUSE_S
             try:
-                answer = doctor.post(url + "/explain", data=fields, files={"crop": ("face.png", crop)},
-                                     timeout=120).status_code
+                response = doctor.post(url + "/explain", data=fields, files={"crop": ("face.png", crop)},
+                                       verify=verify, timeout=120)
+                answer = response.status_code
+                pause = float(response.headers.get("Retry-After", pause))
             except requests.RequestException:
                 answer = "no answer"
             maps.append((answer, time.perf_counter() - start))
+            stop.wait(pause)
     with concurrent.futures.ThreadPoolExecutor(MAP_TABS) as pool:
         tabs = [pool.submit(tab, i) for i in range(MAP_TABS)]
         during = colleague_for(seconds)

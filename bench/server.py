@@ -88,7 +88,7 @@ def prepared_data(image_size):
             for label, colour in COLOURS.items():
                 for i in range(12):
                     zf.writestr(f"{label}/{i}.png", colour_png(colour, 100 * len(label) + i))
-        flask(env, "dataset", "import", str(archive), "--name", "bench")
+        flask(env, "dataset", "import", str(archive), "--name", "bench", "--face-fallback", "whole")   # tight crops
         output = flask(env, "train", "--dataset", "bench", "--backbone", "vgg16-imagenet", "--weights", "none",
                        "--image-size", str(image_size), "--folds", "3")
         version = output.split("Version ", 1)[1].split()[0]

@@ -5,6 +5,8 @@ never by the prediction batcher, so a doctor's photo never waits behind another 
 owner (a user) has at most one map waiting: asking again replaces the waiting one (a doctor who
 opened a new result no longer needs the old map), and its caller is told so. A map whose client has
 gone before it started is dropped. At most `max_waiting` maps wait; beyond that, Overloaded.
+Before each map, `yield_to(YIELD_S)` may hold it while photos are being analysed: on a small
+server a map and a photo share the same cores, and the photo comes first (for at most YIELD_S).
 """
 import threading
 from collections import OrderedDict
@@ -13,6 +15,7 @@ from concurrent.futures import Future
 from ml.errors import FaceDxError, Overloaded
 
 POLL_S = 0.25            # how often a waiting caller checks that its client is still there
+YIELD_S = 2.0            # the longest a map waits for the photos being analysed before it runs anyway
 
 
 class Replaced(FaceDxError):
@@ -26,8 +29,9 @@ class ClientGone(FaceDxError):
 class ExplanationPool:
     """Run explanation work for owners on a few threads of its own; see the module's description."""
 
-    def __init__(self, workers=1, max_waiting=16):
+    def __init__(self, workers=1, max_waiting=16, yield_to=None):
         self.max_waiting = max_waiting
+        self._yield_to = yield_to
         self._waiting = OrderedDict()        # owner -> (work, future), oldest first
         self._changed = threading.Condition()
         self._threads = [threading.Thread(target=self._run, name=f"facedx-maps-{i}", daemon=True)
@@ -76,6 +80,8 @@ class ExplanationPool:
                 while not self._waiting:
                     self._changed.wait()
                 _, (work, future) = self._waiting.popitem(last=False)
+            if self._yield_to is not None:
+                self._yield_to(YIELD_S)
             try:
                 future.set_result(work())
             except BaseException as error:         # the caller learns of any failure

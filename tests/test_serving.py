@@ -106,6 +106,39 @@ def test_only_so_many_people_may_wait_for_a_map():
     assert [outcome["result"] for _, outcome in waiting] == ["ann", "bob"]
 
 
+def test_a_map_waits_for_the_photos_being_analysed_to_go_first():
+    photos_done, asked, ran = threading.Event(), [], threading.Event()
+
+    def yield_to(seconds):
+        asked.append(seconds)
+        return photos_done.wait(WAIT)
+    pool = ExplanationPool(workers=1, yield_to=yield_to)
+    thread, outcome = in_thread(lambda: pool.submit("dan", lambda: ran.set() or "map"))
+    wait_until(lambda: asked)
+    assert not ran.is_set() and asked == [2.0]              # held while photos are analysed (2 s at most)
+    photos_done.set()
+    thread.join(WAIT)
+    assert outcome == {"result": "map"} and ran.is_set()
+
+
+def test_waiting_for_idle_ends_when_the_last_photo_is_done():
+    places = AccountPlaces(3)
+    assert places.wait_idle(0) is True
+    holding, release = threading.Event(), threading.Event()
+
+    def analyse():
+        with places.held("dan"):
+            holding.set()
+            release.wait(WAIT)
+    worker, _ = in_thread(analyse)
+    assert holding.wait(WAIT) and places.wait_idle(0) is False
+    waiter, idle = in_thread(lambda: places.wait_idle(WAIT))
+    release.set()
+    waiter.join(WAIT)
+    worker.join(WAIT)
+    assert idle == {"result": True}
+
+
 def test_an_account_holds_at_most_its_places_and_gets_them_back_after_a_failure():
     places = AccountPlaces(2)
     with places.held(1), places.held(1):

@@ -26,6 +26,7 @@ class AccountPlaces:
         self.limit = limit
         self._held = Counter()
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
 
     @contextmanager
     def held(self, account):
@@ -42,6 +43,13 @@ class AccountPlaces:
                 self._held[account] -= 1
                 if not self._held[account]:
                     del self._held[account]
+                if not self._held:
+                    self._idle.notify_all()
+
+    def wait_idle(self, timeout):
+        """Wait until no photo is being analysed, or `timeout` seconds; return whether none is."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._held, timeout)
 
 
 _CREATING = threading.Lock()
@@ -58,14 +66,21 @@ def _extension(name, create):
     return found
 
 
+def account_places():
+    """Return the application's one AccountPlaces."""
+    return _extension("facedx.account_places", lambda c: AccountPlaces(c["PREDICTIONS_PER_ACCOUNT"]))
+
+
 def analysing(account):
-    """Hold one of the account's places for a photo's analysis (the application's one AccountPlaces)."""
-    return _extension("facedx.account_places", lambda c: AccountPlaces(c["PREDICTIONS_PER_ACCOUNT"])).held(account)
+    """Hold one of the account's places for a photo's analysis."""
+    return account_places().held(account)
 
 
 def explanation_pool():
-    """Return the application's one ExplanationPool, its threads started on first use."""
-    return _extension("facedx.explanation_pool", lambda c: ExplanationPool(c["MAP_WORKERS"], c["MAX_WAITING_MAPS"]))
+    """Return the application's one ExplanationPool (its maps let photos being analysed go first)."""
+    places = account_places()
+    return _extension("facedx.explanation_pool", lambda c: ExplanationPool(
+        c["MAP_WORKERS"], c["MAX_WAITING_MAPS"], yield_to=places.wait_idle))
 
 
 def explained(account, work):
