@@ -31,6 +31,13 @@ LEGACY_HEAD = "head.joblib"          # a pickled head of versions before arrays:
 PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 
 
+# A version's arrays (a linear head on 100 classes of 11,500 features, a fine-tuned face-network
+# tail, novelty centroids) take tens of MiB; a bundle's may take at most this much.
+MAX_ARRAY_BYTES = 512 * 1024 ** 2
+MAX_ARRAYS = 256
+HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
 @dataclass(frozen=True)
 class BundleLimits:
     """What a bundle may hold before it is refused."""
@@ -229,15 +236,47 @@ def _check_runs_here(card):
                                   f"runs {here[library]}, a different major version.")
 
 
-def _check_arrays(folder, listed):
+def _check_arrays(folder, listed, max_bytes=MAX_ARRAY_BYTES):
+    """Refuse array files that are not plain arrays, or whose arrays would take more than `max_bytes` in all.
+
+    Each array's header (dtype and shape) is read first, a few bytes: a file that unpacks to
+    gigabytes of zeros is refused before any of it is read.
+    """
+    total = 0
     for name in listed:
-        if name.endswith(".npz"):
-            try:
-                with np.load(folder / name, allow_pickle=False) as arrays:
-                    for array_name in arrays.files:
-                        arrays[array_name]                # an object array raises here, unloaded
-            except (ValueError, OSError, zipfile.BadZipFile) as error:
-                raise BundleError(f"The bundle's {name} is not a plain array file ({error}); refused.") from None
+        if not name.endswith(".npz"):
+            continue
+        try:
+            for array_name, dtype, shape in _array_headers(folder / name):
+                if dtype.hasobject:
+                    raise ValueError(f"{array_name} holds Python objects")
+                total += int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+                if total > max_bytes:
+                    raise BundleError(f"The bundle's arrays would take more than {max_bytes // 1024 ** 2} MiB of "
+                                      f"memory ({name}: {array_name} is {' x '.join(map(str, shape))} "
+                                      f"{dtype}); refused.")
+            with np.load(folder / name, allow_pickle=False) as arrays:
+                for array_name in arrays.files:
+                    arrays[array_name]                # a damaged array raises here
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as error:
+            raise BundleError(f"The bundle's {name} is not a plain array file ({error}); refused.") from None
+
+
+def _array_headers(path):
+    """Yield (name, dtype, shape) of every array of an .npz file, from the headers alone."""
+    with zipfile.ZipFile(path) as arrays:
+        members = arrays.infolist()
+        if len(members) > MAX_ARRAYS:
+            raise ValueError(f"{len(members)} arrays; at most {MAX_ARRAYS}")
+        for member in members:
+            if not member.filename.endswith(".npy"):
+                raise ValueError(f"{member.filename} is not an array")
+            with arrays.open(member) as stream:
+                version = np.lib.format.read_magic(stream)
+                if version not in HEADER_READERS:
+                    raise ValueError(f"{member.filename} is an array file of version {version}")
+                shape, _, dtype = HEADER_READERS[version](stream)
+            yield member.filename[:-4], dtype, shape
 
 
 def _trial(version):

@@ -92,7 +92,19 @@ def object_npz():
     return stream.getvalue()
 
 
+def huge_npz(shape=(400_000_000,)):
+    """An .npz whose header announces 3 GiB of float64 zeros; only the header is there (the rest never is read)."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    stream = io.BytesIO()
+    with zipfile.ZipFile(stream, "w", zipfile.ZIP_DEFLATED) as arrays:
+        arrays.writestr("coef.npy", header.getvalue() + b"\0" * 4096)
+    return stream.getvalue()
+
+
 @pytest.mark.parametrize("make, reason", [
+    (lambda b: rebundle(b, {"head.npz": huge_npz()}), "more than 512 MiB .*coef is 400000000 float64"),
+    (lambda b: rebundle(b, {"novelty.npz": huge_npz((70_000, 1_000))}), "more than 512 MiB"),
     (lambda b: rebundle(b, {"head.npz": b"changed after export"}, manifest_too=False), "does not match its manifest"),
     (lambda b: rebundle(b, {"head.joblib": pickle_bytes()}), "pickle"),
     (lambda b: rebundle(b, {"head.npz": pickle_bytes()}), "pickle"),
