@@ -2,6 +2,7 @@
 import logging
 import os
 import time
+from datetime import timedelta
 
 from ml.cleanup import remove_stale
 
@@ -82,3 +83,40 @@ def test_a_training_worker_removes_the_leftovers_of_a_killed_training_when_it_st
     result = queued.test_cli_runner().invoke(args=["worker"])
     assert result.exit_code == 0, result.output
     assert not (data / "models" / ".tmp-20250101-000000-abcdef").exists()
+
+
+def test_at_start_up_what_no_live_job_owns_goes_at_once_and_what_one_owns_stays(tmp_path):
+    from ml.cleanup import GRACE_S, LiveJobs
+
+    make_files(tmp_path, LEFTOVERS + KEPT, GRACE_S + 60)          # a kill -9 two minutes ago, not two days
+    make_files(tmp_path, ["uploads/tmp/import-arriving.zip"], 0)   # an upload being written right now
+    remove_stale(tmp_path, 2 * DAY, LiveJobs())
+    assert files(tmp_path) == sorted(KEPT + ["uploads/tmp/import-arriving.zip"])
+
+    make_files(tmp_path, LEFTOVERS, GRACE_S + 60)
+    live = LiveJobs(archives={"tmpa1b2c3.zip"}, datasets={"utk"}, any=True)    # an import still running
+    remove_stale(tmp_path, 2 * DAY, live)
+    assert files(tmp_path) == sorted(KEPT + ["uploads/tmp/import-arriving.zip", "uploads/tmp/tmpa1b2c3.zip",
+                                             "uploads/datasets/.import-utk-0123abcd/0/00001.png",
+                                             "uploads/datasets/utk/features/hog-1/0a1b.tmp.npy",
+                                             "models/.tmp-20250101-000000-abcdef/backbone.keras"])
+
+
+def test_setup_keeps_what_a_running_import_owns_and_removes_a_killed_ones_at_once(app, tmp_path):
+    import json
+
+    from web.db import TrainingJob, db, utcnow
+
+    data = tmp_path / "data"
+    with app.app_context():
+        db.session.add(TrainingJob(kind="import", dataset="live", status="running", options_json=json.dumps(
+            {"upload": "import-live.zip"}), created_by="ada", heartbeat_at=utcnow(), started_at=utcnow()))
+        db.session.add(TrainingJob(kind="import", dataset="killed", status="running", options_json=json.dumps(
+            {"upload": "import-killed.zip"}), created_by="ada", heartbeat_at=utcnow() - timedelta(hours=1),
+            started_at=utcnow() - timedelta(hours=1)))
+        db.session.commit()
+    make_files(data, ["uploads/tmp/import-live.zip", "uploads/datasets/.import-live-0123abcd/0/00001.png",
+                      "uploads/tmp/import-killed.zip", "uploads/datasets/.import-killed-4567abcd/0/00001.png"], 300)
+    result = app.test_cli_runner().invoke(args=["setup"])
+    assert result.exit_code == 0, result.output
+    assert files(data / "uploads") == ["datasets/.import-live-0123abcd/0/00001.png", "tmp/import-live.zip"]

@@ -435,10 +435,20 @@ def photos_purge():
 
 
 def remove_leftovers():
-    """Remove the staging folders and temporary files of imports, uploads and trainings that were interrupted."""
-    from ml.cleanup import remove_stale
+    """Remove the staging folders and temporary files of imports, uploads and trainings that were interrupted.
 
-    remove_stale(current_app.config["DATA_DIR"], current_app.config["STALE_AFTER_S"])
+    What a job still running owns is kept; what none owns goes at once (after a minute's quiet).
+    """
+    from ml.cleanup import LiveJobs, remove_stale
+    from web.db import ACTIVE_STATES, TrainingJob, db
+    from web.jobs import alive
+
+    jobs = [job for job in db.session.execute(db.select(TrainingJob).filter(TrainingJob.status.in_(ACTIVE_STATES)))
+            .scalars() if alive(job)]
+    imports = [job for job in jobs if job.kind == "import"]
+    live = LiveJobs(archives={job.options.get("upload") for job in imports}, datasets={job.dataset for job in imports},
+                    any=bool(jobs))
+    remove_stale(current_app.config["DATA_DIR"], current_app.config["STALE_AFTER_S"], live)
 
 
 @click.command("worker")
