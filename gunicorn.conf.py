@@ -48,6 +48,27 @@ class EscapingLogger(Logger):
 
 
 bind = os.environ.get("FACEDX_BIND", "127.0.0.1:8000")
+
+
+def exposed_without_proxy(address, environ):
+    """Return why gunicorn must not listen on `address` alone, or None.
+
+    gunicorn alone is no match for slow clients (eight that send one header byte every 5 s stall
+    its health checks for a minute); deploy/nginx.conf in front reads whole requests first. So
+    beyond the loopback interface it listens only when FACEDX_BEHIND_PROXY=1 says nginx is in front.
+    """
+    host = address.rsplit(":", 1)[0].strip("[]") if ":" in address else address
+    if address.startswith("unix:") or host in ("127.0.0.1", "localhost", "::1") or host.startswith("127."):
+        return None
+    if environ.get("FACEDX_BEHIND_PROXY") == "1":
+        return None
+    return (f"FaceDx will not listen on {address} without a proxy in front: gunicorn alone cannot hold off slow "
+            "clients. Put deploy/nginx.conf in front (README, 'Serving other machines') and set "
+            "FACEDX_BEHIND_PROXY=1, or listen on 127.0.0.1.")
+
+
+if exposed_without_proxy(bind, os.environ):
+    raise SystemExit(exposed_without_proxy(bind, os.environ))
 # One process holds one copy of the model; threads share it. TensorFlow releases the GIL while
 # it computes, so threads give concurrency without a second copy of the weights.
 workers = int(os.environ.get("FACEDX_WORKERS", "1"))

@@ -3,6 +3,8 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -11,7 +13,7 @@ import urllib.request
 import pytest
 
 from ml.registry import ModelRegistry
-from tests.conftest import start_web_node
+from tests.conftest import PROJECT, start_web_node
 
 
 def test_a_worker_boots_warm_with_an_active_whole_photo_model_and_serves_it(tmp_path, trained):
@@ -85,3 +87,15 @@ def test_control_characters_in_a_path_cannot_forge_access_log_lines(node):
     lines = log_path.read_text(errors="replace").splitlines()
     assert all("/login" in line for line in lines if "admin/models" in line)
     assert any('"GET /login\\x0a127.0.0.1 \\"GET /admin/models\\" 200\\x0d\\x1b[2J"' in line for line in lines)
+
+
+def test_gunicorn_alone_listens_beyond_loopback_only_with_a_proxy_in_front(tmp_path):
+    def check(**settings):
+        env = {k: v for k, v in os.environ.items() if k != "FACEDX_BEHIND_PROXY"}
+        env.update(FACEDX_DATA_DIR=str(tmp_path / "data"), **settings)
+        return subprocess.run([sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "--check-config",
+                               "wsgi:app"], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
+    refused = check(FACEDX_BIND="0.0.0.0:8765")
+    assert refused.returncode == 1 and "will not listen on 0.0.0.0:8765 without a proxy" in refused.stderr
+    assert check(FACEDX_BIND="0.0.0.0:8765", FACEDX_BEHIND_PROXY="1").returncode == 0
+    assert check(FACEDX_BIND="127.0.0.1:8765").returncode == 0
