@@ -30,3 +30,13 @@ def test_folders_of_an_earlier_version_are_closed_to_other_users(tmp_path, monke
     create_app({"TESTING": True})
     assert {name: stat.S_IMODE(os.stat(data / name).st_mode) for name in ("instance", "uploads", "models")} == {
         "instance": 0o700, "uploads": 0o700, "models": 0o700}
+
+
+def test_the_migrations_build_the_schema_the_models_declare(app):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from web.db import db
+
+    with app.app_context(), db.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), db.metadata) == []

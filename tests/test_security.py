@@ -41,6 +41,33 @@ def test_logout_voids_every_copy_of_the_session_cookie(app, tokens):
     assert stolen.get("/").status_code == 302            # the copied cookie no longer works
 
 
+def test_logout_ends_this_browser_only_and_log_out_everywhere_ends_them_all(app, tokens):
+    office, ward, phone = (login(app.test_client(), "dan") for _ in range(3))
+    page = office.get("/").get_data(as_text=True)
+    assert 'formaction="/logout/everywhere"' in page
+    response = office.post("/logout", data={"csrf_token": form_token(office, "/")}, follow_redirects=True)
+    assert "logged out in this browser" in response.get_data(as_text=True)
+    assert office.get("/").status_code == 302 and ward.get("/").status_code == 200
+    ward.post("/logout/everywhere", data={"csrf_token": form_token(ward, "/")})
+    assert ward.get("/").status_code == 302 and phone.get("/").status_code == 302
+    login(app.test_client(), "dan")                      # a new login works as ever
+
+
+def test_logout_ends_the_session_even_when_the_disk_is_full(app, tokens):
+    from tests.test_faults import database_full
+
+    browser = login(app.test_client(), "dan")
+    token = form_token(browser, "/")
+    with database_full(app, "ended_login"):
+        response = browser.post("/logout", data={"csrf_token": token}, follow_redirects=True)
+    assert response.status_code == 200 and "disk is full" in response.get_data(as_text=True)
+    assert browser.get("/").status_code == 302           # this browser is logged out all the same
+    everywhere = login(app.test_client(), "dan")
+    with database_full(app, "user"):
+        response = everywhere.post("/logout/everywhere", data={"csrf_token": form_token(everywhere, "/")})
+    assert response.status_code == 302 and everywhere.get("/").status_code == 302
+
+
 def test_security_headers_on_every_kind_of_response(client, tokens):
     for response in (client.get("/login"), client.get("/api/v1/health"), client.get("/no-such-page"),
                      client.get("/static/style.css")):

@@ -16,13 +16,14 @@ from sqlalchemy.exc import OperationalError
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from web.db import ApiToken, LoginThrottle, User, db, disk_full, utcnow
+from web.db import ApiToken, EndedLogin, LoginThrottle, User, db, disk_full, utcnow
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
 login_manager.login_message = "Please log in to continue."
+LOGIN_ID = "login_id"          # the session's random id, given at login, recorded when it logs out
 csrf = CSRFProtect()
 
 
@@ -68,6 +69,9 @@ def load_user(user_id):
     user = db.session.get(User, int(number))
     if user is None or not user.is_active or not secrets.compare_digest(user.session_key.encode(), key.encode()):
         return None
+    login = session.get(LOGIN_ID)
+    if isinstance(login, str) and db.session.get(EndedLogin, login) is not None:
+        return None                       # this browser logged out; this is a copy of its cookie
     return user
 
 
@@ -170,6 +174,7 @@ def login():
         flash("This account is disabled. Ask an administrator.", "error")
         return render_template("auth/login.html", form=form), 403
     login_user(user)
+    session[LOGIN_ID] = secrets.token_urlsafe(16)
     # A new CSRF secret for the logged-in session: one read before the login (e.g. planted) is void.
     session.pop("csrf_token", None)
     g.pop("csrf_token", None)
@@ -179,11 +184,46 @@ def login():
 @bp.post("/logout")
 @login_required
 def logout():
-    """Log the current user out, voiding every copy of the session cookie."""
-    current_user.end_sessions()
-    db.session.commit()
+    """Log this browser out, voiding every copy of its session cookie; other browsers stay logged in.
+
+    The session ends whatever happens to the record: on a full disk the cookie is still cleared,
+    and the page says that copies of it could not be voided.
+    """
+    login = session.get(LOGIN_ID)
+    recorded = _commit_or_full_disk(lambda: db.session.add(EndedLogin(id=login, user_id=current_user.id))
+                                    if isinstance(login, str) else current_user.end_sessions())
+    return _logged_out("You are logged out in this browser." if recorded else
+                       "You are logged out in this browser, but the server's disk is full: a copy of this "
+                       "browser's session could not be voided. Log out everywhere once there is space.")
+
+
+@bp.post("/logout/everywhere")
+@login_required
+def logout_everywhere():
+    """Log the account out in every browser (its session key changes)."""
+    recorded = _commit_or_full_disk(current_user.end_sessions)
+    return _logged_out("You are logged out in every browser." if recorded else
+                       "You are logged out in this browser, but the server's disk is full: the other browsers "
+                       "could not be logged out. Try again once there is space.")
+
+
+def _commit_or_full_disk(change):
+    """Make a change and commit it; return False (rolled back) when the disk is full."""
+    try:
+        change()
+        db.session.commit()
+        return True
+    except OperationalError as error:
+        db.session.rollback()
+        if not disk_full(error):
+            raise
+        return False
+
+
+def _logged_out(message):
     logout_user()
-    flash("You are logged out.", "info")
+    session.clear()
+    flash(message, "info" if "disk is full" not in message else "error")
     return redirect(url_for("auth.login"))
 
 

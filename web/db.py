@@ -114,6 +114,17 @@ class User(UserMixin, db.Model):
         return self.role == "admin"
 
 
+class EndedLogin(db.Model):
+    """A browser's login that was logged out: any copy of its session cookie is refused from then on.
+
+    Each login gives its session a random id; logging out records it here, so that only that
+    browser's session ends ("log out everywhere" changes the account's session key instead).
+    """
+    id = db.Column(db.String(32), primary_key=True)
+    user_id = db.Column(db.Integer, db.ForeignKey("user.id", ondelete="CASCADE"), nullable=False, index=True)
+    ended_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+
+
 class ApiToken(db.Model):
     """A bearer token for the API; only its SHA-256 is stored."""
     __table_args__ = {"sqlite_autoincrement": True}     # `flask token revoke ID` never hits a later token
