@@ -36,13 +36,14 @@ def test_a_worker_boots_warm_with_an_active_whole_photo_model_and_serves_it(tmp_
 THREADS = 12         # gunicorn.conf.py's default
 
 
-def stalled_request(connection, path="/login", length=1000, headers_only=False):
+def stalled_request(connection, path="/login", length=1000, headers_only=False, token=None):
     """Start a POST on `connection` and stop sending: after the header, or half-way through it.
 
     The login form's CSRF check reads the body, so gunicorn waits for it; nginx waits for any body.
     """
+    authorization = f"Authorization: Bearer {token}\r\n" if token else ""
     head = (f"POST {path} HTTP/1.1\r\nHost: facedx\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-            f"Content-Length: {length}\r\n\r\n").encode()
+            f"{authorization}Content-Length: {length}\r\n\r\n").encode()
     connection.sendall(head[:40] if headers_only else head)
     return connection
 

@@ -75,16 +75,27 @@ def test_more_stalled_clients_than_gunicorn_threads_never_reach_it_and_health_an
         node.wait()
 
 
+ADMIN_TOKEN = "an-administrators-token"
+
+
 @contextmanager
 def held_upstream():
     """A stand-in for gunicorn that answers GETs at once and holds every POST until released.
 
+    Its upload check (nginx's auth_request) lets through GETs and ADMIN_TOKEN's requests only.
     Yields (address, release event, list that each POST joins on arrival).
     """
     release, arrived = threading.Event(), []
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
+            if self.path == "/auth/upload-allowed":
+                allowed = self.headers.get("X-Original-Method") in ("GET", "HEAD") or \
+                    self.headers.get("Authorization") == f"Bearer {ADMIN_TOKEN}"
+                self.send_response(204 if allowed else 401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             self.answer(b'{"status": "ok"}')
 
         def do_POST(self):
@@ -197,13 +208,17 @@ def test_the_proxy_logs_paths_without_query_strings_or_control_characters(tmp_pa
     assert '"GET /login\\x0A127.0.0.1 \\x22GET /admin\\x22"' in lines[0]
 
 
-def test_at_most_four_archive_uploads_are_spooled_at_once(tmp_path):
-    """Archives are spooled to disk before the application sees who sent them: four at a time."""
+def test_only_administrators_hold_the_four_archive_upload_places(tmp_path):
+    """nginx asks the application who sends an archive before it reads the body; four admins' at a time."""
     with held_upstream() as (upstream, release, _), proxy_to(tmp_path / "nginx", upstream) as proxy:
         release.set()
-        uploads = [stalled_request(proxy.connect(), "/api/v1/datasets", 10 ** 9) for _ in range(4)]
+        anonymous = [stalled_request(proxy.connect(), "/api/v1/datasets", 10 ** 9) for _ in range(8)]
+        for connection in anonymous:       # refused from the header alone: no upload place is held
+            assert connection.recv(64).startswith(b"HTTP/1.1 403 ")
+            connection.close()
+        uploads = [stalled_request(proxy.connect(), "/api/v1/datasets", 10 ** 9, token=ADMIN_TOKEN) for _ in range(4)]
         with proxy.connect() as fifth:
-            stalled_request(fifth, "/admin/models/import", 10 ** 9)
+            stalled_request(fifth, "/admin/models/import", 10 ** 9, token=ADMIN_TOKEN)
             assert fifth.recv(64).startswith(b"HTTP/1.1 503 ")
         assert proxy.request("GET", "/api/v1/models")[0] == 200       # reading the list is no upload
         for upload in uploads:

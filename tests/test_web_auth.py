@@ -220,3 +220,14 @@ def test_a_login_on_a_full_disk_gets_a_clear_answer(client, tokens):
                                                "csrf_token": form_token(client, "/login")})
     assert response.status_code == 507 and "disk is full" in response.get_data(as_text=True)
     assert login(client, "dan").get("/").status_code == 200
+
+
+def test_nginx_may_let_an_archive_through_only_from_an_administrator(app, client, tokens):
+    def check(who, method="POST", headers=None):
+        return who.get("/auth/upload-allowed", headers={"X-Original-Method": method, **(headers or {})}).status_code
+    assert check(client) == 401 and check(client, "GET") == 204              # reading is the app's to decide
+    assert check(client, headers=bearer_headers(tokens["doctor"])) == 403
+    assert check(client, headers=bearer_headers(tokens["admin"])) == 204
+    assert check(client, headers=bearer_headers("forged")) == 401
+    assert check(login(app.test_client(), "dan")) == 403
+    assert check(login(app.test_client(), "ada")) == 204

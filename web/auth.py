@@ -239,6 +239,21 @@ def admin_required(view):
     return wrapper
 
 
+@bp.get("/auth/upload-allowed")
+def upload_allowed():
+    """Answer nginx's auth_request before it reads an archive's body: 204 for an administrator, else 401 or 403.
+
+    The request's method comes in X-Original-Method: reading (GET, HEAD) is always let through, the
+    page or the API then decides as ever. An administrator is one by session cookie or API token.
+    """
+    if request.headers.get("X-Original-Method", "GET").upper() in ("GET", "HEAD"):
+        return "", 204
+    user = current_user if current_user.is_authenticated else user_for_token(request.headers.get("Authorization"))
+    if user is None:
+        return "", 401
+    return "", 204 if user.is_admin else 403
+
+
 def user_for_token(header):
     """Return the user whose bearer token is in an Authorization header, or None."""
     scheme, _, token = (header or "").partition(" ")
