@@ -2,7 +2,7 @@
 
 One run, for each edge the checkout has (gunicorn alone; then nginx with deploy/nginx.conf in
 front of it, when the checkout ships that file):
-- 20 clients posting photos for --seconds while a training job runs: answers, p50/p95 latency
+- 20 clients (a doctor each) posting photos for --seconds while a training job runs: answers, p50/p95
 - 100 clients for --seconds: how many got a prediction and after how long, how many a 503 with
   Retry-After and how fast (a client told to retry waits as told before its next photo)
 - 16 clients posting a 40-megapixel PNG at once: answers, and the worker's peak memory
@@ -30,7 +30,8 @@ from pathlib import Path
 import requests
 
 from bench.large_photos import HEAVY_SIDE, PeakMemory, black_png
-from bench.server import DOCTOR_PASSWORD, PROJECT, flask, gunicorn, nginx, photos, prepared_data, rss_mib
+from bench.server import (DOCTOR_PASSWORD, PROJECT, doctor_tokens, flask, gunicorn, nginx, photos, prepared_data,
+                          rss_mib)
 
 MAP_TABS = 4
 MAP_PAUSE_S = 1.0        # a tab asks again this long after its answer (a browser asks once per result)
@@ -44,11 +45,13 @@ def percentile(values, share):
 def send_photos(url, headers, photos, clients, stop, verify=True):
     """Post photos from `clients` threads until stop() says so; return (answers, waits, unanswered).
 
-    answers: every request's (answer, seconds). The answer is the status; "503 Retry-After" when
-    the server said when to come back (the client waits that long, then sends the same photo
-    again); "no answer" for a timeout or a closed connection. waits: for every photo answered
+    `headers`: one dict for every client, or a list (client i uses headers[i % len]: a doctor each).
+    answers: every request's (answer, seconds). The answer is the status; "503 Retry-After" (or
+    429) when the server said when to come back (the client waits that long, then sends the same
+    photo again); "no answer" for a timeout or a closed connection. waits: for every photo answered
     otherwise, the seconds from its first try. unanswered: photos still being retried at the end.
     """
+    every = headers if isinstance(headers, list) else [headers]
     answers, waits, lock = [], [], threading.Lock()
     unanswered = [0]
 
@@ -59,11 +62,12 @@ def send_photos(url, headers, photos, clients, stop, verify=True):
             start, wait = time.perf_counter(), 0
             first_try = first_try or start
             try:
-                response = session.post(url, headers=headers, files={"image": ("p.png", photos[i % len(photos)])},
-                                        verify=verify, timeout=120)
+                response = session.post(url, headers=every[number % len(every)],
+                                        files={"image": ("p.png", photos[i % len(photos)])}, verify=verify,
+                                        timeout=120)
                 answer = response.status_code
-                if answer == 503 and "Retry-After" in response.headers:
-                    answer, wait = "503 Retry-After", float(response.headers["Retry-After"])
+                if answer in (429, 503) and "Retry-After" in response.headers:
+                    answer, wait = f"{answer} Retry-After", float(response.headers["Retry-After"])
             except requests.RequestException:
                 answer = "no answer"
             with lock:
@@ -122,14 +126,14 @@ def edge(env, proxied):
             yield f"https://localhost:{port}", str(certificate), worker
 
 
-def while_training(url, verify, admin, doctor, image_size, clients, seconds):
+def while_training(url, verify, admin, doctors, image_size, clients, seconds):
     """Send photos from `clients` for `seconds` while a training job runs; return (send_photos's, job phase)."""
     jobs = url + "/api/v1/training-jobs"
     job = requests.post(jobs, headers=admin, verify=verify, timeout=30, json={
         "dataset": "bench", "options": {"backbone": "vgg16-imagenet", "weights": "none", "image_size": image_size,
                                         "head": "softmax", "epochs": 1000, "patience": 1000}}).json()
     deadline = time.monotonic() + seconds
-    sent = send_photos(url + "/api/v1/predict", doctor, photos(), clients, lambda: time.monotonic() > deadline,
+    sent = send_photos(url + "/api/v1/predict", doctors, photos(), clients, lambda: time.monotonic() > deadline,
                        verify)
     training = requests.get(f"{jobs}/{job['id']}", headers=admin, verify=verify, timeout=30).json()
     requests.post(f"{jobs}/{job['id']}/cancel", headers=admin, verify=verify, timeout=30)
@@ -139,13 +143,14 @@ def while_training(url, verify, admin, doctor, image_size, clients, seconds):
     return sent, f"{training['status']}, {training['progress'].get('phase')}"
 
 
-def large_photos(url, verify, doctor, worker, clients):
-    """Post one 40-megapixel PNG from each of `clients` at once; return (answers, worker's peak MiB)."""
+def large_photos(url, verify, doctors, worker, clients):
+    """Post one 40-megapixel PNG from each of `clients` (a doctor each) at once; return (answers, worker's peak MiB)."""
     photo = black_png(HEAVY_SIDE)
 
-    def post(_):
+    def post(number):
         try:
-            return requests.post(url + "/api/v1/predict", headers=doctor, files={"image": ("p.png", photo)},
+            return requests.post(url + "/api/v1/predict", headers=doctors[number % len(doctors)],
+                                 files={"image": ("p.png", photo)},
                                  verify=verify, timeout=600).status_code
         except requests.RequestException:
             return "no answer"
@@ -227,17 +232,18 @@ def main():
     with prepared_data(args.image_size) as (env, admin, doctor, _):
         flask(env, "user", "create", "colleague", "--role", "doctor", stdin=DOCTOR_PASSWORD + "\n")
         colleague = {"Authorization": "Bearer " + flask(env, "token", "create", "colleague").split()[-1]}
+        doctors = doctor_tokens(env, max(args.clients, args.crowd, args.large))     # one account per client
         for name in edges:
             with edge(env, name == "nginx in front") as (url, verify, worker):
                 for photo in photos()[:3]:
                     requests.post(url + "/api/v1/predict", headers=doctor, files={"image": ("p.png", photo)},
                                   verify=verify, timeout=60)
                 start_mib = rss_mib(worker)
-                training = while_training(url, verify, admin, doctor, args.image_size, args.clients, args.seconds)
+                training = while_training(url, verify, admin, doctors, args.image_size, args.clients, args.seconds)
                 deadline = time.monotonic() + args.seconds
-                crowd = send_photos(url + "/api/v1/predict", doctor, photos(), args.crowd,
+                crowd = send_photos(url + "/api/v1/predict", doctors, photos(), args.crowd,
                                     lambda: time.monotonic() > deadline, verify)
-                large = large_photos(url, verify, doctor, worker, args.large)
+                large = large_photos(url, verify, doctors, worker, args.large)
                 mapping = while_mapping(url, verify, colleague, args.seconds)
                 rows[name] = training, crowd, large, start_mib, mapping
     print(f"{PROJECT}: gunicorn as `make run` starts it (1 worker x 12 threads), VGG16 {args.image_size} px "

@@ -68,6 +68,29 @@ def flask(env, *args, stdin=None):
     return result.stdout
 
 
+DOCTORS_SCRIPT = """
+import secrets, sys
+from werkzeug.security import generate_password_hash
+from app import create_app
+from web.db import ApiToken, User, db
+app, unused = create_app(), generate_password_hash(secrets.token_urlsafe())
+with app.app_context():
+    for i in range(int(sys.argv[1])):
+        user = User(username=f"bench-doctor-{i:03d}", role="doctor", password_hash=unused)
+        row, token = ApiToken.issue(user)
+        db.session.add_all([user, row])
+        print(token)
+    db.session.commit()
+"""
+
+
+def doctor_tokens(env, count):
+    """Create `count` doctors with an API token each (in one process); return their Authorization headers."""
+    result = subprocess.run([sys.executable, "-c", DOCTORS_SCRIPT, str(count)], cwd=PROJECT, env=env,
+                            capture_output=True, text=True, check=True)
+    return [{"Authorization": f"Bearer {token}"} for token in result.stdout.split()]
+
+
 def rss_mib(pid):
     """Resident memory of a process, in MiB."""
     with open(f"/proc/{pid}/status") as status:
