@@ -6,6 +6,7 @@ what it lacks; a card that cannot be read raises CardError, which marks only its
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from ml.errors import CardError
 
@@ -98,8 +99,25 @@ class ModelCard:
         expect_number(self.calibration.get("temperature"), "calibration.temperature")
         expect(self.history, list, "history")
         if self.pipeline is not None:
+            expect(self.pipeline, dict, "pipeline")
             expect(self.pipeline.get("blocks"), list, "pipeline.blocks")
         expect(self.files, list, "files")
+        if not all(isinstance(name, str) for name in self.files):
+            raise CardError("card.json: files must be file names")
+        expect(self.conversions, list, "conversions")
+        for name, kind in (("image_size", int), ("novelty", dict), ("version", str), ("created", str),
+                           ("imported", dict)):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+                raise CardError(f"card.json: {name} is not a {kind.__name__}")
+        for name in ("training_seconds", "training_peak_memory_mib"):
+            if getattr(self, name) is not None:
+                expect_number(getattr(self, name), name)
+        if self.created is not None:
+            try:
+                datetime.fromisoformat(self.created)
+            except ValueError:
+                raise CardError("card.json: created is not a date and time") from None
 
 
 def check_thresholds(abstention):

@@ -20,6 +20,7 @@ LEFTOVERS = (
     ("uploads/datasets/*/features/*/*.tmp.npy", "job"),          # a cached feature vector being written
     ("models/.tmp-*", "job"),                                    # a model version being saved
     (f"models/.{ACTIVE_FILE}.*", "request"),                     # the active pointer being replaced
+    ("models/.delete-*", "request"),                             # a version being deleted
     (f"models/*/.{THRESHOLDS_FILE}.*", "request"),               # a version's abstention thresholds being replaced
 )
 # At start-up, what no live job owns goes once nothing changed it for this long: an upload or a

@@ -50,6 +50,10 @@ class CardError(RegistryError):
     """A version's card.json cannot be read: only that version is broken."""
 
 
+class VersionActive(RegistryError):
+    """The version is the one being served: it cannot be deleted (409)."""
+
+
 class VersionBroken(RegistryError):
     """A version's folder is damaged, so it can be neither served nor activated."""
 

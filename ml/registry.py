@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ml.card import ModelCard, check_thresholds
-from ml.errors import (CardError, NoActiveModel, NotUseful, RegistryError, VersionBroken, VersionExists,
-                       VersionNotFound)
+from ml.errors import (CardError, NoActiveModel, NotUseful, RegistryError, VersionActive, VersionBroken,
+                       VersionExists, VersionNotFound)
 from ml.filelock import exclusive_lock
 
 log = logging.getLogger(__name__)
@@ -190,6 +190,21 @@ class ModelRegistry:
             if pointer.get("version") and pointer["version"] != version:
                 history = (history + [pointer["version"]])[-50:]
             self._write_pointer(version, history)
+
+    def delete(self, version):
+        """Remove a version that is not active, damaged ones too; raise VersionNotFound or VersionActive.
+
+        The folder is renamed out of sight first, so the version disappears at once and whole; a
+        roll-back skips a version that is gone.
+        """
+        if not (isinstance(version, str) and VERSION_PATTERN.fullmatch(version) and (self.root / version).is_dir()):
+            raise VersionNotFound(f"There is no model version {version}.")
+        with self._pointer_lock():
+            if self.pointer().get("version") == version:
+                raise VersionActive(f"Version {version} is the active one; activate another version first.")
+            trash = self.root / f".delete-{version}-{uuid.uuid4().hex}"
+            (self.root / version).rename(trash)
+        shutil.rmtree(trash, ignore_errors=True)
 
     def rollback(self):
         """Re-activate the version that was active before the current one; return it."""

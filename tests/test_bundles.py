@@ -118,6 +118,8 @@ def huge_npz(shape=(400_000_000,)):
     (lambda b: rebundle(b, {"manifest.json": b'{"bundle_format": 7}'}, manifest_too=False), "format 7"),
     (lambda b: rebundle(b, drop=("manifest.json",), manifest_too=False), "no manifest"),
     (lambda b: rebundle(b, drop=("novelty.npz",), manifest_too=False), "missing: novelty.npz"),
+    (lambda b: rebundle(b, {"card.json": json.dumps(json.loads(entries_of(b)["card.json"]) | {"created": 12345})
+                            .encode()}), "created is not a str"),
     (lambda b: b"not a zip at all", "not a readable zip"),
 ])
 def test_hostile_bundles_are_refused_with_their_reason_and_write_nothing(tmp_path, trained_people, make, reason):

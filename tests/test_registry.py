@@ -114,7 +114,10 @@ def test_a_format_1_card_loads_with_defaults():
 
 @pytest.mark.parametrize("field, value", [("labels", ["only one"]), ("metrics", {"per_class": {}, "accuracy": "high"}),
                                           ("abstention", {"min_probability": float("nan"), "min_margin": 0.1}),
-                                          ("backbone", {"name": 7})])
+                                          ("backbone", {"name": 7}), ("created", 12345), ("created", "yesterday"),
+                                          ("version", ["x"]), ("image_size", "224"), ("pipeline", "fused"),
+                                          ("novelty", 3), ("imported", "yes"), ("training_seconds", "long"),
+                                          ("files", [7]), ("conversions", {})])
 def test_a_card_with_a_damaged_field_names_it(field, value):
     with pytest.raises(CardError, match=field):
         ModelCard.from_dict(model_card().to_dict() | {field: value})
@@ -178,3 +181,24 @@ def test_a_full_disk_while_the_pointer_or_thresholds_are_written_leaves_no_stagi
             registry.set_thresholds(version.version, 0.5, 0.1)
     leftovers = [p.name for p in tmp_path.rglob(".*") if p.name not in (".active.lock",)]
     assert leftovers == [] and registry.pointer() == {}
+
+
+def test_a_version_that_is_not_active_can_be_deleted_a_damaged_one_too(tmp_path):
+    from ml.errors import VersionActive
+
+    registry = ModelRegistry(tmp_path)
+    first, second, third = (registry.save(model_card(), tiny_model) for _ in range(3))
+    registry.activate(first.version)
+    registry.activate(second.version)
+    with pytest.raises(VersionActive, match="active one"):
+        registry.delete(second.version)
+    registry.delete(first.version)                       # in the roll-back history: skipped from now on
+    (third.path / "card.json").write_text('{"created": 12345}')
+    assert [b.version for b in registry.broken()] == [third.version]
+    registry.delete(third.version)
+    assert [v.version for v in registry.versions()] == [second.version] and not registry.broken()
+    assert not list(tmp_path.glob(".delete-*"))
+    with pytest.raises(VersionNotFound):
+        registry.delete(first.version)
+    with pytest.raises(RegistryError, match="no earlier active version"):
+        registry.rollback()

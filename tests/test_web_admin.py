@@ -526,3 +526,40 @@ def test_a_model_names_the_dataset_revision_it_was_trained_on_and_finds_its_phot
     cell = admin.get(f"/admin/models/{active_model}/predictions?true=1&predicted=1").get_data(as_text=True)
     shown = sorted(int(i) for i in re.findall(r"/admin/datasets/colours/images/(\d+)", cell))
     assert shown == [i if i < beta[0] else i - 1 for i in beta[1:]] and "removed from colours since" in cell
+
+
+def test_a_version_is_deleted_from_the_page_the_api_and_the_command_line_and_audited(app, client, tokens,
+                                                                                     active_model):
+    from tests.test_accounts import audit_log
+    from web import get_registry
+
+    with app.app_context():
+        registry = get_registry()
+        copies = [clone_version(registry, active_model) for _ in range(3)]
+        damaged = registry.root / copies[2] / "card.json"
+        damaged.write_text(json.dumps(json.loads(damaged.read_text()) | {"created": 12345}))
+    admin = login(client, "ada")
+    page = admin.get("/admin/models")
+    assert page.status_code == 200 and "created is not a str" in page.get_data(as_text=True)      # listed damaged
+    listed = admin.get("/api/v1/models", headers={"Authorization": f"Bearer {tokens['admin']}"})
+    assert listed.status_code == 200
+    assert f'action="/admin/models/{copies[2]}/delete"' in page.get_data(as_text=True)
+    assert f'action="/admin/models/{active_model}/delete"' not in page.get_data(as_text=True)
+
+    deleted = admin.post(f"/admin/models/{copies[2]}/delete", data={"csrf_token": form_token(admin, "/admin/models")})
+    assert deleted.status_code == 302
+    api = app.test_client()
+    bearer = {"Authorization": f"Bearer {tokens['admin']}"}
+    assert api.delete(f"/api/v1/models/{copies[1]}", headers=bearer).status_code == 204
+    refused = api.delete(f"/api/v1/models/{active_model}", headers=bearer)
+    assert refused.status_code == 409 and "active one" in refused.get_json()["message"]
+    assert api.delete(f"/api/v1/models/{copies[1]}", headers=bearer).status_code == 404
+    assert api.delete(f"/api/v1/models/{copies[0]}",
+                      headers={"Authorization": f"Bearer {tokens['doctor']}"}).status_code == 403
+    result = app.test_cli_runner().invoke(args=["models", "delete", copies[0], "--yes"])
+    assert result.exit_code == 0 and f"Deleted model version {copies[0]}" in result.output
+    with app.app_context():
+        assert [v.version for v in get_registry().versions()] == [active_model] and not get_registry().broken()
+    deletions = [(who, target) for who, action, target in audit_log(app) if action == "model.delete"]
+    assert [target for _, target in deletions] == [copies[2], copies[1], copies[0]]
+    assert [who for who, _ in deletions][:2] == ["ada", "ada"] and deletions[2][0].startswith("cli:")

@@ -19,6 +19,7 @@ from ml.options import OPTION_SPECS, PIPELINES, VGG_BLOCKS
 from web import datasets_root, get_registry, import_limits
 from web.auth import admin_required
 from web.serving import analysing
+from web.versions import delete_version
 from web.bundles import bundle_download, bundle_upload
 from web.db import AuditEvent, IntendedUse, audit, db
 from web.errors import status_of
@@ -456,6 +457,14 @@ def revision_state(trained_on):
     except FaceDxError:
         return "gone"
     return "gone" if found is None else "current" if current == trained_on.get("checksum") else "earlier"
+
+
+@bp.post("/models/<version>/delete")
+def model_delete(version):
+    """Delete a version that is not active, a damaged one too (the page asks for confirmation first)."""
+    delete_version(current_user, version)
+    flash(f"Deleted model version {version}.", "info")
+    return redirect(url_for("admin.models"))
 
 
 @bp.post("/models/<version>/try")

@@ -12,6 +12,7 @@ from web.errors import error_response
 from web.feedback import agreement
 from web.privacy import decoded_photo
 from web.serving import analysing, explained
+from web.versions import delete_version
 from web.bundles import bundle_download, bundle_upload
 from web.summaries import broken_summary, version_summary
 from web.imports import dataset_summary, import_state, start_import
@@ -111,6 +112,13 @@ def activate_model(version):
     audit(g.api_user, "model.activate", f"{version} (forced: flagged as not useful)" if force else version)
     db.session.commit()
     return jsonify(active=version)
+
+
+@bp.delete("/models/<version>")
+def delete_model(version):
+    """Delete a version that is not active (409 for the active one); 204."""
+    delete_version(g.api_user, version)
+    return "", 204
 
 
 @bp.post("/datasets")

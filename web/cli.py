@@ -210,6 +210,20 @@ def models_activate(version, force):
     click.echo(f"Version {version} is active.")
 
 
+@models_cli.command("delete")
+@click.argument("version")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@user_errors
+def models_delete(version, yes):
+    """Delete VERSION (not the active one; a damaged one too) with its files."""
+    from web.versions import delete_version
+
+    if not yes:
+        click.confirm(f"Delete model version {version} and its files?", abort=True)
+    delete_version(cli_actor(), version)
+    click.echo(f"Deleted model version {version}.")
+
+
 @models_cli.command("rollback")
 @user_errors
 def models_rollback():

@@ -7,7 +7,8 @@ from werkzeug.exceptions import HTTPException
 from logsafe import escaped
 from ml.errors import (BundleError, DatasetError, DatasetExists, DatasetNotFound, DiskFull, FaceDxError, ImageError,
                        NoActiveModel, NoFaceFound, NotUseful, Overloaded, TrainingError, UnsupportedImage,
-                       VersionBroken, VersionExists, VersionNotFound, WeightsUnavailable, is_disk_full)
+                       VersionActive, VersionBroken, VersionExists, VersionNotFound, WeightsUnavailable,
+                       is_disk_full)
 from ml.explanation_pool import ClientGone, Replaced
 from web.db import db, disk_full
 from web.dispatch import QueueUnavailable
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 STATUS_OF = [
     (UnsupportedImage, 415), (ImageError, 422), (NoFaceFound, 422),
     (DatasetNotFound, 404), (VersionNotFound, 404), (DatasetExists, 409), (JobConflict, 409), (NotUseful, 409),
-    (VersionBroken, 409), (VersionExists, 409), (BundleError, 422),
+    (VersionBroken, 409), (VersionExists, 409), (VersionActive, 409), (BundleError, 422),
     (DatasetError, 400), (TrainingError, 422), (WeightsUnavailable, 422), (NoActiveModel, 503),
     (Overloaded, 503), (QueueUnavailable, 503), (DiskFull, 507), (Replaced, 409), (TooManyAtOnce, 429),
     (ClientGone, 499),
