@@ -8,7 +8,8 @@ front of it, when the checkout ships that file):
 - 16 clients posting a 40-megapixel PNG at once: answers, and the worker's peak memory
 - maps: one doctor asks for the map of a result from 4 tabs at once, each again a second after
   its answer, for --seconds, while a colleague sends photos one after another; the colleague's
-  median against the same colleague alone just before, and how each was answered
+  median against the same colleague alone just before, and how each was answered. This case
+  serves a model of the face blocks `auto` prefers (MAP_PIPELINE, trained on the same photos).
 The model is VGG16 at 224 px with random weights (ImageNet weights cost the same time) and a
 linear head, trained on generated images in a temporary data folder. To compare with another
 checkout, copy bench/load.py, bench/server.py and bench/large_photos.py into it and run it
@@ -34,6 +35,7 @@ from bench.server import (DOCTOR_PASSWORD, PROJECT, doctor_tokens, flask, gunico
                           rss_mib)
 
 MAP_TABS = 4
+MAP_PIPELINE = "dlib-face+hog+lbp+geometry"
 MAP_PAUSE_S = 1.0        # a tab asks again this long after its answer (a browser asks once per result)
 
 
@@ -229,10 +231,12 @@ def main():
     args = parser.parse_args()
     edges = ["gunicorn alone"] + ["nginx in front"] * (PROJECT / "deploy" / "nginx.conf").is_file()
     rows, load_at_start = {}, os.getloadavg()[0]
-    with prepared_data(args.image_size) as (env, admin, doctor, _):
+    with prepared_data(args.image_size) as (env, admin, doctor, vgg):
         flask(env, "user", "create", "colleague", "--role", "doctor", stdin=DOCTOR_PASSWORD + "\n")
         colleague = {"Authorization": "Bearer " + flask(env, "token", "create", "colleague").split()[-1]}
         doctors = doctor_tokens(env, max(args.clients, args.crowd, args.large))     # one account per client
+        fused = flask(env, "train", "--dataset", "bench", "--backbone", MAP_PIPELINE, "--folds", "3")
+        fused = fused.split("Version ", 1)[1].split()[0]
         for name in edges:
             with edge(env, name == "nginx in front") as (url, verify, worker):
                 for photo in photos()[:3]:
@@ -244,7 +248,9 @@ def main():
                 crowd = send_photos(url + "/api/v1/predict", doctors, photos(), args.crowd,
                                     lambda: time.monotonic() > deadline, verify)
                 large = large_photos(url, verify, doctors, worker, args.large)
+                flask(env, "models", "activate", fused, "--force")
                 mapping = while_mapping(url, verify, colleague, args.seconds)
+                flask(env, "models", "activate", vgg, "--force")
                 rows[name] = training, crowd, large, start_mib, mapping
     print(f"{PROJECT}: gunicorn as `make run` starts it (1 worker x 12 threads), VGG16 {args.image_size} px "
           f"+ linear head; p50/p95; load average {load_at_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
@@ -261,7 +267,7 @@ def main():
     for name, (_, _, (answers, peak), start_mib, _) in rows.items():
         print(f"  {name:<15} {counts(answers)}; worker peak {peak:.0f} MiB ({start_mib:.0f} MiB before the loads)")
     print(f"\nA doctor asking for a map from {MAP_TABS} tabs at once for {args.seconds} s; a colleague's photos, one "
-          "at a time, alone just before and during the maps")
+          f"at a time, alone just before and during the maps; the model served: {MAP_PIPELINE} + linear head")
     for name, (*_, (alone, during, maps)) in rows.items():
         solo, busy = (percentile([s for _, s in answers], .5) for answers in (alone, during))
         print(f"  {name:<15} colleague alone {counts(a for a, _ in alone)}, median {solo * 1000:.0f} ms; during "
