@@ -21,8 +21,38 @@ def test_password_guessing_is_slowed_down(client, tokens):
 def test_session_cookie_flags(app, client, tokens):
     response = client.post("/login", data={"username": "dan", "password": PASSWORD,
                                            "csrf_token": form_token(client, "/login")})
-    cookie = response.headers["Set-Cookie"]
-    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    cookies = response.headers.getlist("Set-Cookie")
+    assert {cookie.split("=")[0] for cookie in cookies} == {"session", "facedx_device"}
+    for cookie in cookies:
+        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+
+
+def from_address(app, address):
+    """A test client whose requests come from `address`."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def test_guesses_from_many_addresses_do_not_lock_the_owner_out_of_a_browser_they_used(app, tokens):
+    """OWASP's device cookies: the account-wide limit stops the guessers, not the owner's own browser."""
+    owners_browser = login(app.test_client(), "dan")
+    owners_browser.post("/logout", data={"csrf_token": form_token(owners_browser, "/")})
+    for number in range(11):                             # 11 addresses x 5 wrong guesses: over 50 an hour
+        guesser = from_address(app, f"10.0.0.{number}")
+        for _ in range(5):
+            failed_login(guesser)
+    stranger = from_address(app, "10.0.1.1")
+    blocked = stranger.post("/login", data={"username": "dan", "password": PASSWORD,
+                                            "csrf_token": form_token(stranger, "/login")})
+    assert blocked.status_code == 429                    # a browser the account never used waits
+    login(owners_browser, "dan")                         # the owner's browser keeps its own allowance
+    forged = from_address(app, "10.0.1.2")
+    forged.set_cookie("facedx_device", "a-cookie-nobody-signed")
+    assert forged.post("/login", data={"username": "dan", "password": PASSWORD,
+                                       "csrf_token": form_token(forged, "/login")}).status_code == 429
+    mine = [failed_login(owners_browser).status_code for _ in range(6)]      # its own allowance is limited too
+    assert mine == [401] * 5 + [429]
 
 
 def test_cookies_are_secure_behind_https(tmp_path, monkeypatch):

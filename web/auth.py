@@ -58,6 +58,11 @@ PER_ACCOUNT_AND_ADDRESS = Limit(attempts=5, window=timedelta(minutes=15))
 PER_ACCOUNT = Limit(attempts=50, window=timedelta(hours=1))
 PER_ADDRESS = Limit(attempts=30, window=timedelta(minutes=15))
 ANY = ""
+# A browser that logged in to an account before carries a signed device cookie for it (OWASP's
+# "device cookies"): its attempts count against its own allowance only, so guesses from elsewhere
+# that block the account-wide allowance do not lock the owner out of a browser they use.
+DEVICE_COOKIE = "facedx_device"
+DEVICE_COOKIE_DAYS = 365
 
 
 @login_manager.user_loader
@@ -98,17 +103,20 @@ def count_attempt(username, address, limit):
     return max(1, math.ceil((window_start + limit.window - now).total_seconds()))
 
 
-def admit_attempt(username, address):
+def admit_attempt(username, address, device=None):
     """Count a login attempt before its password is checked; return the seconds to wait when over a limit, else 0.
 
     The first limit reached stops the counting, so a blocked guesser does not use up the
-    account-wide allowance that the account's other addresses share.
+    account-wide allowance that the account's other addresses share. A browser with a device
+    cookie of this account (`device`) is counted on its own allowance only.
     """
     table = LoginThrottle.__table__
     longest = max(PER_ACCOUNT_AND_ADDRESS.window, PER_ACCOUNT.window, PER_ADDRESS.window)
     try:
         db.session.execute(db.delete(table).where(table.c.window_start < utcnow() - longest))
         db.session.commit()
+        if device is not None:
+            return count_attempt(username[:64], device_key(device), PER_ACCOUNT_AND_ADDRESS)
         return (count_attempt(username[:64], address[:64], PER_ACCOUNT_AND_ADDRESS)
                 or count_attempt(username[:64], ANY, PER_ACCOUNT) or count_attempt(ANY, address[:64], PER_ADDRESS))
     except OperationalError:
@@ -116,11 +124,13 @@ def admit_attempt(username, address):
         raise
 
 
-def forget_attempt(username, address):
+def forget_attempt(username, address, device=None):
     """After a successful login: clear the (account, address) count and give back the shared allowances."""
     table = LoginThrottle.__table__
     username, address = username[:64], address[:64]
     statements = [db.delete(table).where(table.c.username == username, table.c.address == address)]
+    if device is not None:
+        statements.append(db.delete(table).where(table.c.username == username, table.c.address == device_key(device)))
     statements += [db.update(table).where(table.c.username == key[0], table.c.address == key[1], table.c.attempts > 0)
                    .values(attempts=table.c.attempts - 1) for key in ((username, ANY), (ANY, address))]
     try:
@@ -130,6 +140,38 @@ def forget_attempt(username, address):
     except OperationalError:
         db.session.rollback()        # the counts stay a little high: that only slows this account down
         log.warning("could not clear the login attempts of a successful login", exc_info=True)
+
+
+def device_key(device):
+    """The login throttle's 'address' for a trusted browser."""
+    return f"device:{device}"[:64]
+
+
+def _device_signer():
+    from itsdangerous import URLSafeSerializer
+
+    return URLSafeSerializer(current_app.secret_key, salt="facedx.device")
+
+
+def trusted_device(username):
+    """Return the id of this browser's device cookie when it was given at a login to `username`, else None."""
+    from itsdangerous import BadData
+
+    try:
+        content = _device_signer().loads(request.cookies.get(DEVICE_COOKIE, ""))
+    except BadData:
+        return None
+    if isinstance(content, dict) and content.get("user") == username and isinstance(content.get("id"), str):
+        return content["id"]
+    return None
+
+
+def remember_device(response, username, device=None):
+    """Give this browser a device cookie for `username` (keeping its id if it had one)."""
+    value = _device_signer().dumps({"user": username, "id": device or secrets.token_urlsafe(16)})
+    response.set_cookie(DEVICE_COOKIE, value, max_age=DEVICE_COOKIE_DAYS * 24 * 3600, httponly=True,
+                        secure=current_app.config["SESSION_COOKIE_SECURE"], samesite="Lax")
+    return response
 
 
 def safe_next(target):
@@ -152,8 +194,9 @@ def login():
     if not form.validate_on_submit():
         return render_template("auth/login.html", form=form)
     address = request.remote_addr or "unknown"
+    device = trusted_device(form.username.data)
     try:
-        wait = admit_attempt(form.username.data, address)
+        wait = admit_attempt(form.username.data, address, device)
     except OperationalError as error:
         if not disk_full(error):
             raise
@@ -169,7 +212,7 @@ def login():
     if not (User.check_no_password(form.password.data) if user is None else user.check_password(form.password.data)):
         flash("Wrong user name or password.", "error")
         return render_template("auth/login.html", form=form), 401
-    forget_attempt(user.username, address)
+    forget_attempt(user.username, address, device)
     if not user.is_active:
         flash("This account is disabled. Ask an administrator.", "error")
         return render_template("auth/login.html", form=form), 403
@@ -178,7 +221,7 @@ def login():
     # A new CSRF secret for the logged-in session: one read before the login (e.g. planted) is void.
     session.pop("csrf_token", None)
     g.pop("csrf_token", None)
-    return redirect(safe_next(request.args.get("next")))
+    return remember_device(redirect(safe_next(request.args.get("next"))), user.username, device)
 
 
 @bp.post("/logout")
