@@ -88,7 +88,7 @@ def post_worker_init(worker):
     import numpy as np
 
     from ml.errors import FaceDxError
-    from ml.faces import detect_faces
+    from ml.photos.faces import detect_faces
     from web import get_predictor
 
     app = worker.app.wsgi()

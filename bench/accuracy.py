@@ -17,10 +17,10 @@ from pathlib import Path
 from bench.face_detectors import DEFAULT_DIR
 from ml.datasets import get_dataset, import_dataset
 from ml.errors import DatasetNotFound
-from ml.faces import FaceOptions
-from ml.options import TrainingOptions
-from ml.registry import ModelRegistry
-from ml.training import FEATURES_DIR, train
+from ml.learning.options import TrainingOptions
+from ml.learning.training import FEATURES_DIR, train
+from ml.photos.faces import FaceOptions
+from ml.versions.registry import ModelRegistry
 
 PRETRAINED = [str(Path(__file__).resolve().parents[1] / "models" / "pretrained")]
 # Ages (first, last) of the 7 classes of --age-bands: 35 to 54 photos each of the 300.

@@ -14,15 +14,15 @@ import time
 import numpy as np
 import skimage.data
 
-from ml.blocks import build_extractor
-from ml.card import ModelCard
-from ml.explain import GRID, chip_occlusion_map, explanation
-from ml.faces import FaceOptions, crop_face
-from ml.heads import LinearHead
-from ml.options import TrainingOptions
-from ml.pipelines import Config
-from ml.predictor import load_version
-from ml.registry import ModelRegistry
+from ml.features.extractor import build_extractor
+from ml.learning.heads import LinearHead
+from ml.learning.options import TrainingOptions
+from ml.learning.pipelines import Config
+from ml.photos.faces import FaceOptions, crop_face
+from ml.serving.explain import GRID, chip_occlusion_map, explanation
+from ml.serving.predictor import load_version
+from ml.versions.card import ModelCard
+from ml.versions.registry import ModelRegistry
 
 PIPELINES = ("dlib-face", "dlib-face+hog+lbp+geometry", "hog", "vgg16-imagenet")
 

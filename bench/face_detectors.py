@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from ml.faces import DETECTION_BORDERS, DETECTORS, detect_faces
-from ml.images import decode_image
+from ml.photos.faces import DETECTION_BORDERS, DETECTORS, detect_faces
+from ml.photos.images import decode_image
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "utkface_age"
 

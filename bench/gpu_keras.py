@@ -2,7 +2,7 @@
 
 `KERAS_BACKEND=jax python -m bench.gpu_keras [--out results.json]` on a machine with a GPU and
 Keras 3 (TensorFlow or JAX backend). It builds the backbone exactly as training does
-(ml/backbones/vgg.py: VGG16 without its top, the preprocessing layer, pooled features, the last
+(ml/features/vgg.py: VGG16 without its top, the preprocessing layer, pooled features, the last
 block unfrozen), adds a softmax head, and reports:
 
 - seconds per fine-tuning epoch (random weights and photos: speed, not accuracy), float32 and
@@ -18,7 +18,7 @@ import time
 import keras
 import numpy as np
 
-from ml.backbones.vgg import WeightsSource, build_feature_extractor, build_vgg16, unfreeze_last_block
+from ml.features.vgg import WeightsSource, build_feature_extractor, build_vgg16, unfreeze_last_block
 
 IMAGE_SIZE = 224
 PHOTOS, CLASSES, BATCH, EPOCHS = 512, 5, 32, 3

@@ -25,7 +25,7 @@ from PIL import Image
 
 from bench.server import colour_png, gunicorn, prepared_data, rss_mib
 from bench.training_and_serving import timed_median
-from ml.faces import DETECTION_MAX_SIDE, DETECTORS, detect_faces
+from ml.photos.faces import DETECTION_MAX_SIDE, DETECTORS, detect_faces
 
 HEAVY_SIDE = 6300
 

@@ -12,8 +12,7 @@ import keras
 import numpy as np
 
 from bench.training_and_serving import bench_batch_ceiling_of, make_task, timed_median
-from ml.backbones.vgg import VGGBackbone
-from ml.backbones.vgg import IMAGENET_MEAN
+from ml.features.vgg import IMAGENET_MEAN, VGGBackbone
 
 
 def onnx_graph(backbone):

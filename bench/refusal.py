@@ -23,14 +23,14 @@ from bench.face_detectors import DEFAULT_DIR, read_manifest
 from bench.non_faces import non_faces
 from ml.datasets import get_dataset, import_dataset
 from ml.errors import DatasetNotFound, NoFaceFound
-from ml.face_gate import judge_face
-from ml.faces import FaceOptions, crop_face, whole_photo
-from ml.images import decode_image
-from ml.options import TrainingOptions
-from ml.predictor import RETAKE, UNLIKE_FACES, UNLIKE_TRAINING, Predictor
-from ml.quality import UnusablePhoto
-from ml.registry import ModelRegistry
-from ml.training import FEATURES_DIR, train
+from ml.learning.options import TrainingOptions
+from ml.learning.training import FEATURES_DIR, train
+from ml.photos.face_gate import judge_face
+from ml.photos.faces import FaceOptions, crop_face, whole_photo
+from ml.photos.images import decode_image
+from ml.photos.quality import UnusablePhoto
+from ml.serving.predictor import RETAKE, UNLIKE_FACES, UNLIKE_TRAINING, Predictor
+from ml.versions.registry import ModelRegistry
 
 KINDS = {"faces detected, auto": (FaceOptions("mtcnn", "none"), "auto"),
          "faces detected, dlib-face": (FaceOptions("mtcnn", "none"), "dlib-face"),

@@ -29,7 +29,7 @@ def _astronaut_face():
     """Return the astronaut photo scikit-image ships and the box of its face (as MTCNN finds it)."""
     import skimage.data
 
-    from ml.faces import crop_face
+    from ml.photos.faces import crop_face
 
     photo = skimage.data.astronaut()
     return photo, crop_face(photo).box

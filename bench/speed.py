@@ -22,10 +22,16 @@ import requests
 
 from bench.load import hammer, percentile
 from bench.server import gunicorn, photos, prepared_data, rss_mib
-from bench.training_and_serving import (bench_batch_ceiling, bench_latency, bench_training, conv_gflops, make_task,
-                                       random_backbone)
-from ml.registry import ModelRegistry
-from ml.options import TrainingOptions
+from bench.training_and_serving import (
+    bench_batch_ceiling,
+    bench_latency,
+    bench_training,
+    conv_gflops,
+    make_task,
+    random_backbone,
+)
+from ml.learning.options import TrainingOptions
+from ml.versions.registry import ModelRegistry
 
 
 def http_latencies(base, headers, sample, count=40):

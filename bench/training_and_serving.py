@@ -19,14 +19,14 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from ml.backbones.vgg import VGGBackbone
-from ml.card import ModelCard
-from ml.faces import CROP_SIZE, FaceOptions
-from ml.heads import SoftmaxHead, class_weights
-from ml.predictor import load_version
-from ml.registry import ModelRegistry
-from ml.options import TrainingOptions
-from ml.training import block_features, split_indices
+from ml.features.vgg import VGGBackbone
+from ml.learning.heads import SoftmaxHead, class_weights
+from ml.learning.options import TrainingOptions
+from ml.learning.training import block_features, split_indices
+from ml.photos.faces import CROP_SIZE, FaceOptions
+from ml.serving.predictor import load_version
+from ml.versions.card import ModelCard
+from ml.versions.registry import ModelRegistry
 
 
 def timed(function):

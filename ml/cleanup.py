@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ml.datasets import STAGING_PREFIX, TRASH_PREFIX
-from ml.registry import ACTIVE_FILE, THRESHOLDS_FILE
+from ml.versions.registry import ACTIVE_FILE, THRESHOLDS_FILE
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ml.errors import (DatasetError, DatasetExists, DatasetNotFound, DiskFull, FaceDxError, ImageError, NoFaceFound,
-                       is_disk_full)
-from ml.faces import CROP_SIZE, FaceOptions, crop_face, whole_photo
+from ml.errors import (
+    DatasetError,
+    DatasetExists,
+    DatasetNotFound,
+    DiskFull,
+    FaceDxError,
+    ImageError,
+    NoFaceFound,
+    is_disk_full,
+)
 from ml.filelock import exclusive_lock
-from ml.images import decode_image, encode_png
+from ml.photos.faces import CROP_SIZE, FaceOptions, crop_face, whole_photo
+from ml.photos.images import decode_image, encode_png
 from ml.progress import Pace
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")      # the whole name: always fullmatch()

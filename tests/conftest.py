@@ -15,10 +15,10 @@ from PIL import Image
 
 from bench.server import free_port, tinted_face, wait_for_port
 from ml.datasets import import_dataset
-from ml.faces import FaceOptions
-from ml.registry import ModelRegistry
-from ml.options import TrainingOptions
-from ml.training import train
+from ml.learning.options import TrainingOptions
+from ml.learning.training import train
+from ml.photos.faces import FaceOptions
+from ml.versions.registry import ModelRegistry
 
 # Colours that make a learnable difference between generated classes.
 CLASS_COLOURS = {"alpha": (200, 60, 60), "beta": (60, 60, 200), "gamma": (60, 200, 60)}
@@ -151,7 +151,7 @@ def face_haar_misses(label, size=96, width=None):
 
     `width` cuts the face's sides to that many pixels (a photo that is not square).
     """
-    from ml.faces import detect_faces
+    from ml.photos.faces import detect_faces
 
     for seed in range(100):
         face = coloured_face(label, seed, size)
@@ -204,7 +204,7 @@ def face_variants(photo, count):
 
 def model_card(**changes):
     """Return a small valid model card, as a training run would write it (with `changes`)."""
-    from ml.card import ModelCard
+    from ml.versions.card import ModelCard
 
     return ModelCard(labels=["a", "b"], backbone={"name": "hog", "weights": {"name": "none"}}, head="linear",
                      face={"detector": "haar", "fallback": "whole"}, dataset={"id": "d", "images": 4},
@@ -235,9 +235,9 @@ def legacy_version(registry, source, face_photos):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from ml.backbones.dlib_face import DlibFaceBackbone
-    from ml.card import ModelCard
-    from ml.faces import crop_face
+    from ml.features.dlib_face import DlibFaceBackbone
+    from ml.photos.faces import crop_face
+    from ml.versions.card import ModelCard
 
     old = {k: v for k, v in source.card.to_dict().items()
            if k not in ("format", "pipeline", "novelty", "version", "created", "files", "imported", "conversions")}

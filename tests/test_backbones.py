@@ -3,16 +3,25 @@ import keras
 import numpy as np
 import pytest
 
-from ml import backbones
-from ml.backbones import availability
-from ml.backbones.vgg import VGGBackbone
-from ml.blocks import build_extractor, load_extractor
-from ml.options import TrainingOptions
-from ml.backbones.dlib_face import CHIP_SIZE, DlibFaceBackbone
-from ml.backbones.vgg import (VGG16_CONVS, VGG16_NOTOP_FILE, VGGFACE_FILE, VGGFACE_MEAN, VGGPreprocess,
-                              WeightsSource, build_vgg16, resolve_weights, unfreeze_last_block)
 from ml.errors import TrainingError, WeightsUnavailable
-from ml.faces import FaceOptions, crop_face
+from ml.features import vgg
+from ml.features.availability import availability
+from ml.features.dlib_face import CHIP_SIZE, DlibFaceBackbone
+from ml.features.extractor import build_extractor, load_extractor
+from ml.features.vgg import (
+    VGG16_CONVS,
+    VGG16_NOTOP_FILE,
+    VGGFACE_FILE,
+    VGGFACE_MEAN,
+    VGGBackbone,
+    VGGPreprocess,
+    WeightsSource,
+    build_vgg16,
+    resolve_weights,
+    unfreeze_last_block,
+)
+from ml.learning.options import TrainingOptions
+from ml.photos.faces import FaceOptions, crop_face
 from tests.conftest import model_card
 
 
@@ -21,7 +30,7 @@ def offline(monkeypatch):
     """Make Keras's download fail as it does without network (tests never use the network)."""
     def no_network(*args, **kwargs):
         raise Exception("URL fetch failure: [Errno -2] Name or service not known")
-    monkeypatch.setattr(backbones.vgg.keras.utils, "get_file", no_network)
+    monkeypatch.setattr(vgg.keras.utils, "get_file", no_network)
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +142,7 @@ def test_a_missing_vggface_file_names_what_to_supply(tmp_path):
 
 
 def test_availability_of_each_block_and_auto_candidates(tmp_path):
-    from ml.training import candidate_pipelines
+    from ml.learning.training import candidate_pipelines
 
     reasons = availability([str(tmp_path)])
     assert reasons["dlib-face"] is None and reasons["hog"] is None and reasons["geometry"] is None

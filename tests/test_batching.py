@@ -3,8 +3,8 @@ import threading
 import numpy as np
 import pytest
 
-from ml.batching import MicroBatcher
 from ml.errors import Overloaded
+from ml.serving.batching import MicroBatcher
 
 
 def run_together(batcher, calls):

@@ -4,12 +4,12 @@ import cv2
 import numpy as np
 import pytest
 
-from ml.backbones.dlib_face import DlibFaceBackbone
-from ml.blocks import FaceFeatures
-from ml.blocks.geometry import GEOMETRY_SIZE, Landmarks68, landmark_geometry
-from ml.blocks.lbp import LBP_BINS, lbp_codes, lbp_histograms
 from ml.errors import WeightsUnavailable
-from ml.faces import crop_face
+from ml.features.dlib_face import DlibFaceBackbone
+from ml.features.extractor import FaceFeatures
+from ml.features.geometry import GEOMETRY_SIZE, Landmarks68, landmark_geometry
+from ml.features.lbp import LBP_BINS, lbp_codes, lbp_histograms
+from ml.photos.faces import crop_face
 
 # Relative L2 difference allowed between the geometry of one photo and of its scaled or rotated
 # copies (measured: at most 0.02 for the astronaut); two different people differ by about 0.07.

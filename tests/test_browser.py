@@ -379,8 +379,8 @@ def test_a_blurred_photo_is_referred_with_the_retake_advice_first_and_no_answer_
                                                                                         trained, face_photos):
     import cv2
 
-    from ml.faces import crop_face
-    from ml.registry import ModelRegistry
+    from ml.photos.faces import crop_face
+    from ml.versions.registry import ModelRegistry
 
     base, _, data, _ = server
     version = trained[1]

@@ -6,10 +6,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from ml.bundles import export_bundle, import_bundle
 from ml.errors import BundleError, VersionExists
-from ml.predictor import Predictor
-from ml.registry import ModelRegistry
+from ml.serving.predictor import Predictor
+from ml.versions.bundles import export_bundle, import_bundle
+from ml.versions.registry import ModelRegistry
 from tests.conftest import bearer_headers, legacy_version, png_bytes
 
 
@@ -131,10 +131,10 @@ def test_hostile_bundles_are_refused_with_their_reason_and_write_nothing(tmp_pat
 
 
 def test_a_version_that_cannot_run_here_is_refused(tmp_path, trained, monkeypatch):
-    import ml.bundles
+    import ml.versions.bundles
 
-    here = ml.bundles._software()
-    monkeypatch.setattr(ml.bundles, "_software", lambda: here | {"keras": "99.0.0"})
+    here = ml.versions.bundles._software()
+    monkeypatch.setattr(ml.versions.bundles, "_software", lambda: here | {"keras": "99.0.0"})
     with pytest.raises(BundleError, match="keras .* different major version"):
         import_bundle(io.BytesIO(bundle_of(trained[1])), ModelRegistry(tmp_path / "site"))
     assert not (tmp_path / "site").exists() or list((tmp_path / "site").iterdir()) == []
@@ -157,9 +157,9 @@ def test_with_a_key_only_bundles_signed_with_it_are_imported(tmp_path, trained_p
 
 def test_export_and_import_through_the_api_the_pages_and_the_command_line(app, client, tokens, runner, tmp_path,
                                                                           active_model, monkeypatch):
-    from app import create_app
     from flask_migrate import upgrade
 
+    from app import create_app
     from tests.conftest import login, make_user
 
     admin = bearer_headers(tokens["admin"])

@@ -1,8 +1,14 @@
 import numpy as np
 import pytest
 
-from ml.calibration import (apply_temperature, choose_temperature, choose_thresholds, decide, fit_temperature,
-                            reliability)
+from ml.learning.calibration import (
+    apply_temperature,
+    choose_temperature,
+    choose_thresholds,
+    decide,
+    fit_temperature,
+    reliability,
+)
 
 
 def honest_and_overconfident(n=600, seed=0):

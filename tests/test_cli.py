@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from ml import backbones
+from ml.features import vgg
 from tests.conftest import coloured_face, png_bytes, synthetic_entries, write_zip
 
 
@@ -88,13 +88,13 @@ def test_train_runs_as_a_job_that_holds_the_one_training_place_and_is_audited(ap
 def test_imagenet_without_network_fails_fast_naming_the_file(runner, tmp_path, monkeypatch):
     def no_network(*args, **kwargs):
         raise Exception("URL fetch failure: [Errno -2] Name or service not known")
-    monkeypatch.setattr(backbones.vgg.keras.utils, "get_file", no_network)
+    monkeypatch.setattr(vgg.keras.utils, "get_file", no_network)
     archive = write_zip(tmp_path / "c.zip", synthetic_entries(per_class=5))
     run(runner, "dataset", "import", str(archive), "--name", "c", "--face-detector", "haar",
         "--face-fallback", "whole")
     result = run(runner, "train", "--dataset", "c", "--backbone", "vgg16-imagenet", "--weights", "imagenet")
     assert result.exit_code == 1
-    assert backbones.VGG16_NOTOP_FILE in result.output and "models/pretrained" in result.output
+    assert vgg.VGG16_NOTOP_FILE in result.output and "models/pretrained" in result.output
     assert "Traceback" not in result.output
 
 

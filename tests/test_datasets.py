@@ -9,15 +9,26 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 import skimage.data
 from PIL import Image
-import pytest
 
 from ml.datasets import ImportLimits, check_archive, delete_dataset, get_dataset, import_dataset, list_datasets
 from ml.errors import DatasetError, DatasetExists, DiskFull
-from ml.faces import FaceOptions
-from tests.conftest import (SYNTHETIC_FACES, bearer_headers, coloured_face, coloured_noise, face_haar_misses,
-                            face_variants, form_token, login, png_bytes, synthetic_entries, write_zip)
+from ml.photos.faces import FaceOptions
+from tests.conftest import (
+    SYNTHETIC_FACES,
+    bearer_headers,
+    coloured_face,
+    coloured_noise,
+    face_haar_misses,
+    face_variants,
+    form_token,
+    login,
+    png_bytes,
+    synthetic_entries,
+    write_zip,
+)
 
 
 def tree(folder):
@@ -379,7 +390,7 @@ def test_removing_a_photo_makes_a_new_revision_and_keeps_the_earlier_one(tmp_pat
 
 def test_moving_a_photo_keeps_its_crop_and_so_its_cached_features(tmp_path, six_each):
     from ml.datasets import move_photo
-    from ml.training import block_features
+    from ml.learning.training import block_features
 
     crops, _, digests, _ = six_each.load_crops()
     block_features(["hog"], {}, crops, digests, six_each.path / "features", lambda event: None)

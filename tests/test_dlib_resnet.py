@@ -4,8 +4,8 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from ml.backbones import dlib_resnet
-from ml.backbones.dlib_resnet import DlibFormatError, DlibResnet, default_dat_path
+from ml.features import dlib_resnet
+from ml.features.dlib_resnet import DlibFormatError, DlibResnet, default_dat_path
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ml.evaluation import clinical_figures, evaluate, subgroup_figures, wilson_interval
+from ml.learning.evaluation import clinical_figures, evaluate, subgroup_figures, wilson_interval
 
 
 def test_metrics_of_a_known_result():

@@ -4,15 +4,16 @@ import keras
 import numpy as np
 import pytest
 
-from ml.backbones.vgg import VGGBackbone
-from ml.blocks import FaceFeatures, face_landmarks
-from ml.blocks.hog import HOG_BLOCK, HOG_SIZE, HOG_STRIDE, hog_blocks, hog_descriptor
-from ml.blocks.located import window_density
-from ml.explain import FADE_IN, SHOWN_FROM, chip_occlusion_map, crop_occlusion_map, explain, explanation, grad_cam
-from ml.faces import CROP_SIZE, FaceOptions, crop_face
-from ml.heads import LinearHead
-from ml.images import decode_image
-from ml.pipelines import Config
+from ml.features.extractor import FaceFeatures, face_landmarks
+from ml.features.hog import HOG_BLOCK, HOG_SIZE, HOG_STRIDE, hog_blocks, hog_descriptor
+from ml.features.located import window_density
+from ml.features.vgg import VGGBackbone
+from ml.learning.heads import LinearHead
+from ml.learning.pipelines import Config
+from ml.photos.faces import CROP_SIZE, FaceOptions, crop_face
+from ml.photos.images import decode_image
+from ml.serving.explain import (FADE_IN, SHOWN_FROM, chip_occlusion_map, crop_occlusion_map, explain, explanation,
+                                grad_cam)
 
 PATCH = 64
 MASKED = 1
@@ -221,7 +222,7 @@ def test_a_hog_value_is_placed_on_the_block_it_was_read_from():
 
 def test_the_face_network_shares_add_up_to_the_change_of_its_score(faces):
     """Integrated gradients: the 8 x 8 cells' shares add up to the score's change from an all-zero map."""
-    from ml.blocks import _face_network
+    from ml.features.extractor import _face_network
 
     network = _face_network()
     frame = FaceFeatures(["dlib-face"]).chip_frame(faces["grace_hopper"])
@@ -237,8 +238,8 @@ def test_the_face_network_shares_add_up_to_the_change_of_its_score(faces):
 
 
 def test_a_softmax_heads_direction_is_the_gradient_of_the_class_log_probability():
-    from ml.heads import SoftmaxHead
-    from ml.options import TrainingOptions
+    from ml.learning.heads import SoftmaxHead
+    from ml.learning.options import TrainingOptions
 
     rng = np.random.default_rng(6)
     x = (rng.normal(size=(40, 5)) * [1, 2, 3, 4, 5] + 3).astype(np.float32)

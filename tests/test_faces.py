@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from ml.errors import FaceDxError, NoFaceFound
-from ml.faces import CROP_SIZE, FaceOptions, crop_face, detect_faces
+from ml.photos.faces import CROP_SIZE, FaceOptions, crop_face, detect_faces
 from tests.conftest import coloured_noise, face_haar_misses
 
 # The astronaut's face in skimage.data.astronaut(): x 180-265, y 60-175.
@@ -39,7 +39,7 @@ def test_a_photo_that_is_already_a_tight_face_crop_is_usable(face_photos):
 
 @pytest.mark.parametrize("detector", ["mtcnn", "haar"])
 def test_a_large_photo_is_searched_shrunk_and_cropped_from_its_own_pixels(face_photos, detector, monkeypatch):
-    from ml import faces
+    from ml.photos import faces
     searched = []
     original = faces._DETECTORS[detector]
     monkeypatch.setitem(faces._DETECTORS, detector, lambda rgb: searched.append(rgb.shape) or original(rgb))
@@ -58,7 +58,7 @@ def test_a_large_photo_is_searched_shrunk_and_cropped_from_its_own_pixels(face_p
 
 
 def test_boxes_found_in_a_shrunk_photo_stay_inside_the_original():
-    from ml.faces import FaceBox, _unscaled
+    from ml.photos.faces import FaceBox, _unscaled
     box = _unscaled(FaceBox(900, 500, 124, 100), 1024 / 3000, 3000, 1700)
     assert box.x == round(900 * 3000 / 1024) and box.x + box.width <= 3000 and box.y + box.height <= 1700
 

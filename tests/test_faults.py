@@ -17,12 +17,21 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from ml import registry as registry_module
-from ml.predictor import Predictor
-from ml.registry import ModelRegistry
-from ml.training import train
-from tests.conftest import (PROJECT, SMALL_API_OPTIONS, SMALL_TRAINING, bearer_headers, clone_version, form_token,
-                            login, synthetic_entries, write_zip)
+from ml.learning.training import train
+from ml.serving.predictor import Predictor
+from ml.versions import registry as registry_module
+from ml.versions.registry import ModelRegistry
+from tests.conftest import (
+    PROJECT,
+    SMALL_API_OPTIONS,
+    SMALL_TRAINING,
+    bearer_headers,
+    clone_version,
+    form_token,
+    login,
+    synthetic_entries,
+    write_zip,
+)
 
 
 def test_a_corrupt_active_model_reports_not_ready_and_recovers(app, client, tokens, trained):

@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from ml.registry import ModelRegistry
+from ml.versions.registry import ModelRegistry
 from tests.conftest import PROJECT, start_web_node
 
 

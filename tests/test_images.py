@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from ml import images
 from ml.errors import ImageError
-from ml.images import decode_image, encode_png, resize
+from ml.photos import images
+from ml.photos.images import decode_image, encode_png, resize
 from tests.conftest import jpeg_bytes, png_bytes
 
 

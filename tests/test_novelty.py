@@ -1,7 +1,7 @@
 import numpy as np
 from sklearn.model_selection import KFold
 
-from ml.novelty import MIN_MEMBERS, FaceNovelty, Novelty
+from ml.learning.novelty import MIN_MEMBERS, FaceNovelty, Novelty
 
 BLOCKS = [20, 500]
 

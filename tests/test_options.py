@@ -8,7 +8,7 @@ import pytest
 
 from ml.datasets import import_dataset
 from ml.errors import RegistryError, TrainingError
-from ml.options import OPTION_SPECS, PIPELINES, TrainingOptions
+from ml.learning.options import OPTION_SPECS, PIPELINES, TrainingOptions
 from tests.conftest import SYNTHETIC_FACES, bearer_headers, form_token, login, make_user, synthetic_entries, write_zip
 from web.admin import BASIC_OPTIONS
 
@@ -192,7 +192,7 @@ def test_a_bad_combination_on_the_command_line_exits_1(runner):
 
 def stub_version(app):
     """Save a model version that holds only a card with trained thresholds; return its name."""
-    from ml.card import ModelCard
+    from ml.versions.card import ModelCard
     from web import get_registry
 
     def write(folder):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from ml.options import TrainingOptions
-from ml.pipelines import Config, LinearModel, block_scaling, choose, configs_for, row_space
+from ml.learning.options import TrainingOptions
+from ml.learning.pipelines import Config, LinearModel, block_scaling, choose, configs_for, row_space
 
 
 def signal_and_noise(n=80, seed=0, shuffle=False):
@@ -108,7 +108,7 @@ def test_many_classes_are_fitted_by_lbfgs_to_the_optimum_newton_reaches(C):
     from sklearn.linear_model import LogisticRegression
     from sklearn.utils.class_weight import compute_sample_weight
 
-    from ml.pipelines import make_estimator
+    from ml.learning.pipelines import make_estimator
 
     rng = np.random.default_rng(7)
     labels = np.arange(70) % 5

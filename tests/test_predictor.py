@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from ml.errors import FaceDxError, ImageError, NoActiveModel, NoFaceFound
-from ml.predictor import UNLIKE_TRAINING, Predictor
-from ml.registry import ModelRegistry
+from ml.serving.predictor import UNLIKE_TRAINING, Predictor
+from ml.versions.registry import ModelRegistry
 from tests.conftest import clone_version, coloured_face, coloured_noise, face_haar_misses, legacy_version, png_bytes
 
 
@@ -154,7 +154,7 @@ def test_a_version_written_before_blocks_and_card_formats_still_serves(tmp_path,
 
 
 def test_the_explanation_of_a_prediction_is_the_explanation_of_its_crop(registry, trained):
-    from ml.explain import Explanation
+    from ml.serving.explain import Explanation
 
     registry.activate(trained[1].version)
     predictor = Predictor(registry)
@@ -196,7 +196,7 @@ def test_a_prediction_carries_retake_advice_and_the_faces_found(registry, traine
 
 
 def test_a_nearly_black_photo_is_refused_before_it_is_analysed(registry, trained):
-    from ml.quality import UnusablePhoto
+    from ml.photos.quality import UnusablePhoto
 
     registry.activate(trained[1].version)
     black = np.repeat(np.tile(np.linspace(0, 18, 120), (120, 1))[..., np.newaxis], 3, axis=2).astype(np.uint8)

@@ -2,10 +2,18 @@ import cv2
 import numpy as np
 import pytest
 
-from ml.blocks import face_landmarks
-from ml.faces import FaceBox, FaceOptions, crop_face
-from ml.quality import (BLUR_BELOW, MIN_FACE_PX, TURNED_FROM, UnusablePhoto, face_pixels, head_turn, photo_advice,
-                        sharpness)
+from ml.features.extractor import face_landmarks
+from ml.photos.faces import FaceBox, FaceOptions, crop_face
+from ml.photos.quality import (
+    BLUR_BELOW,
+    MIN_FACE_PX,
+    TURNED_FROM,
+    UnusablePhoto,
+    face_pixels,
+    head_turn,
+    photo_advice,
+    sharpness,
+)
 
 FACES = ("astronaut", "grace_hopper")
 

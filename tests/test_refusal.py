@@ -7,8 +7,8 @@ import pytest
 
 from bench.non_faces import non_faces
 from ml.errors import NoFaceFound
-from ml.predictor import RETAKE, Predictor
-from ml.registry import ModelRegistry
+from ml.serving.predictor import RETAKE, Predictor
+from ml.versions.registry import ModelRegistry
 from tests.conftest import png_bytes
 
 NON_FACES = non_faces()
@@ -44,7 +44,7 @@ def test_no_picture_of_the_non_face_gallery_gets_a_diagnosis(predictor):
 @pytest.fixture(scope="module")
 def portrait(face_photos):
     """Grace Hopper's face with a margin around it (256 px): a face every kind of model takes, detected or whole."""
-    from ml.faces import crop_face
+    from ml.photos.faces import crop_face
 
     return crop_face(face_photos["grace_hopper"]).image
 

@@ -1,13 +1,13 @@
 import json
-from pathlib import Path
 import threading
+from pathlib import Path
 
 import keras
 import pytest
 
-from ml.card import CARD_FORMAT, ModelCard
 from ml.errors import CardError, NoActiveModel, RegistryError, VersionBroken, VersionNotFound
-from ml.registry import ModelRegistry
+from ml.versions.card import CARD_FORMAT, ModelCard
+from ml.versions.registry import ModelRegistry
 from tests.conftest import model_card
 
 
@@ -167,7 +167,7 @@ def test_a_full_disk_while_the_pointer_or_thresholds_are_written_leaves_no_stagi
                                                                                       write):
     import errno
 
-    import ml.registry
+    import ml.versions.registry
 
     registry = ModelRegistry(tmp_path)
     version = registry.save(model_card(), tiny_model)
@@ -175,7 +175,7 @@ def test_a_full_disk_while_the_pointer_or_thresholds_are_written_leaves_no_stagi
     def disk_full(path, text):
         Path(path).write_text(text[:3])
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(ml.registry, "_write_durably", disk_full)
+    monkeypatch.setattr(ml.versions.registry, "_write_durably", disk_full)
     with pytest.raises(OSError):
         registry.activate(version.version) if write == "activate" else \
             registry.set_thresholds(version.version, 0.5, 0.1)

@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from ml.errors import Overloaded
-from ml.explanation_pool import ClientGone, ExplanationPool, Replaced
+from ml.serving.explanation_pool import ClientGone, ExplanationPool, Replaced
 from tests.conftest import bearer_headers, coloured_face, login, make_user, png_bytes
 from tests.test_web_doctor import crop_of, post_crop, post_photo, result_page
 from web.serving import AccountPlaces, TooManyAtOnce, analysing, explanation_pool

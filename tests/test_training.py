@@ -4,15 +4,22 @@ import keras
 import numpy as np
 import pytest
 
-from ml.blocks import FaceFeatures, build_extractor
 from ml.datasets import import_dataset
 from ml.errors import TrainingError
-from ml.evaluation import cross_validation_folds
-from ml.registry import ModelRegistry
-from ml.options import TrainingOptions
+from ml.features.extractor import FaceFeatures, build_extractor
+from ml.learning.evaluation import cross_validation_folds
+from ml.learning.options import TrainingOptions
+from ml.learning.training import (
+    MIXED_FLOAT16,
+    block_features,
+    convolutions_in,
+    fine_tune_precision,
+    run_fraction,
+    split_indices,
+    train,
+)
 from ml.progress import Cancelled, Progress
-from ml.training import (MIXED_FLOAT16, block_features, convolutions_in, fine_tune_precision, run_fraction,
-                         split_indices, train)
+from ml.versions.registry import ModelRegistry
 from tests.conftest import SMALL_TRAINING, SYNTHETIC_FACES, synthetic_entries, write_zip
 
 
@@ -205,11 +212,11 @@ def test_texture_blocks_cannot_be_fine_tuned(tmp_path, colours):
 def test_fine_tuning_the_face_network_trains_its_tail_and_serves_it(tuned_people, face_photos, tmp_path):
     import io
 
-    from ml.backbones.dlib_resnet import TAIL_FILE, DlibResnet
-    from ml.bundles import export_bundle, import_bundle
-    from ml.explain import explanation
-    from ml.faces import FaceOptions, crop_face
-    from ml.predictor import load_version
+    from ml.features.dlib_resnet import TAIL_FILE, DlibResnet
+    from ml.photos.faces import FaceOptions, crop_face
+    from ml.serving.explain import explanation
+    from ml.serving.predictor import load_version
+    from ml.versions.bundles import export_bundle, import_bundle
 
     _, version = tuned_people
     card = version.card
@@ -276,15 +283,16 @@ def test_the_card_claims_the_coverage_the_served_model_has(tmp_path, monkeypatch
     than its out-of-fold copies), while thresholds fitted on the nested predictions were off by
     6 to 12 points in six. Seed 5 is one of those six.
     """
-    import ml.training
-    from ml.calibration import apply_temperature, choose_thresholds, decide
-    from ml.heads import load_head
+    import ml.learning.training
+    from ml.learning.calibration import apply_temperature, choose_thresholds, decide
+    from ml.learning.heads import load_head
 
     archive = write_zip(tmp_path / "two.zip", synthetic_entries(per_class=75, labels=("alpha", "beta")))
     dataset = import_dataset(archive, "two", tmp_path / "datasets", face=SYNTHETIC_FACES)
     labels = np.array([image["label"] for image in dataset.manifest["images"]])
     features = weak_signal(labels, seed=5)
-    monkeypatch.setattr(ml.training, "block_features", lambda blocks, *rest: {name: features for name in blocks})
+    monkeypatch.setattr(ml.learning.training, "block_features",
+                        lambda blocks, *rest: {name: features for name in blocks})
     version = train(dataset, TrainingOptions(backbone="hog", folds=5), ModelRegistry(tmp_path / "models"))
     card = version.card
     claimed = card.abstention["coverage"]

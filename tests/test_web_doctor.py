@@ -363,7 +363,7 @@ def test_pages_for_a_logged_in_user_are_never_cached(client, tokens, active_mode
 def test_a_version_from_before_clinical_figures_gets_them_from_its_held_out_predictions(trained, tmp_path):
     import shutil
 
-    from ml.registry import ModelRegistry
+    from ml.versions.registry import ModelRegistry
     from web.summaries import clinical_figures_of
 
     _, version, _ = trained

@@ -4,7 +4,7 @@ from pathlib import Path
 from flask import current_app
 
 from ml.datasets import ImportLimits
-from ml.registry import ModelRegistry
+from ml.versions.registry import ModelRegistry
 
 
 def datasets_root(config=None):
@@ -27,7 +27,7 @@ def get_registry():
 
 def get_predictor():
     """Return the application's one Predictor, created on first use and shared by all threads."""
-    from ml.predictor import Predictor
+    from ml.serving.predictor import Predictor
 
     predictor = current_app.extensions.get("facedx.predictor")
     if predictor is None:

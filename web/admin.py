@@ -2,33 +2,40 @@
 import json
 import math
 
-from flask import (Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, send_file,
-                   url_for)
+from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import DecimalField, SelectChoice, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, ValidationError
 
-from ml.backbones import unavailable_pipelines
-from ml.datasets import (check_name, delete_dataset, get_dataset, list_datasets, move_photo, remove_photo,
-                         retry_whole_photos, revision)
+from ml.datasets import (
+    check_name,
+    delete_dataset,
+    get_dataset,
+    list_datasets,
+    move_photo,
+    remove_photo,
+    retry_whole_photos,
+    revision,
+)
 from ml.errors import DatasetError, DatasetNotFound, FaceDxError, NotUseful, TrainingError
-from ml.images import decode_image
-from ml.options import OPTION_SPECS, PIPELINES, VGG_BLOCKS
+from ml.features.availability import unavailable_pipelines
+from ml.learning.options import OPTION_SPECS, PIPELINES, VGG_BLOCKS
+from ml.photos.images import decode_image
 from web import datasets_root, get_registry, import_limits
 from web.auth import admin_required
-from web.serving import analysing
-from web.versions import delete_version
 from web.bundles import bundle_download, bundle_upload
 from web.db import AuditEvent, IntendedUse, audit, db
-from web.errors import status_of
 from web.doctor import PredictForm, map_of_sent_face, result_page, shown_name
+from web.errors import status_of
 from web.feedback import agreement
 from web.imports import import_state, start_import
 from web.jobs import cancel, get_job, job_state, list_jobs, start_training
+from web.serving import analysing
 from web.summaries import intended_use, version_summary
 from web.trials import version_predictor
+from web.versions import delete_version
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 THUMBNAILS_PER_CLASS = 8

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from flask import current_app, send_file
 
-from ml.bundles import export_bundle, import_bundle
+from ml.versions.bundles import export_bundle, import_bundle
 from web import get_registry
 from web.db import audit, db
 from web.uploads import private_temp_folder

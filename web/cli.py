@@ -11,7 +11,7 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
 from ml.errors import DiskFull, FaceDxError, TrainingError, is_disk_full
-from ml.options import OPTION_SPECS
+from ml.learning.options import OPTION_SPECS
 from web import datasets_root, get_predictor, get_registry, import_limits
 from web.summaries import percent, version_summary
 
@@ -50,7 +50,7 @@ def user_errors(command):
 def dataset_import(path, name, face_detector, face_fallback):
     """Import a zip or folder with one sub-folder of photos per class."""
     from ml.datasets import import_dataset
-    from ml.faces import FaceOptions
+    from ml.photos.faces import FaceOptions
     from web.db import audit, db
 
     face = FaceOptions(face_detector or current_app.config["FACE_DETECTOR"], face_fallback)
@@ -242,7 +242,7 @@ def models_rollback():
 @user_errors
 def models_export(version, file):
     """Write VERSION as a bundle (zip) to FILE, to import at another site."""
-    from ml.bundles import export_bundle
+    from ml.versions.bundles import export_bundle
     from web.bundles import bundle_key
     from web.db import audit, db
 
@@ -491,7 +491,6 @@ def setup_command():
 
     from web.db import User, db
     from web.jobs import reconcile
-
     from web.privacy import purge_photos
 
     upgrade()

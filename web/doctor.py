@@ -15,9 +15,9 @@ from PIL import Image, ImageDraw
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ml.errors import FaceDxError, NoActiveModel
-from ml.explain import COLOUR_SCALE, SHOWN_FROM
-from ml.faces import CROP_SIZE
-from ml.images import decode_image, encode_png
+from ml.photos.faces import CROP_SIZE
+from ml.photos.images import decode_image, encode_png
+from ml.serving.explain import COLOUR_SCALE, SHOWN_FROM
 from web import get_predictor, get_registry
 from web.errors import error_code, status_of
 from web.feedback import assessments, result_token

@@ -5,11 +5,28 @@ from flask import jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from logsafe import escaped
-from ml.errors import (BundleError, DatasetError, DatasetExists, DatasetNotFound, DiskFull, FaceDxError, ImageError,
-                       NoActiveModel, NoFaceFound, NotUseful, Overloaded, TrainingError, UnsupportedImage,
-                       VersionActive, VersionBroken, VersionExists, VersionNotFound, WeightsUnavailable,
-                       is_disk_full)
-from ml.explanation_pool import ClientGone, Replaced
+from ml.errors import (
+    BundleError,
+    DatasetError,
+    DatasetExists,
+    DatasetNotFound,
+    DiskFull,
+    FaceDxError,
+    ImageError,
+    NoActiveModel,
+    NoFaceFound,
+    NotUseful,
+    Overloaded,
+    TrainingError,
+    UnsupportedImage,
+    VersionActive,
+    VersionBroken,
+    VersionExists,
+    VersionNotFound,
+    WeightsUnavailable,
+    is_disk_full,
+)
+from ml.serving.explanation_pool import ClientGone, Replaced
 from web.db import db, disk_full
 from web.dispatch import QueueUnavailable
 from web.jobs import JobConflict

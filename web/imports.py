@@ -6,7 +6,7 @@ from flask import current_app
 
 from ml.datasets import check_archive, check_new_name, get_dataset
 from ml.errors import FaceDxError
-from ml.faces import FaceOptions
+from ml.photos.faces import FaceOptions
 from web import datasets_root, import_limits
 from web.jobs import job_state, start_job
 from web.uploads import private_temp_folder

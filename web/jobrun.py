@@ -101,9 +101,9 @@ class JobRun:
 def run_training(run):
     """Train on the job's dataset; return (the new version, nothing to undo: an unused version harms nobody)."""
     from ml.datasets import get_dataset
-    from ml.options import TrainingOptions
-    from ml.registry import ModelRegistry
-    from ml.training import train
+    from ml.learning.options import TrainingOptions
+    from ml.learning.training import train
+    from ml.versions.registry import ModelRegistry
 
     job, settings = run.job, run.settings
     dataset = get_dataset(datasets_root(settings), job.dataset)
@@ -115,7 +115,7 @@ def run_training(run):
 def run_import(run):
     """Import the job's uploaded archive as its dataset, audited; return (nothing, how to undo the import)."""
     from ml.datasets import delete_dataset, import_dataset
-    from ml.faces import FaceOptions
+    from ml.photos.faces import FaceOptions
 
     job, settings, options = run.job, run.settings, run.job.options
     root = datasets_root(settings)

@@ -36,7 +36,7 @@ def job_settings(config):
 def start_training(dataset_name, options, username, here=False):
     """Check the dataset and options, then start a training job (see start_job)."""
     from ml.datasets import get_dataset
-    from ml.options import TrainingOptions
+    from ml.learning.options import TrainingOptions
     from web import datasets_root
 
     checked = TrainingOptions.from_dict(options)

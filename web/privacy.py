@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flask import current_app
 
-from ml.images import decode_image
+from ml.photos.images import decode_image
 
 KEPT_DIR = "kept-photos"
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from flask import current_app, request
 
 from ml.errors import FaceDxError
-from ml.explanation_pool import ExplanationPool
+from ml.serving.explanation_pool import ExplanationPool
 
 
 class TooManyAtOnce(FaceDxError):

@@ -2,7 +2,7 @@
 import json
 import math
 
-from ml.evaluation import AGE_BANDS, clinical_figures
+from ml.learning.evaluation import AGE_BANDS, clinical_figures
 
 
 def version_summary(version, active=None):

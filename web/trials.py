@@ -4,7 +4,7 @@ from collections import OrderedDict
 
 from flask import current_app
 
-from ml.predictor import Predictor, load_version
+from ml.serving.predictor import Predictor, load_version
 from web import get_registry
 
 KEPT_LOADED = 2         # versions kept in memory for trying; each holds its own network

@@ -12,7 +12,7 @@ from ml.errors import ImageError, UnsupportedImage
 
 DEFAULT_MAX_PIXELS = 40_000_000
 # Photos are analysed at most this size on their longer side. Faces are searched at 1,024 px
-# (ml.faces.DETECTION_MAX_SIDE), and a face an eighth of the longer side still gives its
+# (ml.photos.faces.DETECTION_MAX_SIDE), and a face an eighth of the longer side still gives its
 # 256 px crop from real pixels; more pixels only cost memory and time.
 MAX_SIDE = 2048
 # A photo decoded at more than MAX_SIDE x MAX_SIDE pixels holds one to three full-size copies

@@ -17,9 +17,9 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from ml.card import ModelCard
 from ml.errors import BundleError, CardError, VersionExists
-from ml.registry import CARD_FILE, THRESHOLDS_FILE, ModelVersion
+from ml.versions.card import ModelCard
+from ml.versions.registry import CARD_FILE, THRESHOLDS_FILE, ModelVersion
 
 BUNDLE_FORMAT = 1
 MANIFEST = "manifest.json"
@@ -219,8 +219,8 @@ def _card(data):
 
 def _check_runs_here(card):
     """Refuse a version whose blocks cannot run here, or whose Keras files need another major version."""
-    from ml.backbones import availability
-    from ml.options import VGG_BLOCKS
+    from ml.features.availability import availability
+    from ml.learning.options import VGG_BLOCKS
 
     reasons = availability(())
     for block in card.blocks:
@@ -281,8 +281,8 @@ def _array_headers(path):
 
 def _trial(version):
     """Load the version and predict one blank face, so that a version that cannot run here is refused."""
-    from ml.faces import FaceOptions
-    from ml.predictor import load_version
+    from ml.photos.faces import FaceOptions
+    from ml.serving.predictor import load_version
 
     try:
         FaceOptions(**version.card.face)
@@ -292,7 +292,7 @@ def _trial(version):
 
 
 def _converted_head(version):
-    from ml.heads import LinearHead
+    from ml.learning.heads import LinearHead
 
     head = LinearHead.load(version.card, version.path)
     buffer = io.BytesIO()
@@ -301,6 +301,6 @@ def _converted_head(version):
 
 
 def _software():
-    from ml.training import software_versions
+    from ml.learning.training import software_versions
 
     return software_versions()

@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
-from ml.evaluation import cross_validation_folds
+from ml.learning.evaluation import cross_validation_folds
 
 C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
 BASELINE_SVM_C = 0.01          # the classical baseline's recipe: standardised HOG, linear SVM, C 0.01

@@ -6,18 +6,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ml.blocks import face_landmarks, load_extractor
-from ml.batching import MicroBatcher
-from ml.calibration import apply_temperature, decide
-from ml.card import ModelCard
 from ml.errors import FaceDxError, ImageError, NoActiveModel, VersionBroken
-from ml.explain import Explanation, explanation
-from ml.faces import CROP_SIZE, FaceBox, FaceOptions, crop_face
-from ml.heads import load_head
-from ml.novelty import Novelty
-from ml.images import decode_image
-from ml.quality import photo_advice
-from ml.registry import ACTIVE_FILE
+from ml.features.extractor import face_landmarks, load_extractor
+from ml.learning.calibration import apply_temperature, decide
+from ml.learning.heads import load_head
+from ml.learning.novelty import Novelty
+from ml.photos.faces import CROP_SIZE, FaceBox, FaceOptions, crop_face
+from ml.photos.images import decode_image
+from ml.photos.quality import photo_advice
+from ml.serving.batching import MicroBatcher
+from ml.serving.explain import Explanation, explanation
+from ml.versions.card import ModelCard
+from ml.versions.registry import ACTIVE_FILE
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,18 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ml.card import ModelCard, check_thresholds
-from ml.errors import (CardError, NoActiveModel, NotUseful, RegistryError, VersionActive, VersionBroken,
-                       VersionExists, VersionNotFound)
+from ml.errors import (
+    CardError,
+    NoActiveModel,
+    NotUseful,
+    RegistryError,
+    VersionActive,
+    VersionBroken,
+    VersionExists,
+    VersionNotFound,
+)
 from ml.filelock import exclusive_lock
+from ml.versions.card import ModelCard, check_thresholds
 
 log = logging.getLogger(__name__)
 

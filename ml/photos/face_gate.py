@@ -101,10 +101,9 @@ class _ONet:
         """Return (face probability [n], five (x, y) points [n, 5, 2]) for 48 px RGB windows."""
         with self._lock:
             if self._model is None:
+                import tensorflow as tf
                 from mtcnn.network.onet import ONet
                 from mtcnn.utils.tensorflow import load_weights
-
-                import tensorflow as tf
 
                 model = ONet()
                 model.build()

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 
 from ml.errors import FaceDxError, NoFaceFound
-from ml.face_gate import check_face, judge_face
-from ml.images import resize
-from ml.quality import refuse_unusable_light
+from ml.photos.face_gate import check_face, judge_face
+from ml.photos.images import resize
+from ml.photos.quality import refuse_unusable_light
 
 CROP_SIZE = 256          # crops are stored at this size; backbones resize from it
 DETECTORS = ("mtcnn", "haar")
@@ -85,7 +85,7 @@ class FaceCrop:
 def crop_face(rgb, options=FaceOptions()):
     """Return the largest face in `rgb` that passes the face gate as a FaceCrop, or raise NoFaceFound.
 
-    Every crop a model reads passes the gate (ml/face_gate.py), a detected face and a photo used
+    Every crop a model reads passes the gate (ml/photos/face_gate.py), a detected face and a photo used
     whole alike: a detector's false alarm on a pattern is dropped like a photo of no face.
     """
     boxes = sorted(detect_faces(rgb, options.detector), key=lambda found: -found[0].width * found[0].height)

@@ -6,8 +6,8 @@ import threading
 import cv2
 import numpy as np
 
-from ml.backbones.dlib_face import FACE_IN_CROP, import_dlib
 from ml.errors import WeightsUnavailable
+from ml.features.dlib_face import FACE_IN_CROP, import_dlib
 
 _LEFT_EYE = slice(36, 42)       # the eye on the left of the photo (the person's right eye)
 _RIGHT_EYE = slice(42, 48)

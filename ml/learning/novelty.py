@@ -17,7 +17,7 @@ held-out children flagged, 92% of adults (the fused score alone: 0% and 1.5%).
 import numpy as np
 from sklearn.cluster import KMeans
 
-from ml.pipelines import block_scaling
+from ml.learning.pipelines import block_scaling
 
 COMPONENTS = 16
 QUANTILE = 0.99         # about 1 in 100 held-out training photos scores above the threshold

@@ -439,7 +439,7 @@ class DlibResnet:
         within the `steps`-point midpoint rule), unlike the gradient times activation, whose first
         order misses the biases. Each chip has its own direction (e.g. a linear head's weights).
         """
-        import tensorflow as tf     # gradients need the backend: explanations run where TensorFlow serves
+        import tensorflow as tf  # gradients need the backend: explanations run where TensorFlow serves
 
         activations = tf.constant(np.asarray(activations, np.float32))
         directions = tf.constant(np.asarray(directions, np.float32).reshape(-1, DESCRIPTOR_SIZE))

@@ -2,7 +2,7 @@
 
 Linear and SVM heads are evaluated by stratified k-fold cross-validation (grouped by person when
 the dataset names them); with `auto` the pipeline is chosen by nested cross-validation among
-the candidates (see ml/pipelines.py), and the classical baseline is always scored on the same
+the candidates (see ml/learning/pipelines.py), and the classical baseline is always scored on the same
 folds. The softmax head is cross-validated the same way; fine-tuning runs keep one held-out
 test split, which is faster, and say so. The final model is trained on all images.
 """
@@ -19,21 +19,37 @@ import sklearn
 import tensorflow as tf
 from sklearn.model_selection import train_test_split
 
-from ml.backbones import unavailable_pipelines
-from ml.backbones.dlib_resnet import DlibResnet
-from ml.backbones.vgg import unfreeze_last_block
-from ml.blocks import FaceFeatures, build_extractor
-from ml.calibration import apply_temperature, choose_temperature, choose_thresholds, reliability
-from ml.card import ModelCard
 from ml.errors import TrainingError
-from ml.evaluation import (clinical_figures, cross_validation_folds, evaluate, score_predictions, subgroup_figures,
-                           summarize, summarize_baseline, wilson_interval)
-from ml.heads import LinearHead, SoftmaxHead, class_weights, fit_with_progress
-from ml.novelty import Novelty
-from ml.options import FINE_TUNABLE, PIPELINES, VGG_BLOCKS
-from ml.pipelines import (BASELINE, Config, Grams, choose, configs_for, cv_predictions, fold_accuracies,
-                          folds_so_far)
+from ml.features.availability import unavailable_pipelines
+from ml.features.dlib_resnet import DlibResnet
+from ml.features.extractor import FaceFeatures, build_extractor
+from ml.features.vgg import unfreeze_last_block
+from ml.learning.calibration import apply_temperature, choose_temperature, choose_thresholds, reliability
+from ml.learning.evaluation import (
+    clinical_figures,
+    cross_validation_folds,
+    evaluate,
+    score_predictions,
+    subgroup_figures,
+    summarize,
+    summarize_baseline,
+    wilson_interval,
+)
+from ml.learning.heads import LinearHead, SoftmaxHead, class_weights, fit_with_progress
+from ml.learning.novelty import Novelty
+from ml.learning.options import FINE_TUNABLE, PIPELINES, VGG_BLOCKS
+from ml.learning.pipelines import (
+    BASELINE,
+    Config,
+    Grams,
+    choose,
+    configs_for,
+    cv_predictions,
+    fold_accuracies,
+    folds_so_far,
+)
 from ml.progress import Progress
+from ml.versions.card import ModelCard
 
 FEATURES_DIR = "features"
 MIXED_FLOAT16 = "mixed_float16"

@@ -12,7 +12,7 @@ import numpy as np
 from keras import layers, ops
 
 from ml.errors import TrainingError, WeightsUnavailable
-from ml.images import resize
+from ml.photos.images import resize
 
 VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 VGG16_NOTOP_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"

@@ -1,7 +1,7 @@
 """Why a model said what it said: Grad-CAM for VGG16 backbones, attribution for face blocks under a linear head.
 
 Attribution: a linear head's evidence for a class is a sum over feature values, and every face
-block knows where on the face each of its values was read (ml/blocks/located.py). Each value's
+block knows where on the face each of its values was read (ml/features/located.py). Each value's
 share (the gradient of the class's log-probability times the value's distance from the training
 mean) is spread over that place, the face network's through integrated gradients on its 8 x 8 map;
 the map is the sum, smoothed, where it is positive. It costs about one more prediction. Occlusion
@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from ml.images import encode_png
+from ml.photos.images import encode_png
 
 LAST_CONV = "block5_conv3"
 # Occlusion patches overlap by half (stride: half a patch), GRID positions a side: 144 extra

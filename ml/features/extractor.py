@@ -3,7 +3,7 @@
 A block reads `AlignedFace`s: the 256 px crop from import or prediction, dlib's 150 px chip
 aligned on the 5 landmarks, and (computed when a block asks) the 68 landmarks. All blocks of a
 photo share that one detection and one alignment. A pipeline's extractor is either `FaceFeatures`
-(face blocks, concatenated) or a VGG16 backbone, whose details stay in ml/backbones/vgg.py.
+(face blocks, concatenated) or a VGG16 backbone, whose details stay in ml/features/vgg.py.
 """
 import functools
 from collections.abc import Callable
@@ -13,13 +13,13 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from ml.backbones.dlib_face import CHIP_PADDING, CHIP_SIZE, DlibFaceBackbone, import_dlib
-from ml.blocks.geometry import GEOMETRY_SIZE, Landmarks68, inter_ocular, landmark_geometry, point_amounts
-from ml.blocks.hog import HOG_BLOCK, HOG_SIZE, HOG_STRIDE, hog_blocks, hog_descriptor
-from ml.blocks.lbp import LBP_BINS, lbp_histograms
-from ml.blocks.located import cell_density, point_density, window_density
 from ml.errors import TrainingError
-from ml.options import VGG_BLOCKS
+from ml.features.dlib_face import CHIP_PADDING, CHIP_SIZE, DlibFaceBackbone, import_dlib
+from ml.features.geometry import GEOMETRY_SIZE, Landmarks68, inter_ocular, landmark_geometry, point_amounts
+from ml.features.hog import HOG_BLOCK, HOG_SIZE, HOG_STRIDE, hog_blocks, hog_descriptor
+from ml.features.lbp import LBP_BINS, lbp_histograms
+from ml.features.located import cell_density, point_density, window_density
+from ml.learning.options import VGG_BLOCKS
 
 LBP_GRID = 7
 LANDMARK_SPREAD = 0.15   # a landmark's share is drawn as a Gaussian this fraction of the eyes' distance wide
@@ -321,7 +321,7 @@ class FaceFeatures:
 
     @classmethod
     def load(cls, card, folder):
-        from ml.backbones.dlib_resnet import TAIL_FILE, DlibResnet
+        from ml.features.dlib_resnet import TAIL_FILE, DlibResnet
 
         tuned = (folder / TAIL_FILE).is_file()
         return cls(card.blocks, DlibResnet.tuned_from(folder) if tuned else None)
@@ -331,7 +331,7 @@ def build_extractor(pipeline, options, pretrained_dirs=()):
     """Return the extractor of a pipeline ('dlib-face+hog', 'vgg16-imagenet', ...)."""
     names = pipeline.split("+")
     if names[0] in VGG_BLOCKS:
-        from ml.backbones.vgg import VGGBackbone
+        from ml.features.vgg import VGGBackbone
 
         return VGGBackbone.build(names[0], options.weights, options.image_size, pretrained_dirs)
     return FaceFeatures(names)
@@ -341,7 +341,7 @@ def load_extractor(card, folder):
     """Load the extractor a saved model version was trained with (cards from before blocks too)."""
     blocks = card.blocks
     if blocks[0] in VGG_BLOCKS:
-        from ml.backbones.vgg import VGGBackbone
+        from ml.features.vgg import VGGBackbone
 
         return VGGBackbone.load(card, folder)
     if blocks == ["dlib-face"] and card.pipeline is None:
@@ -357,7 +357,7 @@ def face_landmarks(crop):
 @functools.cache
 def _face_network():
     """Return the process's one Keras face-recognition network (it reads its weights on first use)."""
-    from ml.backbones.dlib_resnet import DlibResnet
+    from ml.features.dlib_resnet import DlibResnet
 
     return DlibResnet()
 

@@ -6,7 +6,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight
 
 from ml.errors import TrainingError
-from ml.pipelines import LinearModel
+from ml.learning.pipelines import LinearModel
 
 HEAD_ARRAYS = "head.npz"
 

@@ -1,0 +1,1 @@
+"""Learning from features: pipelines, heads, training, evaluation, calibration, novelty."""
