@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ml.datasets import STAGING_PREFIX, TRASH_PREFIX
+from ml.datasets.store import STAGING_PREFIX, TRASH_PREFIX
 from ml.versions.registry import ACTIVE_FILE, THRESHOLDS_FILE
 
 log = logging.getLogger(__name__)

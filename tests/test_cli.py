@@ -1,4 +1,6 @@
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -64,7 +66,7 @@ def test_train_runs_as_a_job_that_holds_the_one_training_place_and_is_audited(ap
         if not refusals:
             refusals.append(app.test_client().post("/api/v1/training-jobs", headers=bearer_headers(tokens["admin"]),
                                                    json={"dataset": "c", "options": SMALL_API_OPTIONS}))
-    monkeypatch.setattr(web.cli, "print_progress", progress_and_a_web_start)
+    monkeypatch.setattr(web.training.cli, "print_progress", progress_and_a_web_start)
     result = run(runner, "train", "--dataset", "c", "--backbone", "hog", "--folds", "2")
     assert result.exit_code == 0, result.output
     assert refusals[0].status_code == 409 and "one training job runs at a time" in refusals[0].get_json()["message"]
@@ -120,3 +122,39 @@ def test_predict_without_an_active_model_or_with_a_bad_file(runner, tmp_path):
     photo.write_bytes(png_bytes(coloured_face("alpha", seed=4)))
     result = run(runner, "predict", str(photo))
     assert result.exit_code == 1 and "No model is active" in result.output
+
+
+@pytest.mark.parametrize("command", [["user", "--help"], ["setup"], ["--help"]])
+def test_commands_that_need_no_model_start_without_tensorflow(tmp_path, command):
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom flask.cli import FlaskGroup\nfrom app import create_app\n"
+              "try:\n    FlaskGroup(create_app=create_app).main(sys.argv[1:], prog_name='flask')\n"
+              "except SystemExit as done:\n    assert not done.code, done.code\n"
+              "print('TENSORFLOW' if 'tensorflow' in sys.modules or 'keras' in sys.modules else 'NO-TENSORFLOW')\n")
+    env = dict(os.environ, FACEDX_DATA_DIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", script, *command], capture_output=True, text=True, env=env,
+                          timeout=300, cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "NO-TENSORFLOW"
+
+
+def test_the_demo_builds_trains_and_activates_a_model_that_says_it_is_a_demo(app, runner):
+    from ml.datasets.demo import DEMO_DATASET, PEOPLE
+
+    result = run(runner, "demo", "--per-person", "6", "--backbone", "hog")
+    assert result.exit_code == 0, result.output
+    assert "NOT a clinical model" in result.output and "not a clinical model" in result.output.splitlines()[-1]
+    assert f"{DEMO_DATASET}: {PEOPLE[0]} 6, {PEOPLE[1]} 6" in result.output   # every varied photo has its face
+    version = result.output.split("Version ", 1)[1].split()[0]
+    assert run(runner, "models", "list").output.startswith(f"* {version}")
+    assert ("cli:", "model.activate", version) in [(who[:4], action, target) for who, action, target in audit_log(app)]
+    with app.app_context():
+        from web.db import IntendedUse, db
+        assert "not a clinical model" in db.session.get(IntendedUse, version).text
+    tried = result.output.split("upload ", 1)[1].split()[0]           # a photo of the first person, not in the set
+    body = json.loads((predicted := run(runner, "predict", tried)).output[predicted.output.index("{"):])
+    assert body["model_version"] == version and body["predictions"][0]["label"] == PEOPLE[0]
+    again = run(runner, "demo", "--per-person", "6", "--backbone", "hog")
+    assert again.exit_code == 0 and "is already here; it is used again" in again.output

@@ -390,7 +390,7 @@ def test_removing_a_photo_makes_a_new_revision_and_keeps_the_earlier_one(tmp_pat
 
 def test_moving_a_photo_keeps_its_crop_and_so_its_cached_features(tmp_path, six_each):
     from ml.datasets import move_photo
-    from ml.learning.training import block_features
+    from ml.learning.feature_cache import block_features
 
     crops, _, digests, _ = six_each.load_crops()
     block_features(["hog"], {}, crops, digests, six_each.path / "features", lambda event: None)

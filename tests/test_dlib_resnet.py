@@ -5,7 +5,8 @@ import skimage.data
 from PIL import Image
 
 from ml.features import dlib_resnet
-from ml.features.dlib_resnet import DlibFormatError, DlibResnet, default_dat_path
+from ml.features.dlib_format import DlibFormatError, default_dat_path
+from ml.features.dlib_resnet import DlibResnet
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from ml.features.extractor import FaceFeatures, face_landmarks
+from ml.features.extractor import FaceFeatures
+from ml.features.face_models import face_landmarks
 from ml.features.hog import HOG_BLOCK, HOG_SIZE, HOG_STRIDE, hog_blocks, hog_descriptor
 from ml.features.located import window_density
 from ml.features.vgg import VGGBackbone
@@ -12,8 +13,15 @@ from ml.learning.heads import LinearHead
 from ml.learning.pipelines import Config
 from ml.photos.faces import CROP_SIZE, FaceOptions, crop_face
 from ml.photos.images import decode_image
-from ml.serving.explain import (FADE_IN, SHOWN_FROM, chip_occlusion_map, crop_occlusion_map, explain, explanation,
-                                grad_cam)
+from ml.serving.explain import (
+    FADE_IN,
+    SHOWN_FROM,
+    chip_occlusion_map,
+    crop_occlusion_map,
+    explain,
+    explanation,
+    grad_cam,
+)
 
 PATCH = 64
 MASKED = 1
@@ -222,7 +230,7 @@ def test_a_hog_value_is_placed_on_the_block_it_was_read_from():
 
 def test_the_face_network_shares_add_up_to_the_change_of_its_score(faces):
     """Integrated gradients: the 8 x 8 cells' shares add up to the score's change from an all-zero map."""
-    from ml.features.extractor import _face_network
+    from ml.features.face_models import face_network as _face_network
 
     network = _face_network()
     frame = FaceFeatures(["dlib-face"]).chip_frame(faces["grace_hopper"])

@@ -111,7 +111,7 @@ def test_a_restart_in_every_job_state(tmp_path, monkeypatch, state, after_restar
 
     from app import create_app
     from web.db import TrainingJob, db
-    from web.jobs import DIED
+    from web.jobs.records import DIED
 
     monkeypatch.setenv("FACEDX_DATA_DIR", str(tmp_path / "data"))
     first = create_app({"TESTING": True})
@@ -184,7 +184,7 @@ def haar(app):
 @pytest.fixture
 def held(haar):
     """Keep the app's jobs from starting: the test runs each in its own process with run_in_test()."""
-    from web.dispatch import LocalDispatcher
+    from web.jobs.dispatch import LocalDispatcher
 
     class Held(LocalDispatcher):
         def submit(self, job, settings):
@@ -196,7 +196,7 @@ def held(haar):
 def run_in_test(app, response):
     """Run the job an accepted request started, in this process (where the test's faults apply)."""
     import worker
-    from web.jobs import job_settings
+    from web.jobs.records import job_settings
 
     return worker.run_job(response.get_json()["id"], job_settings(app.config))
 
@@ -332,7 +332,7 @@ def seconds_ago(seconds):
 ])
 def test_a_local_job_lives_by_its_heartbeat_whatever_its_pid_says(app, client, tokens, unrelated_process, state,
                                                                    process, beat, created, after):
-    from web.jobs import DIED
+    from web.jobs.records import DIED
 
     pid = unrelated_process if process == "live" else 2 ** 22 + 7
     job_id = record_job(app, status=state, pid=pid, created_at=seconds_ago(created),
@@ -342,7 +342,7 @@ def test_a_local_job_lives_by_its_heartbeat_whatever_its_pid_says(app, client, t
 
 
 def test_a_job_whose_pid_was_reused_is_failed_and_cancel_says_so(app, client, tokens):
-    from web.jobs import DIED
+    from web.jobs.records import DIED
 
     admin = bearer_headers(tokens["admin"])
     stale = record_job(app, status="running", pid=os.getpid(), created_at=seconds_ago(3600),
@@ -357,9 +357,9 @@ def test_a_job_whose_pid_was_reused_is_failed_and_cancel_says_so(app, client, to
 WEB_WORKER = """
 import json, sys
 from app import create_app
-from web.jobs import start_training
+from web.training.actions import start_training
 with create_app({"TESTING": True}).app_context():
-    print(start_training("colours", json.loads(sys.argv[1]), "ada").id)
+    print(start_training("ada", "colours", json.loads(sys.argv[1])).id)
 """
 
 

@@ -9,8 +9,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import (coloured_face, face_haar_misses, form_token, import_result, jpeg_bytes, login, png_bytes,
-                            synthetic_entries)
+from tests.conftest import (
+    coloured_face,
+    face_haar_misses,
+    form_token,
+    import_result,
+    jpeg_bytes,
+    login,
+    png_bytes,
+    synthetic_entries,
+)
 
 
 def bearer(token):
@@ -226,14 +234,14 @@ def test_a_photo_is_held_in_memory_only_while_it_is_analysed(client, tokens, act
 
 def test_an_archive_spools_into_the_data_folder_not_the_system_temp(client, tokens, tmp_path, system_temp,
                                                                     monkeypatch):
-    import web.imports
+    import web.datasets.imports
 
-    seen, checked = [], web.imports.check_archive
+    seen, checked = [], web.datasets.imports.check_archive
 
     def recording_check(*args, **kwargs):          # while the request holds the uploaded archive
         seen.append(open_files_under(tmp_path))
         return checked(*args, **kwargs)
-    monkeypatch.setattr(web.imports, "check_archive", recording_check)
+    monkeypatch.setattr(web.datasets.imports, "check_archive", recording_check)
     entries = synthetic_entries(per_class=5) | {"alpha/filler.bin": os.urandom(600 * 1024)}
     body, content_type = multipart([(b"archive", b"upload.zip", zipped(entries)), (b"name", None, b"hostile"),
                                     (b"face_fallback", None, b"whole")])

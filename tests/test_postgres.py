@@ -6,8 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import (PASSWORD, SMALL_API_OPTIONS, bearer_headers, concurrent_wrong_logins, form_token,
-                            import_result, make_user, new_database, synthetic_entries, write_zip)
+from tests.conftest import (
+    PASSWORD,
+    SMALL_API_OPTIONS,
+    bearer_headers,
+    concurrent_wrong_logins,
+    form_token,
+    import_result,
+    make_user,
+    new_database,
+    synthetic_entries,
+    write_zip,
+)
 
 
 @pytest.fixture

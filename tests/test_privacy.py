@@ -45,7 +45,7 @@ def test_an_operator_may_keep_photos_for_a_while_and_purge_them(app, client, tok
     client.post("/api/v1/predict", headers={"Authorization": f"Bearer {tokens['doctor']}"},
                 content_type="multipart/form-data", data={"image": (io.BytesIO(photo), "jane-doe.png")})
     with app.app_context():
-        from web.privacy import kept_root, purge_photos
+        from web.doctor.privacy import kept_root, purge_photos
         kept = list(kept_root().rglob("*.img"))
         assert len(kept) == 1 and kept[0].read_bytes() == photo and "jane" not in kept[0].name
         assert kept[0].stat().st_mode & 0o077 == 0
@@ -73,5 +73,5 @@ def test_only_what_decodes_as_an_image_is_kept(app, client, tokens, active_model
                                content_type="multipart/form-data", data={"image": (io.BytesIO(data), "scan.png")})
         assert response.status_code in (415, 422)
     with app.app_context():
-        from web.privacy import kept_root
+        from web.doctor.privacy import kept_root
         assert list(kept_root().rglob("*.img")) == []

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ml.features.extractor import face_landmarks
+from ml.features.face_models import face_landmarks
 from ml.photos.faces import FaceBox, FaceOptions, crop_face
 from ml.photos.quality import (
     BLUR_BELOW,

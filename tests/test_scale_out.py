@@ -9,8 +9,16 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import (PROJECT, SMALL_API_OPTIONS, coloured_face, new_database, png_bytes, start_web_node,
-                            synthetic_entries, write_zip)
+from tests.conftest import (
+    PROJECT,
+    SMALL_API_OPTIONS,
+    coloured_face,
+    new_database,
+    png_bytes,
+    start_web_node,
+    synthetic_entries,
+    write_zip,
+)
 from tests.conftest import flask_command as flask
 
 

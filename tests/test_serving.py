@@ -8,7 +8,7 @@ from ml.errors import Overloaded
 from ml.serving.explanation_pool import ClientGone, ExplanationPool, Replaced
 from tests.conftest import bearer_headers, coloured_face, login, make_user, png_bytes
 from tests.test_web_doctor import crop_of, post_crop, post_photo, result_page
-from web.serving import AccountPlaces, TooManyAtOnce, analysing, explanation_pool
+from web.doctor.serving import AccountPlaces, TooManyAtOnce, analysing, explanation_pool
 
 WAIT = 60            # seconds an event may take on a busy machine before the test gives up
 
@@ -211,7 +211,7 @@ def test_a_doctors_photo_is_analysed_while_the_map_pool_is_busy(app, client, tok
 def test_a_client_that_hung_up_is_noticed_and_one_still_there_is_not():
     import socket
 
-    from web.serving import client_gone
+    from web.doctor.serving import client_gone
 
     assert client_gone({})() is False                     # not under gunicorn: never
     ours, theirs = socket.socketpair()

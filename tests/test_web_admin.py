@@ -9,11 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import (clone_version, coloured_face, face_haar_misses, form_token, login, png_bytes,
-                            synthetic_entries, write_zip)
+from tests.conftest import (
+    clone_version,
+    coloured_face,
+    face_haar_misses,
+    form_token,
+    login,
+    png_bytes,
+    synthetic_entries,
+    write_zip,
+)
 from web.db import TrainingJob, db
-from web.jobs import DIED, reconcile
-
+from web.jobs.records import DIED, reconcile
 
 # A softmax head with 1000 epochs: a job that runs until it is stopped.
 LONG_FORM = {"dataset": "colours", "backbone": "vgg16-imagenet", "head": "softmax", "folds": 2, "weights": "none",
@@ -420,7 +427,7 @@ def test_curation_removes_and_moves_photos_each_change_an_audited_revision(admin
 
 
 def test_a_version_is_tried_on_a_photo_as_a_doctor_would_see_it_without_activating_it(admin, app, active_model):
-    from web import get_registry, get_predictor
+    from web import get_predictor, get_registry
     from web.uploads import PHOTO_ENDPOINTS
 
     with app.app_context():

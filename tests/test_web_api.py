@@ -229,7 +229,7 @@ def test_a_queued_job_says_whether_a_worker_will_take_it(app, client, tokens, co
 
     from app import create_app
     from tests.conftest import free_port
-    from web.dispatch import current_dispatcher
+    from web.jobs.dispatch import current_dispatcher
     admin = bearer(tokens["admin"])
     import_dataset(client, tokens["admin"], colours_zip)
     # A web node of the same site whose jobs go to a queue (a database no other test's worker reads).

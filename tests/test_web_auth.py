@@ -173,7 +173,7 @@ def test_guesses_from_one_address_do_not_lock_the_account_elsewhere(client, toke
 
 
 def test_an_account_wide_limit_stops_guesses_spread_over_many_addresses(client, tokens, monkeypatch):
-    from web import auth
+    from web.accounts import auth
 
     monkeypatch.setattr(auth, "PER_ACCOUNT", auth.Limit(attempts=8, window=timedelta(hours=1)))
 
@@ -189,7 +189,7 @@ def test_an_account_wide_limit_stops_guesses_spread_over_many_addresses(client, 
 
 
 def test_a_successful_login_does_not_count_towards_the_account_wide_limit(client, tokens, monkeypatch):
-    from web import auth
+    from web.accounts import auth
 
     monkeypatch.setattr(auth, "PER_ACCOUNT", auth.Limit(attempts=2, window=timedelta(hours=1)))
     for _ in range(4):

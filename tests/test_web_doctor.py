@@ -99,7 +99,7 @@ def test_the_doctor_is_told_to_refer_when_a_result_is_below_the_thresholds(app, 
                                           (0.5, "50%"), (0.123, "12%"), (0.005, "1%"), (0.0049, "<1%"),
                                           (0.0, "<1%")])
 def test_probabilities_read_as_whole_percents_never_100_or_0(share, shown):
-    from web.summaries import clinical_percent
+    from web.models.summaries import clinical_percent
 
     assert clinical_percent(share) == shown
 
@@ -364,7 +364,7 @@ def test_a_version_from_before_clinical_figures_gets_them_from_its_held_out_pred
     import shutil
 
     from ml.versions.registry import ModelRegistry
-    from web.summaries import clinical_figures_of
+    from web.models.summaries import clinical_figures_of
 
     _, version, _ = trained
     registry = ModelRegistry(tmp_path / "models")
@@ -380,7 +380,7 @@ def test_a_version_from_before_clinical_figures_gets_them_from_its_held_out_pred
 
 
 def test_the_facts_name_the_people_a_dataset_left_out():
-    from web.summaries import blind_spots
+    from web.models.summaries import blind_spots
 
     rows = [{"attribute": "sex", "group": "female"}, {"attribute": "age", "group": "18+"},
             {"attribute": "age", "group": "3-12"}]

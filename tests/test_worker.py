@@ -33,7 +33,7 @@ def test_a_recorded_import_runs_to_its_end_without_an_app(app, tmp_path):
     """worker.run_job runs outside any app context: the database and the folders come from the settings."""
     import worker
     from web.db import AuditEvent, TrainingJob, db
-    from web.jobs import job_settings
+    from web.jobs.records import job_settings
 
     tmp = tmp_path / "data" / "uploads" / "tmp"
     tmp.mkdir(parents=True)

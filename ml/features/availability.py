@@ -1,5 +1,5 @@
 """The networks behind the feature blocks (dlib's face ResNet, VGG16) and whether they can run here."""
-from ml.features.vgg import VGG16_NOTOP_FILE, VGGFACE_FILE, find_pretrained, imagenet_present
+from ml.features.pretrained import VGG16_NOTOP_FILE, VGGFACE_FILE, find_pretrained, imagenet_present
 
 
 def availability(pretrained_dirs):

@@ -1,7 +1,6 @@
 """VGG16 without its top, with ImageNet or VGG-Face weights: pooled conv features of a face crop."""
 import hashlib
 import logging
-import os
 import socket
 import warnings
 from dataclasses import asdict, dataclass
@@ -12,14 +11,9 @@ import numpy as np
 from keras import layers, ops
 
 from ml.errors import TrainingError, WeightsUnavailable
+from ml.features.pretrained import VGG16_NOTOP_FILE, VGG16_NOTOP_MD5, VGG16_NOTOP_URL, VGGFACE_FILE, find_pretrained
 from ml.photos.images import resize
 
-VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-VGG16_NOTOP_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
-                   + VGG16_NOTOP_FILE)
-VGG16_NOTOP_MD5 = "6d6bbae143d832006294945121d1f1fc"
-# The widely used Keras conversion of VGG-Face (keras-vggface, VGG16 without its top).
-VGGFACE_FILE = "rcmalli_vggface_tf_notop_vgg16.h5"
 # Channel means (BGR) each network was trained with.
 IMAGENET_MEAN = (103.939, 116.779, 123.68)
 VGGFACE_MEAN = (93.5940, 104.7624, 129.1863)
@@ -79,22 +73,6 @@ def unusable_weights(path, problem):
     return WeightsUnavailable(f"{path} is not a VGG16 weights file (without its top) that this server can read. "
                               "Use weights 'pretrained', 'none', or the path of such a file (.h5 or .weights.h5); "
                               "the server's log says why.")
-
-
-def find_pretrained(name, pretrained_dirs):
-    """Return the path of an operator-supplied file in the pretrained folders, or None."""
-    for folder in pretrained_dirs:
-        candidate = Path(folder) / name
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def imagenet_present(pretrained_dirs):
-    """Say whether the ImageNet weights are on this machine (supplied or in Keras's cache), without downloading."""
-    cached = Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser()     # where Keras keeps downloads
-    return find_pretrained(VGG16_NOTOP_FILE, pretrained_dirs) is not None \
-        or (cached / "models" / VGG16_NOTOP_FILE).is_file()
 
 
 def _vggface_file(pretrained_dirs):

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ml.errors import FaceDxError, ImageError, NoActiveModel, VersionBroken
-from ml.features.extractor import face_landmarks, load_extractor
+from ml.features.extractor import load_extractor
+from ml.features.face_models import face_landmarks
 from ml.learning.calibration import apply_temperature, decide
 from ml.learning.heads import load_head
 from ml.learning.novelty import Novelty
@@ -207,3 +208,15 @@ class Predictor:
             raise FaceDxError(f"The model has {len(loaded.card.labels)} conditions; "
                               f"there is no condition number {class_index}.")
         return explanation(loaded, crop, class_index)
+
+
+class VersionPredictor(Predictor):
+    """The doctors' predictor, fixed on one version whatever the active one is: the same crop, model and checks."""
+
+    def __init__(self, registry, loaded, max_pixels):
+        super().__init__(registry, max_pixels, batch_window_ms=0)
+        self.loaded = loaded
+
+    def current(self):
+        """Return the version this predictor was made for."""
+        return self.loaded

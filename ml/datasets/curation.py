@@ -1,0 +1,133 @@
+"""Change an imported dataset's photos: remove one, move one to another class, add those that could be used whole.
+
+Each change makes a new revision of the dataset and keeps the earlier one's manifest under revisions/.
+"""
+import json
+import os
+import re
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from ml.datasets.store import (
+    REVISION_LOCK,
+    REVISIONS_DIR,
+    Dataset,
+    ImportLimits,
+    check_counts,
+    get_dataset,
+    images_checksum,
+    write_atomically,
+    write_manifest,
+)
+from ml.errors import DatasetError
+from ml.filelock import exclusive_lock
+
+
+def remove_photo(root, name, index, checksum, min_per_class=ImportLimits.min_per_class):
+    """Remove photo `index` of the dataset's revision `checksum`; return the dataset at its new revision."""
+    def change(manifest, folder):
+        image = manifest["images"].pop(_photo_index(manifest, index))
+        return [], [folder / image["file"]]
+    return _revise(root, name, checksum, change, min_per_class)
+
+
+def move_photo(root, name, index, label, checksum, min_per_class=ImportLimits.min_per_class):
+    """Move photo `index` of the dataset's revision `checksum` to class `label`; return the dataset at its new revision.
+
+    The crop itself is unchanged, so its features cached by digest are used again.
+    """
+    def change(manifest, folder):
+        image = manifest["images"][_photo_index(manifest, index)]
+        if label not in manifest["labels"]:
+            raise DatasetError(f"The dataset has no class {label!r}; its classes are {', '.join(manifest['labels'])}.")
+        target = manifest["labels"].index(label)
+        if image["label"] == target:
+            raise DatasetError(f"Photo {index} is already in {label}.")
+        old = folder / image["file"]
+        image.update(label=target, file=f"{target}/{uuid.uuid4().hex[:16]}.png")
+        return [(old, folder / image["file"])], [old]
+    return _revise(root, name, checksum, change, min_per_class)
+
+
+def retry_whole_photos(root, name):
+    """Add the photos of a dataset that were rejected for want of a face, each used whole; return how many.
+
+    Like any change of a dataset's photos, it makes a new revision and keeps the earlier one.
+    """
+    dataset = get_dataset(root, name)
+    retried = [item for item in dataset.manifest["rejected"] if "whole_photo" in item]
+    if not retried:
+        return 0
+
+    def add_whole_photos(manifest, folder):
+        links = []
+        for item in retried:
+            image = dict(item["whole_photo"])
+            label = image.pop("label")
+            if label not in manifest["labels"]:
+                manifest["labels"].append(label)
+                (folder / str(len(manifest["labels"]) - 1)).mkdir()
+            index = manifest["labels"].index(label)
+            image["file"] = f"{index}/whole-{Path(image['file']).name}"
+            links.append((folder / item["thumbnail"], folder / image["file"]))
+            manifest["images"].append(dict(image, label=index))
+        manifest["rejected"] = [item for item in manifest["rejected"] if "whole_photo" not in item]
+        # The model trained on it will meet whole photos too: it uses them where it finds no face.
+        manifest["face"]["fallback"] = "whole"
+        return links, [old for old, _ in links]
+    _revise(root, name, dataset.manifest["checksum"], add_whole_photos, min_per_class=0)   # only adds photos
+    return len(retried)
+
+
+def revision(root, name, checksum):
+    """Return the manifest of the dataset's revision `checksum` (the current one or an earlier one), or None."""
+    dataset = get_dataset(root, name)
+    if dataset.manifest["checksum"] == checksum:
+        return dataset.manifest
+    if not re.fullmatch(r"[0-9a-f]{64}", checksum or ""):
+        return None
+    try:
+        return json.loads((dataset.path / REVISIONS_DIR / f"{checksum}.json").read_text())
+    except FileNotFoundError:
+        return None
+
+
+def _photo_index(manifest, index):
+    if not 0 <= index < len(manifest["images"]):
+        raise DatasetError(f"The dataset has no photo {index}.")
+    return index
+
+
+def _revise(root, name, checksum, change, min_per_class):
+    """Apply `change` to the current revision if it is `checksum`, keeping that one under revisions/.
+
+    `change(manifest, folder)` edits the manifest and returns (files to link to a new name, files to
+    remove). New names are linked before the new manifest replaces the old one, and old files are
+    removed after: a reader sees one revision or the other, each with all its photos.
+    """
+    folder = get_dataset(root, name).path
+    with exclusive_lock(folder / REVISION_LOCK):
+        current = get_dataset(root, name).manifest
+        if current["checksum"] != checksum:
+            raise DatasetError(f"Dataset {name} changed since this page was shown (another change came first); "
+                               "look at it again.")
+        manifest = json.loads(json.dumps(current))
+        links, removed = change(manifest, folder)
+        counts = np.bincount([image["label"] for image in manifest["images"]], minlength=len(manifest["labels"]))
+        manifest["counts"] = dict(zip(manifest["labels"], map(int, counts)))
+        check_counts(dict(manifest, rejected=[]), min_per_class)
+        manifest.update(checksum=images_checksum(manifest["images"]), previous=checksum,
+                        revised=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        (folder / REVISIONS_DIR).mkdir(exist_ok=True)
+        kept = folder / REVISIONS_DIR / f"{checksum}.json"
+        if not kept.exists():
+            write_atomically(kept, current)
+        for old, new in links:
+            os.link(old, new)
+        write_manifest(folder, manifest)
+        for path in removed:
+            path.unlink()
+    return Dataset(folder, manifest)

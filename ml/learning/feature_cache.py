@@ -1,0 +1,53 @@
+"""The feature cache: every image's vector per block, kept as one .npy file per image and block.
+
+Files are named by the image's digest, in a folder per block's cache id (blocks whose features
+must not be cached have none), and written atomically.
+"""
+import numpy as np
+
+from ml.features.extractor import FaceFeatures
+from ml.learning.options import VGG_BLOCKS
+
+
+def block_features(blocks, extractors, crops, digests, cache_root, report):
+    """Return {block: [n, size] features}, reusing vectors cached per image and block.
+
+    Face blocks share one alignment per photo: a photo missing from any face block's cache is
+    aligned once and all face blocks are computed for it.
+    """
+    face_blocks = [name for name in blocks if name not in VGG_BLOCKS]
+    sources = [(FaceFeatures(face_blocks), face_blocks)] if face_blocks else []
+    sources += [(extractors[name], [name]) for name in blocks if name in VGG_BLOCKS]
+    found = {}
+    for part, (extractor, names) in enumerate(sources):
+        step = {"phase": "features", "part": part, "parts": len(sources)}        # one pass per source
+        caches = [cache_root / cache_id if cache_id else None for cache_id in extractor.cache_ids]
+        vectors = [_read_cache(cache, digests) for cache in caches]
+        missing = [i for i, digest in enumerate(digests) if any(digest not in v for v in vectors)]
+        total, done = len(digests), len(digests) - len(missing)
+        report(dict(step, done=done, total=total))
+        for start in range(0, len(missing), 16):
+            chunk = missing[start:start + 16]
+            for cache, stored, computed in zip(caches, vectors, extractor.block_features(crops[chunk])):
+                for i, vector in zip(chunk, computed):
+                    stored[digests[i]] = vector
+                    if cache is not None:
+                        _save_atomically(cache / f"{digests[i]}.npy", vector)
+            report(dict(step, done=done + start + len(chunk), total=total))
+        for name, stored in zip(names, vectors):
+            found[name] = np.stack([stored[digest] for digest in digests]).astype(np.float64)
+    return found
+
+
+def _read_cache(cache, digests):
+    if cache is None:
+        return {}
+    cache.mkdir(parents=True, exist_ok=True)
+    return {digest: np.load(cache / f"{digest}.npy") for digest in set(digests) if (cache / f"{digest}.npy").is_file()}
+
+
+def _save_atomically(path, array):
+    staging = path.with_suffix(".tmp.npy")
+    np.save(staging, array)
+    staging.replace(path)
+
