@@ -3,6 +3,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # TensorFlow's start-up chatter hides real messages
 
+import importlib  # noqa: E402
 import secrets  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -10,6 +11,10 @@ from flask import Flask  # noqa: E402
 from werkzeug.routing import IntegerConverter  # noqa: E402
 
 from config import Config  # noqa: E402
+
+# The modules of each area whose routes join the administrators' pages (web/admin.py) or the API (web/api.py).
+AREA_ROUTES = ("web.datasets.pages", "web.datasets.api", "web.training.pages", "web.training.api",
+               "web.models.pages", "web.models.api", "web.doctor.api", "web.audit.pages")
 
 
 def create_app(test_config=None):
@@ -31,19 +36,24 @@ def create_app(test_config=None):
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = instance_secret(Path(app.config["INSTANCE_DIR"]) / "secret_key")
 
-    from web import accounts, admin, api, auth, cli, dispatch, doctor, errors, feedback, security_headers
+    from web import admin, api, cli, errors, security_headers
+    from web.accounts import auth, users
     from web.db import db
+    from web.doctor import feedback, pages
+    from web.jobs import dispatch
     db.init_app(app)
     dispatch.init_app(app)
     from flask_migrate import Migrate
     Migrate(app, db, directory=str(Path(__file__).parent / "migrations"))
     auth.init_app(app)
     errors.init_app(app)
-    for blueprint in (auth.bp, doctor.bp, feedback.bp, admin.bp, accounts.bp, api.bp):
+    for module in AREA_ROUTES:      # each adds its routes to the administrators' pages or the API
+        importlib.import_module(module)
+    for blueprint in (auth.bp, pages.bp, feedback.bp, admin.bp, users.bp, api.bp):
         app.register_blueprint(blueprint)
     cli.init_app(app)
     app.after_request(security_headers)
-    from web.summaries import percent, version_summary
+    from web.models.summaries import percent, version_summary
     app.add_template_filter(percent)
     app.add_template_global(version_summary)
     return app

@@ -14,7 +14,7 @@ from sqlalchemy import create_engine  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from config import Config  # noqa: E402
-from web.jobrun import JobRun  # noqa: E402
+from web.jobs.run import JobRun  # noqa: E402
 
 
 def run_job(job_id, settings=None, observe=None):

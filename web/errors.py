@@ -5,32 +5,15 @@ from flask import jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from logsafe import escaped
-from ml.errors import (
-    BundleError,
-    DatasetError,
-    DatasetExists,
-    DatasetNotFound,
-    DiskFull,
-    FaceDxError,
-    ImageError,
-    NoActiveModel,
-    NoFaceFound,
-    NotUseful,
-    Overloaded,
-    TrainingError,
-    UnsupportedImage,
-    VersionActive,
-    VersionBroken,
-    VersionExists,
-    VersionNotFound,
-    WeightsUnavailable,
-    is_disk_full,
-)
+from ml.errors import (BundleError, DatasetError, DatasetExists, DatasetNotFound, DiskFull, FaceDxError, ImageError,
+                       NoActiveModel, NoFaceFound, NotUseful, Overloaded, TrainingError, UnsupportedImage,
+                       VersionActive, VersionBroken, VersionExists, VersionNotFound, WeightsUnavailable, is_disk_full)
 from ml.serving.explanation_pool import ClientGone, Replaced
+from web.accounts.actions import AccountConflict
 from web.db import db, disk_full
-from web.dispatch import QueueUnavailable
-from web.jobs import JobConflict
-from web.serving import TooManyAtOnce
+from web.doctor.serving import TooManyAtOnce
+from web.jobs.dispatch import QueueUnavailable
+from web.jobs.records import JobConflict
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +24,7 @@ STATUS_OF = [
     (VersionBroken, 409), (VersionExists, 409), (VersionActive, 409), (BundleError, 422),
     (DatasetError, 400), (TrainingError, 422), (WeightsUnavailable, 422), (NoActiveModel, 503),
     (Overloaded, 503), (QueueUnavailable, 503), (DiskFull, 507), (Replaced, 409), (TooManyAtOnce, 429),
-    (ClientGone, 499),
+    (ClientGone, 499), (AccountConflict, 409),
     (FaceDxError, 400),
 ]
 

@@ -2,8 +2,9 @@
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_login import current_user
 
-from web.auth import admin_required
-from web.db import ApiToken, User, audit, db
+from web.accounts import actions
+from web.accounts.auth import admin_required
+from web.db import ApiToken, User, db
 
 bp = Blueprint("accounts", __name__, url_prefix="/admin/users")
 
@@ -33,12 +34,7 @@ def users():
 @bp.post("/<username>/disable")
 def disable(username):
     """Disable an account: it can no longer log in, and its sessions and API tokens end."""
-    user = find_user(username)
-    if user.id == current_user.id:
-        abort(409, "You cannot disable your own account; another administrator can.")
-    revoked = user.disable()
-    audit(current_user, "user.disable", f"{username} ({revoked} token(s) revoked)")
-    db.session.commit()
+    revoked = actions.disable_user(current_user, find_user(username))
     flash(f"Disabled {username}; {revoked} API token(s) revoked and every session ended.", "info")
     return redirect(url_for("accounts.users"))
 
@@ -46,10 +42,7 @@ def disable(username):
 @bp.post("/<username>/enable")
 def enable(username):
     """Let a disabled account log in again."""
-    user = find_user(username)
-    user.enable()
-    audit(current_user, "user.enable", username)
-    db.session.commit()
+    actions.enable_user(current_user, find_user(username))
     flash(f"Enabled {username}: they can log in again (old API tokens stay revoked).", "info")
     return redirect(url_for("accounts.users"))
 
@@ -57,8 +50,6 @@ def enable(username):
 @bp.post("/<username>/revoke-tokens")
 def revoke_tokens(username):
     """Revoke every API token of an account."""
-    revoked = find_user(username).revoke_tokens()
-    audit(current_user, "token.revoke", f"{revoked} of {username}")
-    db.session.commit()
+    revoked = actions.revoke_tokens(current_user, find_user(username))
     flash(f"Revoked {revoked} API token(s) of {username}.", "info")
     return redirect(url_for("accounts.users"))

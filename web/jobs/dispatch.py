@@ -17,7 +17,7 @@ from ml.errors import FaceDxError
 from ml.filelock import exclusive_lock
 from web.db import utcnow
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]         # where worker.py is
+PROJECT_DIR = Path(__file__).resolve().parents[2]         # where worker.py is
 QUEUE_NAME = "facedx-jobs"
 QUEUE_JOB_TIMEOUT = 7 * 24 * 3600          # RQ's default (3 minutes) would kill any real training
 QUEUE_KEEP_S = 7 * 24 * 3600

@@ -1,6 +1,6 @@
 """Job records: start, read, list and cancel jobs (trainings and dataset imports); fail those whose process died.
 
-A job runs in a process of its own (web/dispatch.py starts it, web/jobrun.py is what it does) and
+A job runs in a process of its own (web/jobs/dispatch.py starts it, web/jobs/run.py is what it does) and
 keeps everything about itself in its record, so any web worker on any machine shows the truth.
 One training and one import may run at the same time: an import only adds a new dataset, and a
 training reads one that exists. Reading a job never writes; a job whose process died is shown
@@ -8,13 +8,12 @@ failed at once and recorded so by reconcile(), which runs before a job starts an
 """
 import json
 import os
-from dataclasses import asdict
 
 from flask import abort, current_app
 
 from ml.errors import FaceDxError
-from web.db import ACTIVE_STATES, TrainingJob, db, utcnow
-from web.dispatch import current_dispatcher, seconds_since
+from web.db import ACTIVE_STATES, TrainingJob, audit, db, utcnow
+from web.jobs.dispatch import current_dispatcher, seconds_since
 
 NOUNS = {"training": "training job", "import": "dataset import"}
 DIED = "The job's process stopped unexpectedly (it was killed, or the server restarted)."
@@ -31,17 +30,6 @@ class JobConflict(FaceDxError):
 def job_settings(config):
     """Return the settings a job's process needs, from an app's configuration."""
     return {key: config[key] for key in JOB_SETTINGS}
-
-
-def start_training(dataset_name, options, username, here=False):
-    """Check the dataset and options, then start a training job (see start_job)."""
-    from ml.datasets import get_dataset
-    from ml.learning.options import TrainingOptions
-    from web import datasets_root
-
-    checked = TrainingOptions.from_dict(options)
-    get_dataset(datasets_root(), dataset_name)
-    return start_job("training", dataset_name, asdict(checked), username, here)
 
 
 def start_job(kind, dataset, options, username, here=False):
@@ -106,12 +94,18 @@ def job_state(job):
     return body
 
 
-def cancel(job):
-    """Ask a queued or running job to stop; it ends as cancelled and keeps nothing. A job that ended is refused."""
+# What the audit log records when a job of a kind is cancelled: the action and how the job is named.
+CANCELLED = {"training": ("training.cancel", "job {}"), "import": ("dataset.import_cancel", "import {}")}
+
+
+def cancel(actor, job):
+    """Ask a queued or running job to stop, audited; it ends as cancelled and keeps nothing. One that ended: 409."""
     if not job.active:
         raise JobConflict(f"{NOUNS[job.kind].capitalize()} {job.id} has already ended ({job.status}); "
                           "there is nothing to cancel.")
     job.cancel_requested = True
+    action, target = CANCELLED[job.kind]
+    audit(actor, action, target.format(job.id))
     db.session.commit()
 
 

@@ -4,22 +4,9 @@ from collections import OrderedDict
 
 from flask import current_app
 
-from ml.serving.predictor import Predictor, load_version
 from web import get_registry
 
 KEPT_LOADED = 2         # versions kept in memory for trying; each holds its own network
-
-
-class VersionPredictor(Predictor):
-    """The doctors' predictor, fixed on one version whatever the active one is: the same crop, model and checks."""
-
-    def __init__(self, registry, loaded, max_pixels):
-        super().__init__(registry, max_pixels, batch_window_ms=0)
-        self.loaded = loaded
-
-    def current(self):
-        """Return the version this predictor was made for."""
-        return self.loaded
 
 
 class TriedVersions:
@@ -33,6 +20,7 @@ class TriedVersions:
         with self.lock:             # one load at a time: a second request for it waits and reuses it
             found = self.predictors.pop(version.version, None)
             if found is None:
+                from ml.serving.predictor import VersionPredictor, load_version   # TensorFlow: only when tried
                 found = VersionPredictor(registry, load_version(version), max_pixels)
             self.predictors[version.version] = found
             while len(self.predictors) > self.kept:

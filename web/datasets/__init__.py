@@ -1,0 +1,1 @@
+"""Datasets: importing archives as jobs, looking through and curating datasets, the dataset commands."""

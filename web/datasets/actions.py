@@ -1,0 +1,50 @@
+"""Actions on datasets, one function each: it checks, does the work, audits and commits.
+
+The pages, the API and the command line call these; an import started from a page or the API is
+audited by its job when it has imported (web/jobs/run.py).
+"""
+from ml import datasets
+from web import datasets_root, import_limits
+from web.db import audit, db
+
+
+def import_here(actor, source, name, face, progress=None):
+    """Import an archive or folder in this process (the command line), audited; return the Dataset."""
+    dataset = datasets.import_dataset(source, name, datasets_root(), import_limits(), face, progress)
+    audit(actor, "dataset.import", name)
+    db.session.commit()
+    return dataset
+
+
+def delete_dataset(actor, name):
+    """Delete a dataset with its photos and cached features."""
+    datasets.delete_dataset(datasets_root(), name)
+    audit(actor, "dataset.delete", name)
+    db.session.commit()
+
+
+def retry_whole_photos(actor, name):
+    """Add the photos of a dataset rejected for want of a face, each used whole; return how many."""
+    added = datasets.retry_whole_photos(datasets_root(), name)
+    audit(actor, "dataset.retry_whole", f"{name} ({added} photos)")
+    db.session.commit()
+    return added
+
+
+def remove_photo(actor, name, index, revision_seen):
+    """Remove a photo from a dataset: a new revision of it (refused if the dataset changed since `revision_seen`)."""
+    revised = datasets.remove_photo(datasets_root(), name, index, revision_seen, import_limits().min_per_class)
+    _audit_revision(actor, "dataset.photo_remove", name, index, revised)
+    return revised
+
+
+def move_photo(actor, name, index, label, revision_seen):
+    """Move a photo of a dataset to another class: a new revision of it (refused as remove_photo is)."""
+    revised = datasets.move_photo(datasets_root(), name, index, label, revision_seen, import_limits().min_per_class)
+    _audit_revision(actor, "dataset.photo_move", name, index, revised)
+    return revised
+
+
+def _audit_revision(actor, action, name, index, revised):
+    audit(actor, action, f"{name}: photo {index} -> revision {revised.manifest['checksum'][:12]}")
+    db.session.commit()

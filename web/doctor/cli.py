@@ -1,0 +1,28 @@
+"""The `predict` command (one photo, JSON out) and the `photos purge` command for kept photos."""
+import json
+
+import click
+from flask.cli import AppGroup, with_appcontext
+
+from web import get_predictor
+from web.cli import user_errors
+
+photos_cli = AppGroup("photos", help="Kept patient photos (only with FACEDX_KEEP_PHOTOS_DAYS > 0).")
+
+
+@click.command("predict")
+@with_appcontext
+@click.argument("image", type=click.File("rb"))
+@user_errors
+def predict_command(image):
+    """Print the prediction for one photo as JSON."""
+    prediction = get_predictor().predict(image.read())
+    click.echo(json.dumps(prediction.as_dict(), indent=2))
+
+
+@photos_cli.command("purge")
+def photos_purge():
+    """Delete kept photos older than FACEDX_KEEP_PHOTOS_DAYS (all of them when keeping is off)."""
+    from web.doctor.privacy import purge_photos
+
+    click.echo(f"Deleted {purge_photos()} kept photo(s).")

@@ -1,0 +1,1 @@
+"""Model versions: the models pages and endpoints, trying, activating, bundles, and the models commands."""
