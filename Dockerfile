@@ -32,4 +32,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=120s \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/api/v1/health', timeout=4)"
 
 # Schema up to date (and, on the very first start, the admin's password in the log), then serve.
+# Right for one container; compose.yaml runs setup once in its own service and starts its web
+# nodes with gunicorn alone, so that several nodes never run setup at once.
 CMD ["sh", "-c", "flask --app app setup && exec gunicorn --config gunicorn.conf.py wsgi:app"]

@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench system-packages nginx-site
+.PHONY: run test bench demo system-packages nginx-site
 
 # Freed buffers of 4 MB and more go back to the system at once: without it, 16 concurrent large
 # photos leave a worker at 2.5 GB instead of 1.3 GB (bench.large_photos --server-only).
@@ -20,7 +20,13 @@ test: $(VENV)/.test system-packages
 bench: $(VENV)/.test
 	$(BIN)/python -m bench
 
-# deploy/nginx.conf with this machine's values, for nginx in front of `make run` (README):
+# The workflow on a demo dataset (two people from the photos scikit-image and matplotlib ship,
+# hence the test requirements): import, training, activation. A demo, not a clinical model.
+demo: $(VENV)/.test
+	$(BIN)/flask --app app setup
+	$(BIN)/flask --app app demo
+
+# deploy/nginx.conf with this machine's values, for nginx in front of `make run` (docs/operations.md):
 #   make nginx-site TLS_DIR=/etc/facedx/tls > /etc/nginx/conf.d/facedx.conf
 UPSTREAM ?= 127.0.0.1:8000
 TLS_DIR ?= /etc/facedx/tls

@@ -63,7 +63,7 @@ def exposed_without_proxy(address, environ):
     if environ.get("FACEDX_BEHIND_PROXY") == "1":
         return None
     return (f"FaceDx will not listen on {address} without a proxy in front: gunicorn alone cannot hold off slow "
-            "clients. Put deploy/nginx.conf in front (README, 'Serving other machines') and set "
+            "clients. Put deploy/nginx.conf in front (docs/operations.md, 'Serving other machines') and set "
             "FACEDX_BEHIND_PROXY=1, or listen on 127.0.0.1.")
 
 
