@@ -36,10 +36,11 @@ def create_app(test_config=None):
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = instance_secret(Path(app.config["INSTANCE_DIR"]) / "secret_key")
 
-    from web import admin, api, cli, errors, security_headers
+    from web import admin, api, cli, errors
     from web.accounts import auth, users
     from web.db import db
     from web.doctor import feedback, pages
+    from web.headers import security_headers
     from web.jobs import dispatch
     db.init_app(app)
     dispatch.init_app(app)

@@ -31,8 +31,7 @@ from pathlib import Path
 import requests
 
 from bench.large_photos import HEAVY_SIDE, PeakMemory, black_png
-from bench.server import (DOCTOR_PASSWORD, PROJECT, doctor_tokens, flask, gunicorn, nginx, photos, prepared_data,
-                          rss_mib)
+from bench.server import DOCTOR_PASSWORD, PROJECT, doctor_tokens, flask, gunicorn, nginx, photos, prepared_data, rss_mib
 
 MAP_TABS = 4
 MAP_PIPELINE = "dlib-face+hog+lbp+geometry"

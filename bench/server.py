@@ -72,7 +72,8 @@ DOCTORS_SCRIPT = """
 import secrets, sys
 from werkzeug.security import generate_password_hash
 from app import create_app
-from web.db import ApiToken, User, db
+from web.db import db
+from web.records import ApiToken, User
 app, unused = create_app(), generate_password_hash(secrets.token_urlsafe())
 with app.app_context():
     for i in range(int(sys.argv[1])):

@@ -20,10 +20,10 @@ import keras
 import numpy as np
 
 from ml.features.vgg import VGGBackbone
-from ml.learning.heads import SoftmaxHead, class_weights
-from ml.learning.options import TrainingOptions
 from ml.learning.feature_cache import block_features
 from ml.learning.fine_tuning import split_indices
+from ml.learning.heads import SoftmaxHead, class_weights
+from ml.learning.options import TrainingOptions
 from ml.photos.faces import CROP_SIZE, FaceOptions
 from ml.serving.predictor import load_version
 from ml.versions.card import ModelCard

@@ -57,7 +57,8 @@ def bearer_headers(token):
 
 def make_user(app, name, role):
     """Create an account with PASSWORD and return an API token for it."""
-    from web.db import ApiToken, User, db
+    from web.db import db
+    from web.records import ApiToken, User
 
     with app.app_context():
         user = User(username=name, role=role)
@@ -106,7 +107,7 @@ def active_model(app, trained):
     """Copy the trained version into the app's models folder and activate it; return its version."""
     import shutil
 
-    from web import get_registry
+    from web.services import get_registry
 
     version = trained[1]
     with app.app_context():
@@ -400,7 +401,7 @@ def concurrent_wrong_logins(app, name, count):
     import threading
     from unittest import mock
 
-    from web.db import User
+    from web.records import User
 
     checked, lock = [], threading.Lock()
     check_password = User.check_password

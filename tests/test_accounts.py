@@ -10,7 +10,8 @@ def run(runner, *args, stdin=None):
 
 
 def audit_log(app):
-    from web.db import AuditEvent, db
+    from web.db import db
+    from web.records import AuditEvent
 
     with app.app_context():
         return [(e.username, e.action, e.target)
@@ -67,7 +68,8 @@ def test_token_commands_list_and_revoke(app, runner, tokens):
 def test_a_token_whose_account_was_removed_outside_the_app_is_listed_and_revoked(app, runner, tokens):
     from sqlalchemy import text
 
-    from web.db import ApiToken, User, db
+    from web.db import db
+    from web.records import ApiToken, User
 
     with app.app_context():
         dan = db.session.execute(db.select(User).filter_by(username="dan")).scalar_one()
@@ -91,7 +93,8 @@ def test_a_password_change_ends_sessions_and_tokens(app, runner, tokens):
 
 
 def test_a_session_cookie_is_bound_to_the_account_not_only_its_id(app, tokens):
-    from web.db import User, db
+    from web.db import db
+    from web.records import User
 
     browser = login(app.test_client(), "dan")
     with app.app_context():
@@ -141,7 +144,8 @@ def test_an_existing_database_upgrades_and_forgets_tokens_of_deleted_accounts(tm
     from flask_migrate import downgrade, upgrade
 
     from app import create_app
-    from web.db import ApiToken, db
+    from web.db import db
+    from web.records import ApiToken
 
     monkeypatch.setenv("FACEDX_DATA_DIR", str(tmp_path / "data"))
     app = create_app({"TESTING": True})

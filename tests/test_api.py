@@ -7,7 +7,7 @@ def test_health_is_503_until_a_model_is_active(client):
 def test_health_names_the_active_version(app, client, trained):
     import shutil
 
-    from web import get_registry
+    from web.services import get_registry
 
     version = trained[1]
     with app.app_context():

@@ -7,7 +7,7 @@ from tests.conftest import SYNTHETIC_FACES, synthetic_entries, write_zip
 
 def test_files_in_the_data_folder_are_private(app, tmp_path):
     from ml.datasets import import_dataset
-    from web import datasets_root
+    from web.services import datasets_root
 
     archive = write_zip(tmp_path / "c.zip", synthetic_entries(per_class=5))
     with app.app_context():

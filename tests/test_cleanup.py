@@ -105,13 +105,14 @@ def test_at_start_up_what_no_live_job_owns_goes_at_once_and_what_one_owns_stays(
 def test_setup_keeps_what_a_running_import_owns_and_removes_a_killed_ones_at_once(app, tmp_path):
     import json
 
-    from web.db import TrainingJob, db, utcnow
+    from web.db import db
+    from web.records import Job, utcnow
 
     data = tmp_path / "data"
     with app.app_context():
-        db.session.add(TrainingJob(kind="import", dataset="live", status="running", options_json=json.dumps(
+        db.session.add(Job(kind="import", dataset="live", status="running", options_json=json.dumps(
             {"upload": "import-live.zip"}), created_by="ada", heartbeat_at=utcnow(), started_at=utcnow()))
-        db.session.add(TrainingJob(kind="import", dataset="killed", status="running", options_json=json.dumps(
+        db.session.add(Job(kind="import", dataset="killed", status="running", options_json=json.dumps(
             {"upload": "import-killed.zip"}), created_by="ada", heartbeat_at=utcnow() - timedelta(hours=1),
             started_at=utcnow() - timedelta(hours=1)))
         db.session.commit()

@@ -44,7 +44,8 @@ def test_import_train_activate_predict(runner, tmp_path):
 
 
 def audit_log(app):
-    from web.db import AuditEvent, db
+    from web.db import db
+    from web.records import AuditEvent
 
     with app.app_context():
         return [(e.username, e.action, e.target) for e in db.session.query(AuditEvent).order_by(AuditEvent.id)]
@@ -55,7 +56,8 @@ def test_train_runs_as_a_job_that_holds_the_one_training_place_and_is_audited(ap
     import web.cli
     from tests.conftest import SMALL_API_OPTIONS, bearer_headers
     from web.cli import cli_actor
-    from web.db import TrainingJob, db
+    from web.db import db
+    from web.records import Job
 
     archive = write_zip(tmp_path / "c.zip", synthetic_entries(per_class=5))
     run(runner, "dataset", "import", str(archive), "--name", "c", "--face-detector", "haar", "--face-fallback", "whole")
@@ -72,7 +74,7 @@ def test_train_runs_as_a_job_that_holds_the_one_training_place_and_is_audited(ap
     assert refusals[0].status_code == 409 and "one training job runs at a time" in refusals[0].get_json()["message"]
     assert shown[-1].fraction == 1.0
     with app.app_context():
-        job = db.session.execute(db.select(TrainingJob)).scalar_one()
+        job = db.session.execute(db.select(Job)).scalar_one()
         assert (job.kind, job.status, job.created_by) == ("training", "succeeded", cli_actor())
         assert result.output.split("Version ", 1)[1].split()[0] == job.model_version
         job_id, version = job.id, job.model_version
@@ -151,7 +153,8 @@ def test_the_demo_builds_trains_and_activates_a_model_that_says_it_is_a_demo(app
     assert run(runner, "models", "list").output.startswith(f"* {version}")
     assert ("cli:", "model.activate", version) in [(who[:4], action, target) for who, action, target in audit_log(app)]
     with app.app_context():
-        from web.db import IntendedUse, db
+        from web.db import db
+        from web.records import IntendedUse
         assert "not a clinical model" in db.session.get(IntendedUse, version).text
     tried = result.output.split("upload ", 1)[1].split()[0]           # a photo of the first person, not in the set
     body = json.loads((predicted := run(runner, "predict", tried)).output[predicted.output.index("{"):])

@@ -21,21 +21,12 @@ from ml.learning.training import train
 from ml.serving.predictor import Predictor
 from ml.versions import registry as registry_module
 from ml.versions.registry import ModelRegistry
-from tests.conftest import (
-    PROJECT,
-    SMALL_API_OPTIONS,
-    SMALL_TRAINING,
-    bearer_headers,
-    clone_version,
-    form_token,
-    login,
-    synthetic_entries,
-    write_zip,
-)
+from tests.conftest import (PROJECT, SMALL_API_OPTIONS, SMALL_TRAINING, bearer_headers, clone_version, form_token,
+                            login, synthetic_entries, write_zip)
 
 
 def test_a_corrupt_active_model_reports_not_ready_and_recovers(app, client, tokens, trained):
-    from web import get_registry
+    from web.services import get_registry
 
     version = trained[1]
     with app.app_context():
@@ -53,7 +44,7 @@ def test_a_corrupt_active_model_reports_not_ready_and_recovers(app, client, toke
 
 
 def test_a_version_with_a_missing_file_cannot_be_activated(app, client, tokens, trained):
-    from web import get_registry
+    from web.services import get_registry
 
     version = trained[1]
     with app.app_context():
@@ -110,21 +101,22 @@ def test_a_restart_in_every_job_state(tmp_path, monkeypatch, state, after_restar
     from flask_migrate import upgrade
 
     from app import create_app
-    from web.db import TrainingJob, db
+    from web.db import db
     from web.jobs.records import DIED
+    from web.records import Job
 
     monkeypatch.setenv("FACEDX_DATA_DIR", str(tmp_path / "data"))
     first = create_app({"TESTING": True})
     with first.app_context():
         upgrade()
-        db.session.add(TrainingJob(dataset="d", options_json="{}", status=state, pid=2 ** 22 + 7,
+        db.session.add(Job(dataset="d", options_json="{}", status=state, pid=2 ** 22 + 7,
                                    error="earlier error" if state == "failed" else None))
         db.session.commit()
     restarted = create_app({"TESTING": True})                   # a new server on the same data
     result = restarted.test_cli_runner().invoke(args=["setup"])
     assert result.exit_code == 0
     with restarted.app_context():
-        job = db.session.execute(db.select(TrainingJob)).scalar_one()
+        job = db.session.execute(db.select(Job)).scalar_one()
         assert job.status == after_restart
         if state in ("queued", "running"):
             assert job.error == DIED
@@ -259,7 +251,7 @@ def test_a_full_database_shows_the_training_page_that_says_so(haar, client, toke
 
 def test_a_full_disk_during_an_activation_answers_507_and_keeps_the_active_version(app, client, tokens, trained,
                                                                                    monkeypatch):
-    from web import get_registry
+    from web.services import get_registry
 
     version = trained[1]
     with app.app_context():
@@ -308,17 +300,18 @@ def unrelated_process():
 
 def record_job(app, **fields):
     """Store a training job as a server that has since restarted left it; return its id."""
-    from web.db import TrainingJob, db
+    from web.db import db
+    from web.records import Job
 
     with app.app_context():
-        job = TrainingJob(dataset="colours", options_json="{}", **fields)
+        job = Job(dataset="colours", options_json="{}", **fields)
         db.session.add(job)
         db.session.commit()
         return job.id
 
 
 def seconds_ago(seconds):
-    from web.db import utcnow
+    from web.records import utcnow
 
     return utcnow() - timedelta(seconds=seconds)
 
@@ -364,7 +357,8 @@ with create_app({"TESTING": True}).app_context():
 
 
 def test_a_new_job_starts_after_a_dead_one_and_outlives_its_restarted_web_worker(haar, client, tokens, tmp_path):
-    from web.db import TrainingJob, db
+    from web.db import db
+    from web.records import Job
 
     admin = bearer_headers(tokens["admin"])
     dead = record_job(haar, status="running", pid=os.getpid(), created_at=seconds_ago(3600),
@@ -381,7 +375,7 @@ def test_a_new_job_starts_after_a_dead_one_and_outlives_its_restarted_web_worker
         deadline = time.monotonic() + 120
         while True:                       # the web worker is gone; its training goes on, beating
             with haar.app_context():
-                job = db.session.get(TrainingJob, job_id)
+                job = db.session.get(Job, job_id)
                 if job.status == "running" and job.heartbeat_at is not None:
                     break
                 assert job.active and time.monotonic() < deadline, (job.status, job.error)
@@ -391,7 +385,7 @@ def test_a_new_job_starts_after_a_dead_one_and_outlives_its_restarted_web_worker
         assert client.get(f"/api/v1/training-jobs/{dead}", headers=admin).get_json()["status"] == "failed"
     finally:
         with haar.app_context():          # never leave a training running after the test
-            db.session.execute(db.update(TrainingJob).values(cancel_requested=True))
+            db.session.execute(db.update(Job).values(cancel_requested=True))
             db.session.commit()
 
 
@@ -413,7 +407,8 @@ def test_a_job_queue_that_is_down_or_frozen_gets_503_with_the_reason_and_starts_
 
     from app import create_app
     from tests.conftest import free_port, make_user
-    from web.db import TrainingJob, db
+    from web.db import db
+    from web.records import Job
 
     listener = None
     if redis == "frozen":                       # accepts connections (the kernel does) and never answers
@@ -440,6 +435,6 @@ def test_a_job_queue_that_is_down_or_frozen_gets_503_with_the_reason_and_starts_
             listener.close()
     assert response.status_code == 503 and "job queue (Redis) cannot be reached" in response.get_json()["message"]
     with app.app_context():
-        assert not db.session.execute(db.select(TrainingJob).filter(TrainingJob.status.in_(("queued", "running")))
+        assert not db.session.execute(db.select(Job).filter(Job.status.in_(("queued", "running")))
                                       ).scalars().all()
     assert not list((tmp_path / "data").rglob("import-*.zip"))              # the archive was not kept

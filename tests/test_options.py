@@ -108,7 +108,7 @@ def test_the_defaults_are_allowed_and_a_job_record_reads_back():
 @pytest.fixture
 def admin_token(app, tmp_path):
     """Import a small dataset named colours into the app; return an administrator's API token."""
-    from web import datasets_root
+    from web.services import datasets_root
 
     archive = write_zip(tmp_path / "colours.zip", synthetic_entries(per_class=5))
     with app.app_context():
@@ -193,7 +193,7 @@ def test_a_bad_combination_on_the_command_line_exits_1(runner):
 def stub_version(app):
     """Save a model version that holds only a card with trained thresholds; return its name."""
     from ml.versions.card import ModelCard
-    from web import get_registry
+    from web.services import get_registry
 
     def write(folder):
         (folder / "head.bin").write_bytes(b"")
@@ -207,7 +207,7 @@ def stub_version(app):
 
 
 def stored_thresholds(app, version):
-    from web import get_registry
+    from web.services import get_registry
 
     with app.app_context():
         return get_registry().thresholds(version)
@@ -239,7 +239,7 @@ def test_a_threshold_from_0_to_1_is_stored(app, client, tokens):
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -0.5])
 def test_the_registry_refuses_thresholds_outside_0_to_1(app, value):
-    from web import get_registry
+    from web.services import get_registry
 
     version = stub_version(app)
     with app.app_context(), pytest.raises(RegistryError, match="between 0 and 1"):

@@ -155,7 +155,7 @@ def test_an_account_holds_at_most_its_places_and_gets_them_back_after_a_failure(
 
 
 def doctor_id(app, name):
-    from web.db import User
+    from web.records import User
 
     with app.app_context():
         return User.query.filter_by(username=name).one().id

@@ -8,9 +8,9 @@ from ml.datasets import import_dataset
 from ml.errors import TrainingError
 from ml.features.extractor import FaceFeatures, build_extractor
 from ml.learning.evaluation import cross_validation_folds
-from ml.learning.options import TrainingOptions
 from ml.learning.feature_cache import block_features
 from ml.learning.fine_tuning import MIXED_FLOAT16, convolutions_in, fine_tune_precision, split_indices
+from ml.learning.options import TrainingOptions
 from ml.learning.training import run_fraction, train
 from ml.progress import Cancelled, Progress
 from ml.versions.registry import ModelRegistry

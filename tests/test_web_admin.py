@@ -9,18 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import (
-    clone_version,
-    coloured_face,
-    face_haar_misses,
-    form_token,
-    login,
-    png_bytes,
-    synthetic_entries,
-    write_zip,
-)
-from web.db import TrainingJob, db
+from tests.conftest import (clone_version, coloured_face, face_haar_misses, form_token, login, png_bytes,
+                            synthetic_entries, write_zip)
+from web.db import db
 from web.jobs.records import DIED, reconcile
+from web.records import Job
 
 # A softmax head with 1000 epochs: a job that runs until it is stopped.
 LONG_FORM = {"dataset": "colours", "backbone": "vgg16-imagenet", "head": "softmax", "folds": 2, "weights": "none",
@@ -142,7 +135,7 @@ def test_killing_the_training_process_fails_the_job_and_frees_the_slot(admin, tm
         assert time.monotonic() < deadline
         time.sleep(0.2)
     with app.app_context():
-        pid = db.session.get(TrainingJob, job_id).pid
+        pid = db.session.get(Job, job_id).pid
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
     while (job := admin.get(f"/admin/training/{job_id}.json").get_json())["status"] == "running":
@@ -158,16 +151,16 @@ def test_killing_the_training_process_fails_the_job_and_frees_the_slot(admin, tm
 @pytest.mark.parametrize("status", ["queued", "running"])
 def test_a_job_left_behind_by_a_restart_is_marked_failed(app, admin, status):
     with app.app_context():
-        job = TrainingJob(dataset="colours", options_json="{}", status=status, pid=2 ** 22 + 12345)
+        job = Job(dataset="colours", options_json="{}", status=status, pid=2 ** 22 + 12345)
         db.session.add(job)
         db.session.commit()
         job_id = job.id
     body = admin.get(f"/admin/training/{job_id}.json").get_json()
     assert body["status"] == "failed" and body["error"] == DIED
     with app.app_context():
-        assert db.session.get(TrainingJob, job_id).status == status       # reading wrote nothing
+        assert db.session.get(Job, job_id).status == status       # reading wrote nothing
         reconcile()
-        assert db.session.get(TrainingJob, job_id).error == DIED          # what runs before a start records it
+        assert db.session.get(Job, job_id).error == DIED          # what runs before a start records it
 
 
 def small_faces(per_class):
@@ -240,13 +233,13 @@ def test_rejected_photos_show_thumbnails_and_those_without_a_face_can_be_added_w
     assert "Added 1 photos of faces, each used whole." in page and "using the whole photo" not in page
     assert re.search(r"<td>first</td><td class=\"number\">6</td>", page)
     with app.app_context():
-        from web.db import AuditEvent
+        from web.records import AuditEvent
         actions = [e.action for e in db.session.query(AuditEvent)]
     assert actions == ["dataset.import", "dataset.retry_whole"]
 
 
 def test_models_pages_activate_and_roll_back(admin, app, active_model):
-    from web import get_registry
+    from web.services import get_registry
     with app.app_context():
         newer = clone_version(get_registry(), active_model)
     page = admin.get("/admin/models").get_data(as_text=True)
@@ -296,7 +289,7 @@ def test_model_page_shows_calibration_and_takes_thresholds(admin, app, active_mo
     response = post(admin, f"/admin/models/{active_model}/thresholds", f"/admin/models/{active_model}",
                     min_probability="0.75", min_margin="0.2")
     assert response.status_code == 302
-    from web import get_registry
+    from web.services import get_registry
     with app.app_context():
         assert get_registry().thresholds(active_model) == {"min_probability": 0.75, "min_margin": 0.2}
     assert "set by an administrator" in admin.get(f"/admin/models/{active_model}").get_data(as_text=True)
@@ -327,7 +320,7 @@ def test_doctors_cannot_open_the_error_analysis(client, tokens, active_model):
 
 
 def test_a_damaged_card_marks_only_its_version_broken_on_every_route(admin, app, runner, tokens, active_model):
-    from web import get_registry
+    from web.services import get_registry
     with app.app_context():
         damaged = clone_version(get_registry(), active_model)
     (Path(app.config["MODELS_DIR"]) / damaged / "card.json").write_text("{not json")
@@ -381,7 +374,7 @@ def import_here(app, name, per_class=6):
     """Import a generated dataset straight into the app's data folder; return its manifest."""
     from ml.datasets import import_dataset
     from tests.conftest import SYNTHETIC_FACES
-    from web import datasets_root
+    from web.services import datasets_root
 
     archive = write_zip(Path(app.config["UPLOAD_DIR"]) / f"{name}.zip", synthetic_entries(per_class=per_class))
     with app.app_context():
@@ -391,7 +384,7 @@ def import_here(app, name, per_class=6):
 
 
 def audit_actions(app):
-    from web.db import AuditEvent
+    from web.records import AuditEvent
     with app.app_context():
         return [(e.action, e.target) for e in db.session.query(AuditEvent).order_by(AuditEvent.id)]
 
@@ -427,7 +420,7 @@ def test_curation_removes_and_moves_photos_each_change_an_audited_revision(admin
 
 
 def test_a_version_is_tried_on_a_photo_as_a_doctor_would_see_it_without_activating_it(admin, app, active_model):
-    from web import get_predictor, get_registry
+    from web.services import get_predictor, get_registry
     from web.uploads import PHOTO_ENDPOINTS
 
     with app.app_context():
@@ -465,13 +458,13 @@ def test_the_drill_down_heading_names_the_true_class(admin, active_model):
 
 def test_a_finished_job_shows_one_status_its_score_against_the_baselines_and_what_to_do_next(admin, app,
                                                                                              active_model):
-    from web import get_registry
+    from web.services import get_registry
     with app.app_context():
         candidate = clone_version(get_registry(), active_model)
         progress = {"phase": "succeeded", "fraction": 1.0, "fold_accuracies": [1.0, 0.9, 1.0],
                     "baselines": {"majority": 0.33, "hog-svm": 0.8}}
         options = {"backbone": "hog", "head": "linear", "epochs": 30, "regularization": None}
-        job = TrainingJob(dataset="colours", options_json=json.dumps(options), status="succeeded",
+        job = Job(dataset="colours", options_json=json.dumps(options), status="succeeded",
                           progress_json=json.dumps(progress), model_version=candidate)
         db.session.add(job)
         db.session.commit()
@@ -538,7 +531,7 @@ def test_a_model_names_the_dataset_revision_it_was_trained_on_and_finds_its_phot
 def test_a_version_is_deleted_from_the_page_the_api_and_the_command_line_and_audited(app, client, tokens,
                                                                                      active_model):
     from tests.test_accounts import audit_log
-    from web import get_registry
+    from web.services import get_registry
 
     with app.app_context():
         registry = get_registry()

@@ -188,7 +188,7 @@ def test_a_dlib_face_model_serves_the_api_and_the_doctor_page(app, client, token
     import shutil
 
     from tests.conftest import form_token, jpeg_bytes, login
-    from web import get_registry
+    from web.services import get_registry
 
     version = trained_people[1]
     with app.app_context():

@@ -51,11 +51,11 @@ def _signed(client, secret):
 
 def test_an_unknown_name_costs_a_password_check_too(client, tokens, monkeypatch):
     """Timing must not tell which names exist: an unknown name's password is checked against a hash too."""
-    import web.db
+    import web.records
 
     checked = []
-    original = web.db.check_password_hash
-    monkeypatch.setattr(web.db, "check_password_hash", lambda *args: checked.append(args[0]) or original(*args))
+    original = web.records.check_password_hash
+    monkeypatch.setattr(web.records, "check_password_hash", lambda *args: checked.append(args[0]) or original(*args))
     for name in ("dan", "nobody-here"):
         response = client.post("/login", data={"username": name, "password": "wrong password",
                                                "csrf_token": form_token(client, "/login")})
@@ -110,7 +110,8 @@ def test_user_and_token_commands(app, runner):
     token = result.output.split()[-1]
     assert result.exit_code == 0 and len(token) > 30
     with app.app_context():
-        from web.db import ApiToken, db
+        from web.db import db
+        from web.records import ApiToken
         stored = db.session.execute(db.select(ApiToken)).scalar_one()
         assert stored.token_hash != token and stored.token_hash == ApiToken.digest(token)
     client = app.test_client()
@@ -130,7 +131,8 @@ def test_setup_creates_the_first_admin_once(app, runner):
 
 
 def test_a_deleted_accounts_token_and_session_are_not_inherited(app, tokens):
-    from web.db import User, db
+    from web.db import db
+    from web.records import User
 
     browser = login(app.test_client(), "dan")
     with app.app_context():
@@ -147,7 +149,8 @@ def test_a_deleted_accounts_token_and_session_are_not_inherited(app, tokens):
 
 
 def test_deleting_an_account_deletes_its_tokens(app, tokens):
-    from web.db import ApiToken, User, db
+    from web.db import db
+    from web.records import ApiToken, User
 
     with app.app_context():
         db.session.execute(db.delete(User).where(User.username == "dan"))

@@ -77,7 +77,7 @@ def test_result_shows_calibrated_probabilities_a_map_with_its_scale_and_a_print_
 
 def test_the_doctor_is_told_to_refer_when_a_result_is_below_the_thresholds(app, client, tokens, active_model,
                                                                            face_photos):
-    from web import get_registry
+    from web.services import get_registry
 
     login(client, "dan")
     photo = png_bytes(coloured_face("beta", seed=8))
@@ -109,7 +109,7 @@ def result_page(client, label="gamma", seed=3, name="photo.png"):
 
 
 def test_the_result_reads_in_whole_percents_and_in_clinical_terms(app, client, tokens, active_model):
-    from web import get_registry
+    from web.services import get_registry
 
     login(client, "dan")
     page = result_page(client)
@@ -221,7 +221,7 @@ def test_the_form_shows_a_busy_state_and_the_chosen_file_once(client, tokens, ac
 
 
 def test_advice_is_shown_above_the_result(app, client, tokens, active_model, face_photos):
-    from web import get_predictor
+    from web.services import get_predictor
 
     dark = (face_photos["astronaut"] * 0.3).astype(np.uint8)
     with app.app_context():
@@ -257,7 +257,8 @@ def record_assessment(client, page, assessment, **headers):
 
 
 def test_a_doctor_records_and_amends_an_assessment_without_the_photo(app, client, tokens, active_model):
-    from web.db import Feedback, db
+    from web.db import db
+    from web.records import Feedback
 
     login(client, "dan")
     page = result_page(client, "gamma")

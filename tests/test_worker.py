@@ -32,15 +32,16 @@ def test_the_job_process_never_imports_the_web_app(tmp_path):
 def test_a_recorded_import_runs_to_its_end_without_an_app(app, tmp_path):
     """worker.run_job runs outside any app context: the database and the folders come from the settings."""
     import worker
-    from web.db import AuditEvent, TrainingJob, db
+    from web.db import db
     from web.jobs.records import job_settings
+    from web.records import AuditEvent, Job
 
     tmp = tmp_path / "data" / "uploads" / "tmp"
     tmp.mkdir(parents=True)
     write_zip(tmp / "import-1.zip", synthetic_entries(per_class=5))
     options = {"upload": "import-1.zip", "source": "clinic.zip", "face_detector": "haar", "face_fallback": "whole"}
     with app.app_context():
-        job = TrainingJob(kind="import", dataset="colours", options_json=json.dumps(options), created_by="ada")
+        job = Job(kind="import", dataset="colours", options_json=json.dumps(options), created_by="ada")
         db.session.add(job)
         db.session.commit()
         job_id, settings = job.id, job_settings(app.config)
@@ -48,10 +49,34 @@ def test_a_recorded_import_runs_to_its_end_without_an_app(app, tmp_path):
     assert worker.run_job(job_id, settings, seen.append) == "succeeded"
     assert [(p.done, p.total) for p in seen] == [(n, 15) for n in range(1, 16)]
     with app.app_context():
-        job = db.session.get(TrainingJob, job_id)
+        job = db.session.get(Job, job_id)
         assert job.progress == dict(seen[-1].as_dict(), phase="succeeded") and job.heartbeat_at is not None
         assert [(e.username, e.action, e.target) for e in db.session.query(AuditEvent)] == [
             ("ada", "dataset.import", "colours")]
     manifest = json.loads((tmp_path / "data" / "uploads" / "datasets" / "colours" / "dataset.json").read_text())
     assert manifest["source"] == "clinic.zip" and manifest["counts"] == {"alpha": 5, "beta": 5, "gamma": 5}
     assert list(tmp.iterdir()) == []                       # the uploaded archive went with the job
+
+
+FLASK_FREE = """
+import sys
+import worker
+from web.jobs import run
+{kinds}
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("flask", "flask_sqlalchemy", "flask_login", "flask_wtf")))
+"""
+
+
+def test_the_job_process_imports_no_flask_only_plain_sqlalchemy(tmp_path):
+    """What the job process runs (worker.py, web/jobs/run.py and what each kind imports) reaches ml/ without Flask."""
+    import inspect
+
+    from web.jobs import run
+    kinds = "\n".join(line.strip() for line in inspect.getsource(run).splitlines()
+                      if line.startswith("    from ") or line.startswith("    import "))
+    assert "ml.learning.training" in kinds and "ml.datasets" in kinds          # the kinds' own imports
+    env = {"FACEDX_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-c", FLASK_FREE.format(kinds=kinds)], cwd=PROJECT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"

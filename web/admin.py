@@ -4,9 +4,9 @@ from flask import Blueprint, jsonify, redirect, render_template, request, url_fo
 from flask_login import current_user
 
 from ml.datasets import list_datasets
-from web import datasets_root, get_registry
 from web.accounts.auth import admin_required
 from web.jobs.records import list_jobs
+from web.services import datasets_root, get_registry
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 

@@ -3,9 +3,9 @@
 from flask import Blueprint, g, jsonify, request
 
 from ml.errors import FaceDxError
-from web import get_predictor
 from web.accounts.auth import csrf, user_for_token
 from web.errors import error_response
+from web.services import get_predictor
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)          # no cookies here: a bearer token cannot be sent by another site's form

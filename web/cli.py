@@ -40,10 +40,11 @@ def remove_leftovers():
     What a job still running owns is kept; what none owns goes at once (after a minute's quiet).
     """
     from ml.cleanup import LiveJobs, remove_stale
-    from web.db import ACTIVE_STATES, TrainingJob, db
+    from web.db import db
     from web.jobs.records import alive
+    from web.records import ACTIVE_STATES, Job
 
-    jobs = [job for job in db.session.execute(db.select(TrainingJob).filter(TrainingJob.status.in_(ACTIVE_STATES)))
+    jobs = [job for job in db.session.execute(db.select(Job).filter(Job.status.in_(ACTIVE_STATES)))
             .scalars() if alive(job)]
     imports = [job for job in jobs if job.kind == "import"]
     live = LiveJobs(archives={job.options.get("upload") for job in imports}, datasets={job.dataset for job in imports},
@@ -59,9 +60,10 @@ def setup_command():
 
     from flask_migrate import upgrade
 
-    from web.db import User, db
+    from web.db import db
     from web.doctor.privacy import purge_photos
     from web.jobs.records import reconcile
+    from web.records import User
 
     upgrade()
     reconcile()

@@ -15,8 +15,8 @@ from flask.cli import with_appcontext
 
 from ml.datasets.demo import DEMO_DATASET, INTENDED_USE, try_photo, write_demo_folder
 from ml.errors import DatasetNotFound
-from web import datasets_root
 from web.cli import cli_actor, user_errors
+from web.services import datasets_root
 
 
 @click.command("demo")

@@ -10,10 +10,11 @@ from ml.errors import (BundleError, DatasetError, DatasetExists, DatasetNotFound
                        VersionActive, VersionBroken, VersionExists, VersionNotFound, WeightsUnavailable, is_disk_full)
 from ml.serving.explanation_pool import ClientGone, Replaced
 from web.accounts.actions import AccountConflict
-from web.db import db, disk_full
+from web.db import db
 from web.doctor.serving import TooManyAtOnce
 from web.jobs.dispatch import QueueUnavailable
 from web.jobs.records import JobConflict
+from web.records import disk_full
 
 log = logging.getLogger(__name__)
 

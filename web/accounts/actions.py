@@ -5,7 +5,8 @@ The users page and the `user` and `token` commands call these; none of them audi
 import re
 
 from ml.errors import FaceDxError
-from web.db import ApiToken, User, audit, db
+from web.db import audit, db
+from web.records import ApiToken, User
 
 MIN_PASSWORD_LENGTH = 10
 USER_NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")

@@ -16,7 +16,8 @@ from sqlalchemy.exc import OperationalError
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from web.db import ApiToken, EndedLogin, LoginThrottle, User, db, disk_full, utcnow
+from web.db import db
+from web.records import ApiToken, EndedLogin, LoginThrottle, User, disk_full, utcnow
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)

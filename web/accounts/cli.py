@@ -7,7 +7,8 @@ from flask.cli import AppGroup
 from web.accounts.actions import (create_token, create_user, delete_user, disable_user, enable_user, revoke_token,
                                   set_password)
 from web.cli import cli_actor, user_errors
-from web.db import ApiToken, User, db
+from web.db import db
+from web.records import ApiToken, User
 
 user_cli = AppGroup("user", help="Create, list, disable, enable and delete accounts; set passwords.")
 token_cli = AppGroup("token", help="Create, list and revoke API tokens.")

@@ -4,7 +4,8 @@ from flask_login import current_user
 
 from web.accounts import actions
 from web.accounts.auth import admin_required
-from web.db import ApiToken, User, db
+from web.db import db
+from web.records import ApiToken, User
 
 bp = Blueprint("accounts", __name__, url_prefix="/admin/users")
 

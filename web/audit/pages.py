@@ -2,7 +2,8 @@
 from flask import render_template
 
 from web.admin import bp
-from web.db import AuditEvent, db
+from web.db import db
+from web.records import AuditEvent
 
 
 @bp.get("/audit")

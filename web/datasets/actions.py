@@ -4,8 +4,8 @@ The pages, the API and the command line call these; an import started from a pag
 audited by its job when it has imported (web/jobs/run.py).
 """
 from ml import datasets
-from web import datasets_root, import_limits
 from web.db import audit, db
+from web.services import datasets_root, import_limits
 
 
 def import_here(actor, source, name, face, progress=None):

@@ -2,11 +2,11 @@
 from flask import g, jsonify, request
 
 from ml.datasets import list_datasets
-from web import datasets_root
 from web.api import bp
 from web.datasets.imports import dataset_summary, import_state, start_import
 from web.errors import error_response
 from web.jobs.records import cancel, get_job
+from web.services import datasets_root
 
 
 @bp.post("/datasets")

@@ -5,9 +5,9 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from web import datasets_root
 from web.cli import cli_actor, user_errors
 from web.datasets.actions import delete_dataset, import_here
+from web.services import datasets_root
 
 dataset_cli = AppGroup("dataset", help="Import and list labelled datasets.")
 

@@ -7,8 +7,8 @@ from flask import current_app
 from ml.datasets import check_archive, check_new_name, get_dataset
 from ml.errors import FaceDxError
 from ml.photos.faces import FaceOptions
-from web import datasets_root, import_limits
 from web.jobs.records import job_state, start_job
+from web.services import datasets_root, import_limits
 from web.uploads import private_temp_folder
 
 MAX_SOURCE_NAME = 200

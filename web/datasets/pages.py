@@ -10,12 +10,12 @@ from wtforms.validators import DataRequired, ValidationError
 
 from ml.datasets import check_name, get_dataset, list_datasets
 from ml.errors import DatasetError, DatasetNotFound, FaceDxError
-from web import datasets_root
 from web.admin import bp, live_state
 from web.datasets.actions import delete_dataset, move_photo, remove_photo, retry_whole_photos
 from web.datasets.imports import import_state, start_import
 from web.errors import status_of
 from web.jobs.records import cancel, get_job, list_jobs
+from web.services import datasets_root
 
 THUMBNAILS_PER_CLASS = 8
 

@@ -3,11 +3,11 @@ import dataclasses
 
 from flask import g, jsonify, request
 
-from web import get_predictor
 from web.api import bp
 from web.doctor.privacy import decoded_photo
 from web.doctor.serving import analysing, explained
 from web.errors import error_response
+from web.services import get_predictor
 
 
 @bp.post("/predict")

@@ -4,8 +4,8 @@ import json
 import click
 from flask.cli import AppGroup, with_appcontext
 
-from web import get_predictor
 from web.cli import user_errors
+from web.services import get_predictor
 
 photos_cli = AppGroup("photos", help="Kept patient photos (only with FACEDX_KEEP_PHOTOS_DAYS > 0).")
 

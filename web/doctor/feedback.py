@@ -6,7 +6,8 @@ from flask import Blueprint, abort, current_app, flash, jsonify, redirect, rende
 from flask_login import current_user, login_required
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from web.db import Feedback, db
+from web.db import db
+from web.records import Feedback
 
 bp = Blueprint("feedback", __name__)
 

@@ -6,7 +6,6 @@ from flask_login import current_user, login_required
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ml.errors import FaceDxError, NoActiveModel
-from web import get_predictor, get_registry
 from web.doctor.feedback import result_token
 from web.doctor.privacy import decoded_photo
 from web.doctor.serving import analysing
@@ -14,6 +13,7 @@ from web.errors import status_of
 from web.models.summaries import clinical_percent, model_facts
 from web.results import (PredictForm, expected_seconds, map_of_sent_face, refuse, remember_seconds, result_page,
                          shown_name)
+from web.services import get_predictor, get_registry
 
 bp = Blueprint("doctor", __name__)
 bp.add_app_template_filter(clinical_percent)

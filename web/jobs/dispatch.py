@@ -15,7 +15,7 @@ from flask import current_app
 
 from ml.errors import FaceDxError
 from ml.filelock import exclusive_lock
-from web.db import utcnow
+from web.records import utcnow
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]         # where worker.py is
 QUEUE_NAME = "facedx-jobs"

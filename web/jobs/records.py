@@ -12,8 +12,9 @@ import os
 from flask import abort, current_app
 
 from ml.errors import FaceDxError
-from web.db import ACTIVE_STATES, TrainingJob, audit, db, utcnow
+from web.db import audit, db
 from web.jobs.dispatch import current_dispatcher, seconds_since
+from web.records import ACTIVE_STATES, Job, utcnow
 
 NOUNS = {"training": "training job", "import": "dataset import"}
 DIED = "The job's process stopped unexpectedly (it was killed, or the server restarted)."
@@ -40,13 +41,13 @@ def start_job(kind, dataset, options, username, here=False):
     dispatcher = current_dispatcher()
     with dispatcher.start_lock():
         reconcile()
-        running = db.session.execute(db.select(TrainingJob).filter_by(kind=kind)
-                                     .filter(TrainingJob.status.in_(ACTIVE_STATES))).scalars().first()
+        running = db.session.execute(db.select(Job).filter_by(kind=kind)
+                                     .filter(Job.status.in_(ACTIVE_STATES))).scalars().first()
         if running is not None:
             noun = NOUNS[kind]
             raise JobConflict(f"{noun.capitalize()} {running.id} is still {running.status}; one {noun} runs at a "
                               "time. Wait for it or cancel it.")
-        job = TrainingJob(kind=kind, dataset=dataset, options_json=json.dumps(options), created_by=username)
+        job = Job(kind=kind, dataset=dataset, options_json=json.dumps(options), created_by=username)
         if here:
             job.status, job.pid, job.started_at = "running", os.getpid(), utcnow()
             job.heartbeat_at = job.started_at
@@ -65,7 +66,7 @@ def start_job(kind, dataset, options, username, here=False):
 
 def get_job(job_id, kind):
     """Return a job of the given kind as it stands (see observed), or answer 404."""
-    job = db.session.get(TrainingJob, job_id)
+    job = db.session.get(Job, job_id)
     if job is None or job.kind != kind:
         abort(404, f"There is no {NOUNS[kind]} {job_id}.")
     return observed(job)
@@ -73,7 +74,7 @@ def get_job(job_id, kind):
 
 def list_jobs(kind, limit=None):
     """Return the jobs of a kind as they stand, newest first."""
-    query = db.select(TrainingJob).filter_by(kind=kind).order_by(TrainingJob.id.desc()).limit(limit)
+    query = db.select(Job).filter_by(kind=kind).order_by(Job.id.desc()).limit(limit)
     return [observed(job) for job in db.session.execute(query).scalars()]
 
 
@@ -111,7 +112,7 @@ def cancel(actor, job):
 
 def reconcile():
     """Record as failed the jobs whose process is gone (after a crash, a kill or a server restart)."""
-    stale = db.session.execute(db.select(TrainingJob).filter(TrainingJob.status.in_(ACTIVE_STATES))).scalars()
+    stale = db.session.execute(db.select(Job).filter(Job.status.in_(ACTIVE_STATES))).scalars()
     dead = [job for job in stale if not alive(job)]
     for job in dead:
         job.status, job.error, job.finished_at = "failed", DIED, utcnow()

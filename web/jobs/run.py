@@ -14,8 +14,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ml.errors import DiskFull, FaceDxError
 from ml.progress import Cancelled
-from web import datasets_root, import_limits
-from web.db import AuditEvent, TrainingJob, disk_full, utcnow
+from web.records import AuditEvent, Job, disk_full, utcnow
+from web.settings import datasets_root, import_limits
 
 log = logging.getLogger(__name__)
 PROGRESS_INTERVAL_S = 0.5
@@ -27,7 +27,7 @@ class JobRun:
 
     def __init__(self, session, job_id, settings, observe=None):
         self.session, self.settings, self.observe = session, settings, observe
-        self.job = session.get(TrainingJob, job_id)
+        self.job = session.get(Job, job_id)
         self.last_write = 0.0
 
     def run(self):
@@ -144,7 +144,7 @@ def heartbeat(engine, job_id, stop, timeout):
     while not stop.is_set():
         try:
             with engine.begin() as connection:
-                connection.execute(update(TrainingJob.__table__).where(TrainingJob.__table__.c.id == job_id)
+                connection.execute(update(Job.__table__).where(Job.__table__.c.id == job_id)
                                    .values(heartbeat_at=utcnow()))
         except SQLAlchemyError as exc:      # a busy or full database: the next beat may get through
             log.warning("job %s: heartbeat not written (%s)", job_id, type(exc).__name__)

@@ -2,8 +2,9 @@
 
 The pages, the API and the command line call these; none of them audits on its own.
 """
-from web import get_registry
-from web.db import IntendedUse, audit, db
+from web.db import audit, db
+from web.records import IntendedUse
+from web.services import get_registry
 
 
 def activate(actor, version, force=False):

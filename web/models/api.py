@@ -1,13 +1,13 @@
 """The API's model-version endpoints: list, compare, export, import, activate, delete, feedback."""
 from flask import g, jsonify, request
 
-from web import get_registry
 from web.api import bp
 from web.doctor.feedback import agreement
 from web.errors import error_response
 from web.models.actions import activate, delete_version
 from web.models.bundles import bundle_download, bundle_upload
 from web.models.summaries import broken_summary, version_summary
+from web.services import get_registry
 
 
 @bp.get("/models")

@@ -5,8 +5,8 @@ from pathlib import Path
 from flask import current_app, send_file
 
 from ml.versions.bundles import export_bundle, import_bundle
-from web import get_registry
 from web.db import audit, db
+from web.services import get_registry
 from web.uploads import private_temp_folder
 
 

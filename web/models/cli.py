@@ -5,10 +5,10 @@ from pathlib import Path
 import click
 from flask.cli import AppGroup
 
-from web import get_registry
 from web.cli import cli_actor, user_errors
 from web.models.actions import activate, delete_version, rollback
 from web.models.summaries import percent, version_summary
+from web.services import get_registry
 
 models_cli = AppGroup("models", help="List, activate, roll back, export and import model versions.")
 

@@ -7,7 +7,6 @@ from flask_login import current_user
 from ml.datasets import get_dataset, revision
 from ml.errors import FaceDxError, NotUseful
 from ml.photos.images import decode_image
-from web import datasets_root, get_registry
 from web.admin import bp
 from web.doctor.feedback import agreement
 from web.doctor.serving import analysing
@@ -18,6 +17,7 @@ from web.models.forms import IntendedUseForm, ThresholdsForm
 from web.models.summaries import intended_use, version_summary
 from web.models.trials import version_predictor
 from web.results import PredictForm, map_of_sent_face, result_page, shown_name
+from web.services import datasets_root, get_registry
 
 
 @bp.get("/models")

@@ -76,7 +76,8 @@ DEFAULT_INTENDED_USE = (
 
 def intended_use(version_name):
     """Return (what the version is for, who last set it or None for the default)."""
-    from web.db import IntendedUse, db
+    from web.db import db
+    from web.records import IntendedUse
 
     row = db.session.get(IntendedUse, version_name)
     return (row.text, row.updated_by) if row else (DEFAULT_INTENDED_USE, None)

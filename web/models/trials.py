@@ -4,7 +4,7 @@ from collections import OrderedDict
 
 from flask import current_app
 
-from web import get_registry
+from web.services import get_registry
 
 KEPT_LOADED = 2         # versions kept in memory for trying; each holds its own network
 
@@ -20,7 +20,7 @@ class TriedVersions:
         with self.lock:             # one load at a time: a second request for it waits and reuses it
             found = self.predictors.pop(version.version, None)
             if found is None:
-                from ml.serving.predictor import VersionPredictor, load_version   # TensorFlow: only when tried
+                from ml.serving.predictor import VersionPredictor, load_version  # TensorFlow: only when tried
                 found = VersionPredictor(registry, load_version(version), max_pixels)
             self.predictors[version.version] = found
             while len(self.predictors) > self.kept:

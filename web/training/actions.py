@@ -3,9 +3,9 @@ from dataclasses import asdict
 
 from ml.datasets import get_dataset
 from ml.learning.options import TrainingOptions
-from web import datasets_root
 from web.db import audit, db
 from web.jobs.records import start_job
+from web.services import datasets_root
 
 
 def start_training(actor, dataset_name, options, here=False):

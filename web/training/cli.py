@@ -5,9 +5,9 @@ from flask.cli import with_appcontext
 
 from ml.errors import TrainingError
 from ml.learning.options import OPTION_SPECS
-from web import get_registry
 from web.cli import cli_actor, remove_leftovers, user_errors
 from web.models.summaries import percent, version_summary
+from web.services import get_registry
 
 
 class TrainingOptionType(click.ParamType):

@@ -6,11 +6,11 @@ from wtforms import SelectChoice
 from ml.datasets import list_datasets
 from ml.errors import FaceDxError
 from ml.learning.options import OPTION_SPECS
-from web import datasets_root, get_registry
 from web.admin import bp, live_state
 from web.errors import status_of
 from web.jobs.records import cancel, get_job, job_state, list_jobs
 from web.models.summaries import version_summary
+from web.services import datasets_root, get_registry
 from web.training.actions import start_training
 from web.training.forms import TrainingForm
 
