@@ -89,7 +89,7 @@ def post_worker_init(worker):
 
     from ml.errors import FaceDxError
     from ml.photos.faces import detect_faces
-    from web import get_predictor
+    from web.services import get_predictor
 
     app = worker.app.wsgi()
     with app.app_context():

@@ -93,7 +93,7 @@ def attribution_map(loaded, crop, class_index=None):
 
 def grad_cam(backbone, head, crop, class_index):
     """Grad-CAM on VGG16's last convolution: where the evidence for `class_index` lies."""
-    import tensorflow as tf      # here: the pages that show maps, and the commands, start without it
+    import tensorflow as tf  # here: the pages that show maps, and the commands, start without it
 
     vgg = backbone.base
     upto_conv = backbone.submodel(LAST_CONV)
