@@ -23,7 +23,7 @@ def test_import_train_activate_predict(runner, tmp_path):
     result = run(runner, "train", "--dataset", "colours", "--backbone", "vgg16-imagenet", "--weights", "none",
                  "--image-size", "32", "--folds", "3", "--head", "softmax", "--epochs", "20")
     assert result.exit_code == 0, result.output
-    assert "cross-validation fold 3/3" in result.output and "head epoch 1/20" in result.output
+    assert "cross-validation: fold 3 of 3" in result.output and "training the head: epoch 1 of 20" in result.output
     assert "3-fold stratified cross-validation" in result.output
     assert "baseline majority" in result.output and "baseline hog-svm" in result.output
     version = result.output.split("Version ", 1)[1].split()[0]

@@ -251,13 +251,12 @@ def test_every_step_after_a_fold_repeats_the_fold_scores_but_epochs_of_curves_do
 
 def test_the_share_of_a_run_done_only_grows_and_ends_at_one():
     options = TrainingOptions(backbone="vgg16-imagenet", head="softmax", epochs=3, fine_tune_epochs=2)
-    events = ([{"phase": "loading"}]
-              + [{"phase": "features", "part": part, "parts": 2, "done": done, "total": 10}
-                 for part in (0, 1) for done in (0, 5, 10)]
-              + [{"phase": "head", "epoch": n, "epochs": 3} for n in (1, 2, 3)]
-              + [{"phase": "fine-tune", "epoch": n, "epochs": 2} for n in (1, 2)]
-              + [{"phase": "evaluating"}, {"phase": "saving"}, {"phase": "saved"}])
-    fractions = [run_fraction(event, options) for event in events]
+    steps = ([Progress("loading")]
+             + [Progress("features", part=part, parts=2, done=done, total=10) for part in (0, 1) for done in (0, 5, 10)]
+             + [Progress("head", epoch=n, epochs=3) for n in (1, 2, 3)]
+             + [Progress("fine-tune", epoch=n, epochs=2) for n in (1, 2)]
+             + [Progress("evaluating"), Progress("saving"), Progress("saved")])
+    fractions = [run_fraction(step, options) for step in steps]
     assert fractions == sorted(fractions) and fractions[0] == 0 and fractions[-1] == 1.0
 
 

@@ -188,11 +188,11 @@ def test_an_import_of_2000_photos_answers_at_once_and_shows_photo_n_of_n(admin, 
         assert time.monotonic() < deadline
         time.sleep(0.1)
     if state["status"] == "running":
-        assert re.fullmatch(r"photo [\d,]+ of 2,000 · [\d.]+ photos a second · about \d+ (s|min) left",
-                            state["summary"]), state["summary"]
+        assert re.fullmatch(r"importing photos: photo [\d,]+ of 2,000 · [\d.]+ photos a second · "
+                            r"about \d+ (s|min) left", state["summary"]), state["summary"]
     state = import_ended(admin, response)
     assert state["status"] == "succeeded" and state["progress"]["fraction"] == 1.0
-    assert state["summary"].startswith("photo 2,000 of 2,000") and state["result"]["images"] == 2000
+    assert state["summary"].startswith("importing photos: photo 2,000 of 2,000") and state["result"]["images"] == 2000
 
 
 def test_a_cancelled_import_keeps_nothing(admin, tmp_path, app):

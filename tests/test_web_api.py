@@ -108,7 +108,7 @@ def test_dataset_upload_answers_at_once_and_the_import_job_tells_the_result(clie
     result = job["result"]
     assert job["status"] == "succeeded" and result["counts"] == {"alpha": 8, "beta": 8, "gamma": 8}
     assert result["rejected"] == [{"file": "alpha/notes.txt", "reason": result["rejected"][0]["reason"]}]
-    assert job["progress"]["fraction"] == 1.0 and job["summary"].startswith("photo 25 of 25")
+    assert job["progress"]["fraction"] == 1.0 and job["summary"].startswith("importing photos: photo 25 of 25")
     assert client.get(f"/api/v1/training-jobs/{body['id']}", headers=bearer(admin)).status_code == 404
     cancel = client.post(f"/api/v1/dataset-imports/{body['id']}/cancel", headers=bearer(admin))
     assert cancel.status_code == 409 and "has already ended (succeeded)" in cancel.get_json()["message"]

@@ -7,6 +7,7 @@ import numpy as np
 
 from ml.features.extractor import FaceFeatures
 from ml.learning.options import VGG_BLOCKS
+from ml.progress import Progress
 
 
 def block_features(blocks, extractors, crops, digests, cache_root, report):
@@ -20,12 +21,12 @@ def block_features(blocks, extractors, crops, digests, cache_root, report):
     sources += [(extractors[name], [name]) for name in blocks if name in VGG_BLOCKS]
     found = {}
     for part, (extractor, names) in enumerate(sources):
-        step = {"phase": "features", "part": part, "parts": len(sources)}        # one pass per source
+        step = Progress("features", part=part, parts=len(sources))              # one pass per source
         caches = [cache_root / cache_id if cache_id else None for cache_id in extractor.cache_ids]
         vectors = [_read_cache(cache, digests) for cache in caches]
         missing = [i for i, digest in enumerate(digests) if any(digest not in v for v in vectors)]
         total, done = len(digests), len(digests) - len(missing)
-        report(dict(step, done=done, total=total))
+        report(step.replace(done=done, total=total))
         for start in range(0, len(missing), 16):
             chunk = missing[start:start + 16]
             for cache, stored, computed in zip(caches, vectors, extractor.block_features(crops[chunk])):
@@ -33,7 +34,7 @@ def block_features(blocks, extractors, crops, digests, cache_root, report):
                     stored[digests[i]] = vector
                     if cache is not None:
                         _save_atomically(cache / f"{digests[i]}.npy", vector)
-            report(dict(step, done=done + start + len(chunk), total=total))
+            report(step.replace(done=done + start + len(chunk), total=total))
         for name, stored in zip(names, vectors):
             found[name] = np.stack([stored[digest] for digest in digests]).astype(np.float64)
     return found

@@ -15,6 +15,7 @@ from ml.learning.calibration import apply_temperature, choose_temperature, choos
 from ml.learning.card_figures import baseline_predictions, baseline_scores, calibration_figures, clinical_metrics
 from ml.learning.evaluation import cross_validation_folds, evaluate
 from ml.learning.heads import SoftmaxHead, class_weights, fit_with_progress
+from ml.progress import Progress
 
 MIXED_FLOAT16 = "mixed_float16"
 
@@ -51,7 +52,7 @@ def save_fine_tuned(dataset, options, registry, backbone, crops, features, label
     tune = fine_tune_face if isinstance(backbone, FaceFeatures) else fine_tune
     tuned, precision = tune(backbone, head, crops, labels, split, options, report)
     history += tuned
-    report({"phase": "evaluating"})
+    report(Progress("evaluating"))
     validation = head.probabilities(backbone.features(crops[val]))
     if np.bincount(labels[val]).min() >= 2:     # enough to check calibration on half it was not fitted on
         halves, _, _ = cross_validation_folds(labels[val], None, 2, options.seed)

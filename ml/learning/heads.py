@@ -7,6 +7,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from ml.errors import TrainingError
 from ml.learning.pipelines import LinearModel
+from ml.progress import METRICS, Progress
 
 HEAD_ARRAYS = "head.npz"
 
@@ -148,7 +149,7 @@ class SoftmaxHead:
 
 def fit_with_progress(model, phase, epochs, options, report, **fit_args):
     """Run model.fit with early stopping on validation loss and per-epoch progress; return the epochs."""
-    progress = ProgressCallback(phase, epochs, report or (lambda event: None))
+    progress = ProgressCallback(phase, epochs, report or (lambda step: None))
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=options.patience, restore_best_weights=True)
     model.fit(epochs=epochs, verbose=0, callbacks=[progress, stop], **fit_args)
     return progress.history
@@ -164,7 +165,7 @@ class ProgressCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        event = {"phase": self.phase, "epoch": epoch + 1, "epochs": self.epochs}
-        event.update({k: float(logs[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs})
-        self.history.append(event)
-        self.report(event)
+        step = Progress(self.phase, epoch=epoch + 1, epochs=self.epochs,
+                        metrics={name: float(logs[name]) for name in METRICS if name in logs})
+        self.history.append({"phase": step.phase, "epoch": step.epoch, "epochs": step.epochs} | step.metrics)
+        self.report(step)

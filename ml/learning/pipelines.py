@@ -17,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
 from ml.learning.evaluation import cross_validation_folds
+from ml.progress import Progress
 
 C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
 BASELINE_SVM_C = 0.01          # the classical baseline's recipe: standardised HOG, linear SVM, C 0.01
@@ -248,7 +249,7 @@ def choose(features, labels, groups, configs, options, report=None, baseline=BAS
 
     `features` must hold every block the configs (and the baseline, unless it is None) use.
     """
-    report = report or (lambda event: None)
+    report = report or (lambda step: None)
     n_classes = int(labels.max()) + 1
     folds, grouped, n_folds = cross_validation_folds(labels, groups, options.folds, options.seed)
     scored = list(dict.fromkeys(list(configs) + ([baseline] if baseline else [])))
@@ -256,13 +257,13 @@ def choose(features, labels, groups, configs, options, report=None, baseline=BAS
     grams = Grams(features)
 
     def fold_done(number, pooled):         # every candidate scored on one more fold
-        report({"phase": "cross-validation", "fold": number, "folds": n_folds,
-                "candidates": candidates_so_far(pooled, labels, folds[:number], configs)})
+        report(Progress("cross-validation", fold=number, folds=n_folds,
+                        candidates=candidates_so_far(pooled, labels, folds[:number], configs)))
     outer = cv_predictions(grams, labels, folds, scored, n_classes, options.seed, timings, fold_done)
     nested = np.zeros((len(labels), n_classes))
     chosen = []
     for number, (train, test) in enumerate(folds, 1):
-        report({"phase": "nested selection", "fold": number, "folds": n_folds})
+        report(Progress("nested selection", fold=number, folds=n_folds))
         if len(configs) == 1:
             best = configs[0]
         else:
@@ -273,8 +274,8 @@ def choose(features, labels, groups, configs, options, report=None, baseline=BAS
             best = max(configs, key=lambda c: rank_key(inner_pred[c], labels, inner))
         chosen.append(best)
         nested[test] = outer[best][test]
-        report({"phase": "nested selection", "fold": number, "folds": n_folds,
-                **folds_so_far(nested, outer[baseline] if baseline else None, labels, folds[:number])})
+        report(Progress("nested selection", fold=number, folds=n_folds,
+                        **folds_so_far(nested, outer[baseline] if baseline else None, labels, folds[:number])))
     winner = max(configs, key=lambda c: rank_key(outer[c], labels, folds))
     return Choice(winner, nested, outer[winner], fold_accuracies(nested, labels, folds),
                   [c.pipeline for c in chosen],

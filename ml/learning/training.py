@@ -69,7 +69,7 @@ def train(dataset, options, registry, pretrained_dirs=(), progress=None):
     if options.fine_tune_epochs and not (len(pipelines) == 1 and pipelines[0] in FINE_TUNABLE):
         raise TrainingError(f"The {options.backbone} backbone cannot be fine-tuned; set fine_tune_epochs to 0 "
                             f"(fine-tunable: {', '.join(FINE_TUNABLE)}).")
-    report({"phase": "loading"})
+    report(Progress("loading"))
     crops, labels, digests, groups = dataset.load_crops()
     n_classes = len(dataset.labels)
     if np.bincount(labels, minlength=n_classes).min() < 3:
@@ -99,7 +99,7 @@ def train(dataset, options, registry, pretrained_dirs=(), progress=None):
     metrics.update(method="cross-validation", folds=len(folds), grouped=grouped, note=_cv_note(
         len(folds), grouped, options.backbone == "auto"), candidates=candidates, chosen_per_fold=chosen_per_fold,
         selection=selection)
-    report({"phase": "final head"})
+    report(Progress("final head"))
     extractor = extractors.get(chosen.pipeline) or build_extractor("+".join(chosen.blocks), options, pretrained_dirs)
     x = np.concatenate([features[name] for name in chosen.blocks], axis=1)
     sizes = [features[name].shape[1] for name in chosen.blocks]
@@ -128,32 +128,32 @@ def progress_reporter(options, progress):
         return lambda event: None
     scores = {}
 
-    def report(event):
-        scores.update((key, event[key]) for key in SCORES_SO_FAR if key in event)
-        if "epoch" not in event:            # an epoch of a curve is kept in the history: without them
-            event = dict(scores, **event)
-        progress(Progress.of(event, run_fraction(event, options)))
+    def report(step):
+        scores.update((key, getattr(step, key)) for key in SCORES_SO_FAR if getattr(step, key) is not None)
+        if not step.curve_point:            # an epoch of a curve is kept in the history: without them
+            step = step.replace(**{key: value for key, value in scores.items() if getattr(step, key) is None})
+        progress(step.replace(fraction=run_fraction(step, options)))
     return report
 
 
-def run_fraction(event, options):
-    """Estimate the share of the whole run done, 0..1, at a step event (features take about half of it)."""
-    return round(_share_done(event, options), 4)       # sums of shares must not step back by a rounding error
+def run_fraction(step, options):
+    """Estimate the share of the whole run done, 0..1, at a step (features take about half of it)."""
+    return round(_share_done(step, options), 4)       # sums of shares must not step back by a rounding error
 
 
-def _share_done(event, options):
-    phase = event["phase"]
+def _share_done(step, options):
+    phase = step.phase
     if phase == "features":                                         # each source of features in turn
-        return 0.5 * (event.get("part", 0) + event["done"] / max(event["total"], 1)) / event.get("parts", 1)
+        return 0.5 * ((step.part or 0) + step.done / max(step.total, 1)) / (step.parts or 1)
     if phase == "cross-validation":
-        within = event.get("fold_epoch", 0) / max(event.get("fold_epochs", 1), 1)
-        return 0.55 + 0.15 * (event["fold"] - 1 + within) / event["folds"]
+        within = (step.fold_epoch or 0) / max(step.fold_epochs or 1, 1)
+        return 0.55 + 0.15 * (step.fold - 1 + within) / step.folds
     if phase == "nested selection":                                 # auto: the choice inside each fold
-        return 0.7 + 0.15 * (event["fold"] - 1) / event["folds"]
+        return 0.7 + 0.15 * (step.fold - 1) / step.folds
     if phase == "head" and not options.fine_tune_epochs:           # the final head, after cross-validation
-        return 0.85 + 0.1 * event["epoch"] / options.epochs
+        return 0.85 + 0.1 * step.epoch / options.epochs
     if phase in ("head", "fine-tune"):                             # held-out run with fine-tuning
-        done = event["epoch"] + (options.epochs if phase == "fine-tune" else 0)
+        done = step.epoch + (options.epochs if phase == "fine-tune" else 0)
         return 0.55 + 0.4 * done / (options.epochs + options.fine_tune_epochs)
     return {"baselines": 0.5, "final head": 0.85, "evaluating": 0.95, "saving": 0.97, "saved": 1.0}.get(phase, 0.0)
 
@@ -166,16 +166,16 @@ def _softmax_cv(features, labels, groups, pipeline, n_classes, options, report):
     raw = np.zeros((len(labels), n_classes))
     baseline = baseline_predictions(features, labels, folds, n_classes, options)
     for number, (train_idx, test_idx) in enumerate(folds, 1):
-        def fold_report(event, number=number):      # epochs inside a fold: progress only, no curves
-            report({"phase": "cross-validation", "fold": number, "folds": n_folds,
-                    "fold_epoch": event["epoch"], "fold_epochs": event["epochs"]})
-        report({"phase": "cross-validation", "fold": number, "folds": n_folds})
+        def fold_report(epoch, number=number):      # epochs inside a fold: progress only, no curves
+            report(Progress("cross-validation", fold=number, folds=n_folds, fold_epoch=epoch.epoch,
+                            fold_epochs=epoch.epochs))
+        report(Progress("cross-validation", fold=number, folds=n_folds))
         head = SoftmaxHead(n_classes, options)
         head.fit(x[train_idx], labels[train_idx], fold_report)
         raw[test_idx] = head.probabilities(x[test_idx])
-        report({"phase": "cross-validation", "fold": number, "folds": n_folds, "fold_epoch": options.epochs,
-                "fold_epochs": options.epochs,        # the fold's epochs are over (early stopping may end them sooner)
-                **folds_so_far(raw, baseline, labels, folds[:number])})
+        report(Progress("cross-validation", fold=number, folds=n_folds, fold_epoch=options.epochs,
+                        fold_epochs=options.epochs,   # the fold's epochs are over (early stopping may end them sooner)
+                        **folds_so_far(raw, baseline, labels, folds[:number])))
     accuracies = fold_accuracies(raw, labels, folds)
     candidates = [{"pipeline": pipeline, "head": "softmax", "C": None, "accuracy": float(np.mean(accuracies)),
                    "accuracy_std": float(np.std(accuracies)), "seconds": None, "chosen": True}]
@@ -215,7 +215,7 @@ def assess(raw, labels, folds, label_names, attributes, baseline, served):
 
 def _save(dataset, options, registry, extractor, head, novelty, pipeline, history, metrics, temperature,
           thresholds, calibrated, labels, started, report, only=None):
-    report({"phase": "saving"})
+    report(Progress("saving"))
     card = ModelCard(
         labels=dataset.labels,
         backbone=extractor.describe(),
@@ -243,7 +243,7 @@ def _save(dataset, options, registry, extractor, head, novelty, pipeline, histor
         files = extractor.save(folder) + head.save(folder) + ["evaluation.json"]
         return files + (novelty.save(folder) if novelty is not None else [])
     version = registry.save(card, write)
-    report({"phase": "saved"})
+    report(Progress("saved"))
     return version
 
 

@@ -5,10 +5,6 @@
 (function () {
   "use strict";
   var data = JSON.parse(document.getElementById("job-data").textContent);
-  var STEPS = {"loading": "loading the photos", "features": "computing features",
-               "cross-validation": "cross-validation", "nested selection": "choosing the pipeline inside each fold",
-               "final head": "training the final model on all photos", "head": "training the head",
-               "fine-tune": "fine-tuning", "evaluating": "evaluating", "saving": "saving", "saved": "saved"};
   var ACTIVE = ["queued", "running"];
 
   function curves(history) {
@@ -26,17 +22,8 @@
   var names = JSON.parse(document.getElementById("baseline-names").textContent);
   var seen = {};              // the latest scores of each kind: kept when a later record leaves them out
 
-  function step(progress) {
-    var words = STEPS[progress.phase] || progress.phase || "";
-    if (progress.phase === "features" && progress.total) {
-      words += ": photo " + progress.done + " of " + progress.total;
-    } else if (progress.fold) {
-      words += ": fold " + progress.fold + " of " + progress.folds;
-      if (progress.fold_epoch) { words += ", epoch " + progress.fold_epoch + " of " + progress.fold_epochs; }
-    } else if (progress.epoch) {
-      words += ": epoch " + progress.epoch + " of " + progress.epochs;
-    }
-    return words ? "· " + words : "";
+  function step(progress) {             // the server puts every step into words (ml/progress.py)
+    return progress.step ? "· " + progress.step : "";
   }
 
   function showFolds(scores) {

@@ -42,7 +42,7 @@ def source_name(filename):
 
 def import_state(job):
     """Return an import job as JSON: the job, its progress in words and, once done, the dataset it made."""
-    body = job_state(job) | {"summary": progress_text(job.progress)}
+    body = job_state(job) | {"summary": job.progress.get("step", "")}
     if job.status == "succeeded":
         try:
             dataset = get_dataset(datasets_root(), job.dataset)
@@ -50,28 +50,6 @@ def import_state(job):
             return body
         body["result"] = dataset_summary(dataset) | {"rejected": dataset.manifest["rejected"]}
     return body
-
-
-def progress_text(progress):
-    """Say how far an import is: photo n of N, the rate, the time left."""
-    if progress.get("total") is None:
-        return ""
-    words = [f"photo {progress['done']:,} of {progress['total']:,}"]
-    if progress.get("rate"):
-        words.append(f"{progress['rate']:.1f} photos a second")
-    if progress.get("seconds_left") is not None and progress["done"] < progress["total"]:
-        words.append(f"about {duration(progress['seconds_left'])} left")
-    return " · ".join(words)
-
-
-def duration(seconds):
-    """Return a duration in the largest unit that fits: 40 s, 3 min, 2 h 10 min."""
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{round(seconds / 60)} min"
-    return f"{seconds // 3600} h {round(seconds % 3600 / 60)} min"
 
 
 def dataset_summary(dataset):

@@ -91,7 +91,7 @@ class JobRun:
         """Record the job's end: its status, the fields it set and its last progress; return the status."""
         job = self.job
         job.status, job.finished_at = status, utcnow()
-        job.progress_json = json.dumps(dict(job.progress, phase=status))
+        job.progress_json = json.dumps(dict(job.progress, phase=status))     # its last step's words stay
         for name, value in fields.items():
             setattr(job, name, value)
         self.session.commit()

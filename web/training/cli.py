@@ -87,16 +87,9 @@ def print_version(version):
 
 
 def print_progress(progress):
-    """Print one training Progress record as a line on stderr: the share of the run done, the step, its counts."""
-    step = progress.phase
-    if progress.curve_point:
-        step += f" epoch {progress.epoch}/{progress.epochs}  " + "  ".join(
-            f"{name} {value:.4f}" for name, value in progress.metrics.items())
-    elif progress.total is not None:
-        step += f" {progress.done}/{progress.total}"
-    elif progress.fold is not None:
-        step += f" fold {progress.fold}/{progress.folds}"
-    click.echo(f"[{progress.fraction:4.0%}] {step}", err=True)
+    """Print one training Progress record as a line on stderr: the share of the run done, the step in words."""
+    metrics = "".join(f"  {name} {value:.4f}" for name, value in progress.metrics.items())
+    click.echo(f"[{progress.fraction:4.0%}] {progress.words}{metrics}", err=True)
 
 
 @click.command("worker")
