@@ -403,7 +403,7 @@ def test_moving_a_photo_keeps_its_crop_and_so_its_cached_features(tmp_path, six_
     crops, labels, digests, _ = after.load_crops()
     events = []
     block_features(["hog"], {}, crops, digests, after.path / "features", events.append)
-    assert [(e["done"], e["total"]) for e in events] == [(12, 12)]          # nothing computed again
+    assert [(step.done, step.total) for step in events] == [(12, 12)]       # nothing computed again
     assert list(np.bincount(labels)) == [5, 7]
 
 

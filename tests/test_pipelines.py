@@ -77,14 +77,14 @@ def test_choosing_reports_each_fold_and_every_candidate_as_they_are_scored():
     features["hog"] = features["noise"]               # the classical baseline's block
     events = []
     choose(features, labels, None, CANDIDATES, TrainingOptions(folds=4), events.append)
-    scored = [e for e in events if "candidates" in e]
-    assert [e["fold"] for e in scored] == [1, 2, 3, 4] and scored[0]["phase"] == "cross-validation"
-    assert {row["pipeline"] for row in scored[-1]["candidates"]} == {"signal", "noise", "signal+noise"}
-    folds = [e for e in events if "fold_accuracies" in e]
-    assert [len(e["fold_accuracies"]) for e in folds] == [1, 2, 3, 4]
-    assert all(e["phase"] == "nested selection" for e in folds)
-    assert set(folds[-1]["baselines"]) == {"majority", "hog-svm"} and folds[-1]["baselines"]["majority"] == 0.5
-    assert np.mean(folds[-1]["fold_accuracies"]) > 0.85
+    scored = [step for step in events if step.candidates is not None]
+    assert [step.fold for step in scored] == [1, 2, 3, 4] and scored[0].phase == "cross-validation"
+    assert {row["pipeline"] for row in scored[-1].candidates} == {"signal", "noise", "signal+noise"}
+    folds = [step for step in events if step.fold_accuracies is not None]
+    assert [len(step.fold_accuracies) for step in folds] == [1, 2, 3, 4]
+    assert all(step.phase == "nested selection" for step in folds)
+    assert set(folds[-1].baselines) == {"majority", "hog-svm"} and folds[-1].baselines["majority"] == 0.5
+    assert np.mean(folds[-1].fold_accuracies) > 0.85
 
 
 @pytest.mark.parametrize("n_classes,head", [(2, "linear"), (3, "linear"), (3, "svm")])
