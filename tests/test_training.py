@@ -26,12 +26,12 @@ def colours(tmp_path):
 def test_cross_validated_training_learns_and_writes_a_complete_card(trained):
     registry, version, dataset = trained
     card, metrics = version.card, version.card.metrics
-    assert metrics["method"] == "cross-validation" and metrics["folds"] == 3 and metrics["grouped"] is False
-    assert metrics["accuracy"] >= 0.8, metrics            # chance is 1/3
-    assert metrics["accuracy"] > metrics["baselines"]["majority"]["accuracy"] + 0.3
-    assert set(metrics["baselines"]) == {"majority", "hog-svm"}
-    assert metrics["n"] == 42 and sum(map(sum, metrics["confusion_matrix"])) == 42
-    assert len(metrics["fold_accuracies"]) == 3 and metrics["accuracy_std"] >= 0
+    assert metrics.method == "cross-validation" and metrics.folds == 3 and metrics.grouped is False
+    assert metrics.accuracy >= 0.8, metrics            # chance is 1/3
+    assert metrics.accuracy > metrics.baselines["majority"]["accuracy"] + 0.3
+    assert set(metrics.baselines) == {"majority", "hog-svm"}
+    assert metrics.n == 42 and sum(map(sum, metrics.confusion_matrix)) == 42
+    assert len(metrics.fold_accuracies) == 3 and metrics.accuracy_std >= 0
     assert card.labels == ["alpha", "beta", "gamma"] and card.head == "linear"
     assert card.backbone["name"] == "vgg16-imagenet" and card.backbone["weights"]["name"] == "none"
     assert card.dataset == {"id": "colours", "checksum": dataset.manifest["checksum"], "images": 42}
@@ -40,13 +40,13 @@ def test_cross_validated_training_learns_and_writes_a_complete_card(trained):
     assert set(card.software) >= {"tensorflow", "keras", "numpy", "scikit-learn", "opencv"}
     assert sorted(card.files) == ["backbone.keras", "evaluation.json", "head.npz", "novelty.npz"]
     assert card.format == 2 and card.pipeline["name"] == "vgg16-imagenet" and card.pipeline["C"] == 0.01
-    assert set(metrics["clinical"]) == {"alpha", "beta", "gamma"} and metrics["subgroups"] == []
-    assert metrics["usefulness"]["useful"] is True
+    assert set(metrics.clinical) == {"alpha", "beta", "gamma"} and metrics.subgroups == []
+    assert metrics.usefulness["useful"] is True
 
 
 def test_a_linear_head_on_face_recognition_features_tells_two_people_apart(trained_people):
     version = trained_people[1]
-    assert version.card.metrics["accuracy"] == 1.0
+    assert version.card.metrics.accuracy == 1.0
     assert version.card.files == ["head.npz", "evaluation.json", "novelty.npz"]
     assert version.card.backbone["alignment"].startswith("dlib 5-point")
 
@@ -76,7 +76,7 @@ def test_a_dataset_that_names_people_is_evaluated_with_grouped_folds(tmp_path):
     dataset = import_dataset(write_zip(tmp_path / "p.zip", entries), "people", tmp_path / "d", face=SYNTHETIC_FACES)
     assert dataset.grouped
     version = train(dataset, SMALL_TRAINING, ModelRegistry(tmp_path / "m"))
-    assert version.card.metrics["grouped"] is True and "grouped by person" in version.card.metrics["note"]
+    assert version.card.metrics.grouped is True and "grouped by person" in version.card.metrics.note
 
 
 def test_split_is_stratified_disjoint_and_repeatable():
@@ -131,8 +131,8 @@ def test_fine_tuning_is_evaluated_on_a_held_out_split(tmp_path, colours):
     phases = [e["phase"] for e in version.card.history]
     assert phases.index("fine-tune") > phases.index("head")
     metrics = version.card.metrics
-    assert metrics["method"] == "held-out" and metrics["accuracy_std"] is None and "held-out" in metrics["note"]
-    assert metrics["n"] == metrics["split"]["test"] and set(metrics["baselines"]) == {"majority", "hog-svm"}
+    assert metrics.method == "held-out" and metrics.accuracy_std is None and "held-out" in metrics.note
+    assert metrics.n == metrics.split["test"] and set(metrics.baselines) == {"majority", "hog-svm"}
 
 
 def test_fine_tuning_in_mixed_precision_trains_the_saved_float32_network(tmp_path, colours):
@@ -141,7 +141,7 @@ def test_fine_tuning_in_mixed_precision_trains_the_saved_float32_network(tmp_pat
     keras.utils.set_random_seed(options.seed)             # what train() starts from
     initial = build_extractor("vgg16-imagenet", options).base
     version = train(colours, options, ModelRegistry(tmp_path / "models"))
-    assert version.card.metrics["fine_tune_precision"] == MIXED_FLOAT16
+    assert version.card.metrics.fine_tune_precision == MIXED_FLOAT16
     saved = keras.saving.load_model(version.path / "backbone.keras", compile=False).get_layer("vgg16")
     assert all(w.dtype == "float32" for w in saved.weights)
     assert all(layer.compute_dtype == "float32" for layer in saved.layers)      # serving stays float32
@@ -215,7 +215,7 @@ def test_fine_tuning_the_face_network_trains_its_tail_and_serves_it(tuned_people
     _, version = tuned_people
     card = version.card
     phases = [e["phase"] for e in card.history]
-    assert phases.index("fine-tune") > phases.index("head") and card.metrics["method"] == "held-out"
+    assert phases.index("fine-tune") > phases.index("head") and card.metrics.method == "held-out"
     assert card.backbone["blocks"][0]["fine_tuned"] and TAIL_FILE in card.files
     dlib_tail, tuned_tail = DlibResnet().tail_weights(), DlibResnet.tuned_from(version.path).tail_weights()
     moved = [not np.allclose(a, b) for a, b in zip(dlib_tail, tuned_tail)]

@@ -118,7 +118,7 @@ def test_the_result_reads_in_whole_percents_and_in_clinical_terms(app, client, t
     assert len(shown) == 3 and all(re.fullmatch(r">99%|<1%|[1-9][0-9]?%", text) for text in shown), shown
     assert re.search(r"Most likely: <strong id=\"top-label\">gamma</strong> \((>99|[1-9][0-9]?)%\)", page)
     with app.app_context():
-        figures = get_registry().get(active_model).card.metrics["clinical"]["gamma"]
+        figures = get_registry().get(active_model).card.metrics.clinical["gamma"]
     sensitivity, specificity = figures["sensitivity"], figures["specificity"]
     sentence = " ".join(re.search(r'<p id="clinical-sentence">(.*?)</p>', page, re.S).group(1).split())
     assert sentence.startswith(f"In validation, of {sensitivity['n']} photos labelled <em>gamma</em>, the "
@@ -369,15 +369,15 @@ def test_a_version_from_before_clinical_figures_gets_them_from_its_held_out_pred
 
     _, version, _ = trained
     registry = ModelRegistry(tmp_path / "models")
-    metrics = {k: v for k, v in version.card.metrics.items() if k != "clinical"}
+    metrics = {k: v for k, v in version.card.metrics.to_dict().items() if k != "clinical"}
 
     def copy(folder):
         for name in version.card.files:
             shutil.copy(version.path / name, folder / name)
         return version.card.files
     older = registry.save(version.card.replace(metrics=metrics), copy)
-    assert "clinical" not in older.card.metrics
-    assert clinical_figures_of(older) == version.card.metrics["clinical"]
+    assert older.card.metrics.clinical is None and "clinical" not in older.card.to_dict()["metrics"]
+    assert clinical_figures_of(older) == version.card.metrics.clinical
 
 
 def test_the_facts_name_the_people_a_dataset_left_out():

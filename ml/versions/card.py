@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ml.errors import CardError
+from ml.versions.metrics import Metrics
 
 CARD_FORMAT = 2           # 1: before feature blocks (no "format", "pipeline" or "novelty")
 
@@ -21,7 +22,7 @@ class ModelCard:
     head: str
     face: dict
     dataset: dict
-    metrics: dict
+    metrics: Metrics                         # built from a dict too (training, a card's JSON)
     abstention: dict
     image_size: int | None = None
     pipeline: dict | None = None            # None on format-1 cards: the backbone alone
@@ -39,6 +40,12 @@ class ModelCard:
     imported: dict | None = None             # where and when a version came from another site
     conversions: list = field(default_factory=list)   # files rewritten since training, e.g. a pickled head
 
+    def __post_init__(self):
+        if isinstance(self.metrics, dict):
+            object.__setattr__(self, "metrics", Metrics.from_dict(self.metrics))
+        elif not isinstance(self.metrics, Metrics):
+            raise CardError("card.json: metrics is missing or not a dict")
+
     @property
     def blocks(self):
         """Return the feature blocks the version's extractor computes."""
@@ -51,11 +58,11 @@ class ModelCard:
     @property
     def usefulness(self):
         """Return the usefulness flag ({"useful": True} for versions from before it existed)."""
-        return self.metrics.get("usefulness") or {"useful": True, "note": ""}
+        return self.metrics.usefulness or {"useful": True, "note": ""}
 
     def to_dict(self):
         """Return the card as the JSON object written to card.json."""
-        return dataclasses.asdict(self)
+        return dataclasses.asdict(self) | {"metrics": self.metrics.to_dict()}
 
     def replace(self, **changes):
         """Return a copy with some fields changed."""
@@ -86,15 +93,15 @@ class ModelCard:
         expect(self.labels, list, "labels")
         if len(self.labels) < 2 or not all(isinstance(label, str) for label in self.labels):
             raise CardError("card.json: labels must name at least two conditions")
-        for name in ("backbone", "face", "dataset", "metrics", "abstention", "calibration", "options", "software"):
+        for name in ("backbone", "face", "dataset", "abstention", "calibration", "options", "software"):
             expect(getattr(self, name), dict, name)
         expect(self.head, str, "head")
         expect(self.backbone.get("name"), str, "backbone.name")
         expect(self.backbone.get("weights"), dict, "backbone.weights")
         expect(self.dataset.get("id"), str, "dataset.id")
-        expect(self.metrics.get("per_class"), dict, "metrics.per_class")
+        expect(self.metrics.per_class, dict, "metrics.per_class")
         for key in ("accuracy", "macro_f1"):
-            expect_number(self.metrics.get(key), f"metrics.{key}")
+            expect_number(getattr(self.metrics, key), f"metrics.{key}")
         check_thresholds(self.abstention)
         expect_number(self.calibration.get("temperature"), "calibration.temperature")
         expect(self.history, list, "history")

@@ -8,22 +8,22 @@ from ml.learning.evaluation import AGE_BANDS, clinical_figures
 def version_summary(version, active=None):
     """Return the figures of a model version that lists and comparisons show."""
     card, metrics = version.card, version.card.metrics
-    per_class = metrics["per_class"]
+    per_class = metrics.per_class
     return {
         "version": version.version, "created": card.created, "active": version.version == active,
         "dataset": card.dataset["id"], "images": card.dataset.get("images"), "labels": card.labels,
         "backbone": card.backbone["name"], "weights": card.backbone["weights"].get("name"),
         "head": card.head, "image_size": card.image_size, "card_format": card.format,
-        "evaluation": metrics.get("method"), "folds": metrics.get("folds"), "grouped": metrics.get("grouped", False),
-        "evaluation_note": metrics.get("note", ""),
-        "accuracy": metrics["accuracy"], "accuracy_std": metrics.get("accuracy_std"),
-        "macro_f1": metrics["macro_f1"], "macro_f1_std": metrics.get("macro_f1_std"),
-        "macro_roc_auc": metrics.get("macro_roc_auc"), "evaluated_images": metrics.get("n"),
+        "evaluation": metrics.method, "folds": metrics.folds, "grouped": metrics.grouped,
+        "evaluation_note": metrics.note,
+        "accuracy": metrics.accuracy, "accuracy_std": metrics.accuracy_std,
+        "macro_f1": metrics.macro_f1, "macro_f1_std": metrics.macro_f1_std,
+        "macro_roc_auc": metrics.macro_roc_auc, "evaluated_images": metrics.n,
         "recall": {label: row.get("recall") for label, row in per_class.items()},
-        "baselines": metrics.get("baselines", {}),
+        "baselines": metrics.baselines,
         "training_seconds": card.training_seconds,
         "training_memory_mib": card.training_peak_memory_mib,
-        "fine_tune_precision": metrics.get("fine_tune_precision"),
+        "fine_tune_precision": metrics.fine_tune_precision,
         "pipeline": card.pipeline_name,
         "useful": card.usefulness["useful"],
         "useful_note": card.usefulness.get("note", ""),
@@ -54,7 +54,7 @@ def clinical_percent(share):
 
 def clinical_figures_of(version):
     """Return each condition's sensitivity and specificity: from the card, else from its held-out predictions."""
-    figures = version.card.metrics.get("clinical")
+    figures = version.card.metrics.clinical
     if figures:
         return figures
     # Cards from before these figures were recorded keep their out-of-fold predictions beside them.
@@ -86,13 +86,13 @@ def intended_use(version_name):
 def model_facts(version):
     """Return what a doctor should know of a model version: its use, data, evaluation and blind spots."""
     card, metrics = version.card, version.card.metrics
-    subgroups = metrics.get("subgroups") or []
+    subgroups = metrics.subgroups or []
     return {
         "version": version.version, "created": (card.created or "")[:10], "pipeline": card.pipeline_name,
         "intended_use": intended_use(version.version)[0], "labels": card.labels,
-        "photos": {label: row.get("support") for label, row in metrics["per_class"].items()},
-        "images": card.dataset.get("images"), "evaluation": metrics.get("note", ""),
-        "grouped": metrics.get("grouped", False), "clinical": clinical_figures_of(version),
+        "photos": {label: row.get("support") for label, row in metrics.per_class.items()},
+        "images": card.dataset.get("images"), "evaluation": metrics.note,
+        "grouped": metrics.grouped, "clinical": clinical_figures_of(version),
         "subgroups": subgroups, "not_trained_on": blind_spots(card.labels, subgroups),
     }
 

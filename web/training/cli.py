@@ -78,10 +78,10 @@ def print_version(version):
     for name, scores in summary["baselines"].items():
         click.echo(f"  baseline {name:<10} accuracy {percent(scores['accuracy'], scores['accuracy_std'])}  "
                    f"macro F1 {percent(scores['macro_f1'], scores['macro_f1_std'])}")
-    for label, row in version.card.metrics["per_class"].items():
+    for label, row in version.card.metrics.per_class.items():
         click.echo(f"  {label:<24} precision {row['precision']:.2f}  recall {row['recall']:.2f}  "
                    f"F1 {row['f1']:.2f}  n {row['support']}")
-    for row in version.card.metrics.get("candidates") or []:
+    for row in version.card.metrics.candidates or []:
         click.echo(f"  candidate {row['pipeline']:<28} CV accuracy {percent(row['accuracy'], row['accuracy_std'])}"
                    f"{'  (chosen)' if row['chosen'] else ''}")
 

@@ -68,8 +68,8 @@ def job_outcome(found):
         return None
     active = registry.pointer().get("version")
     metrics = version.card.metrics
-    scores = {"fold_accuracies": metrics.get("fold_accuracies") if metrics.get("method") == "cross-validation"
-              else None, "baselines": {name: b["accuracy"] for name, b in metrics.get("baselines", {}).items()}}
+    scores = {"fold_accuracies": metrics.fold_accuracies if metrics.method == "cross-validation"
+              else None, "baselines": {name: b["accuracy"] for name, b in metrics.baselines.items()}}
     return {"version": version, "summary": version_summary(version, active), "active": active, "scores": scores}
 
 
