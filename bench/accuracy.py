@@ -74,9 +74,9 @@ def main():
             dataset = imported(bands, work, "utkface-age-bands")
         else:
             dataset = imported(Path(args.folder), work)
-        images = dataset.manifest["images"]
+        images = dataset.manifest.images
         whole = sum(1 for item in images if item["face"] == "whole-image")
-        print(f"{len(images)} photos {dataset.manifest['counts']}; a face was detected in "
+        print(f"{len(images)} photos {dataset.manifest.counts}; a face was detected in "
               f"{1 - whole / len(images):.1%} ({whole} used whole); import {time.perf_counter() - started:.0f} s")
         shutil.rmtree(dataset.path / FEATURES_DIR, ignore_errors=True)
         registry = ModelRegistry(work / "models")

@@ -38,11 +38,12 @@ def tree(folder):
 def test_import_zip_stores_crops_under_generated_names(tmp_path, synthetic_zip):
     dataset = import_dataset(synthetic_zip, "colours", tmp_path / "datasets", face=SYNTHETIC_FACES)
     manifest = json.loads((tmp_path / "datasets" / "colours" / "dataset.json").read_text())
-    assert manifest["labels"] == ["alpha", "beta", "gamma"]
-    assert manifest["counts"] == {"alpha": 10, "beta": 10, "gamma": 10}
-    assert manifest["rejected"] == []
-    assert manifest["face"] == {"detector": "haar", "fallback": "whole"}
-    for item in manifest["images"]:
+    assert manifest == dataset.manifest.to_dict()                 # the record is what the file says
+    assert dataset.manifest.labels == ["alpha", "beta", "gamma"]
+    assert dataset.manifest.counts == {"alpha": 10, "beta": 10, "gamma": 10}
+    assert dataset.manifest.rejected == []
+    assert dataset.manifest.face == {"detector": "haar", "fallback": "whole"}
+    for item in dataset.manifest.images:
         assert re.fullmatch(r"\d/\d{5}\.png", item["file"])
         assert (dataset.path / item["file"]).is_file()
     crops, labels, digests, subjects = dataset.load_crops()
@@ -65,13 +66,13 @@ def test_bad_files_are_listed_and_nothing_is_written_outside(tmp_path, face_phot
     archive = write_zip(tmp_path / "upload.zip", entries)
     before = tree(tmp_path)
     dataset = import_dataset(archive, "mixed", work / "datasets", face=FaceOptions("mtcnn"))
-    reasons = {item["file"]: item["reason"] for item in dataset.manifest["rejected"]}
+    reasons = {item["file"]: item["reason"] for item in dataset.manifest.rejected}
     assert "unsafe path" in reasons["../../escaped.jpg"]
     assert "unsafe path" in reasons["/etc/absolute.jpg"]
     assert "not an image" in reasons["adults/notes.txt"]
     assert "truncated" in reasons["elders/truncated.jpg"]
     assert reasons["elders/landscape.png"] == "no face found"
-    assert dataset.manifest["counts"] == {"adults": 5, "elders": 5}
+    assert dataset.manifest.counts == {"adults": 5, "elders": 5}
     created = set(tree(tmp_path)) - set(before)
     assert all(path.startswith(os.path.join("work", "datasets")) for path in created)
     assert not (tmp_path.parent / "escaped.jpg").exists()
@@ -92,8 +93,8 @@ def test_import_from_a_folder_skips_symbolic_links(tmp_path):
     secret.write_bytes(png_bytes(coloured_face("alpha", seed=99)))
     (source / "alpha" / "link.png").symlink_to(secret)
     dataset = import_dataset(source, "folder", tmp_path / "d", face=SYNTHETIC_FACES)
-    assert dataset.manifest["counts"] == {"alpha": 5, "beta": 5, "gamma": 5}
-    assert {"file": "alpha/link.png", "reason": "symbolic link"} in dataset.manifest["rejected"]
+    assert dataset.manifest.counts == {"alpha": 5, "beta": 5, "gamma": 5}
+    assert {"file": "alpha/link.png", "reason": "symbolic link"} in dataset.manifest.rejected
 
 
 def test_symlink_hidden_and_duplicate_entries_are_rejected_with_reasons(tmp_path):
@@ -106,7 +107,7 @@ def test_symlink_hidden_and_duplicate_entries_are_rejected_with_reasons(tmp_path
         link.external_attr = (stat.S_IFLNK | 0o777) << 16
         zf.writestr(link, "/etc/passwd")
     dataset = import_dataset(archive, "odd", tmp_path / "d", face=SYNTHETIC_FACES)
-    reasons = {item["file"]: item["reason"] for item in dataset.manifest["rejected"]}
+    reasons = {item["file"]: item["reason"] for item in dataset.manifest.rejected}
     assert reasons == {"__MACOSX/alpha/._photo0.png": "hidden or system file",
                        "beta/copy.png": "duplicate of beta/photo0.png",
                        "gamma/link.png": "symbolic link"}
@@ -139,7 +140,7 @@ def test_an_oversized_file_is_rejected_without_reading_it(tmp_path):
     limits = ImportLimits(max_file_bytes=100_000)
     dataset = import_dataset(write_zip(tmp_path / "a.zip", entries), "sized", tmp_path / "d", limits=limits,
                              face=SYNTHETIC_FACES)
-    assert dataset.manifest["rejected"][0]["reason"].startswith("too large")
+    assert dataset.manifest.rejected[0]["reason"].startswith("too large")
 
 
 def test_fewer_than_two_classes_is_refused_naming_what_was_found(tmp_path):
@@ -237,14 +238,14 @@ def test_people_are_named_by_subjects_csv_or_by_file_name(tmp_path):
     table = "file,subject\n" + "".join(f"{name[4:]},person-{i % 4}\n" for i, name in enumerate(entries))
     entries["top/subjects.csv"] = table.encode()
     dataset = import_dataset(write_zip(tmp_path / "a.zip", entries), "named", tmp_path / "d", face=SYNTHETIC_FACES)
-    assert dataset.grouped and dataset.manifest["rejected"] == []
+    assert dataset.grouped and dataset.manifest.rejected == []
     assert dataset.load_crops()[3] == [f"person-{i % 4}" for i in range(10)]
-    assert dataset.attributes() == [{}] * 10 and dataset.manifest["warnings"] == []
+    assert dataset.attributes() == [{}] * 10 and dataset.manifest.warnings == []
 
     renamed = {f"{label}/p{i % 3}__{i}.png": data for i, (label, data) in
                enumerate((name.split("/")[0], data) for name, data in synthetic_entries(per_class=5).items())}
     by_name = import_dataset(write_zip(tmp_path / "b.zip", renamed), "by-name", tmp_path / "d", face=SYNTHETIC_FACES)
-    assert by_name.grouped and {item["subject"] for item in by_name.manifest["images"]} == {"p0", "p1", "p2"}
+    assert by_name.grouped and {item["subject"] for item in by_name.manifest.images} == {"p0", "p1", "p2"}
 
 
 def test_a_broken_subjects_csv_is_refused(tmp_path):
@@ -262,12 +263,12 @@ def test_subjects_csv_gives_sex_age_and_ancestry_per_photo(tmp_path):
                                f"alpha/photo3.png,p3,{'x' * 65},four,\n"
                                "beta/photo0.png,p4,,,\n").encode()
     dataset = import_dataset(write_zip(tmp_path / "a.zip", entries), "people", tmp_path / "d", face=SYNTHETIC_FACES)
-    assert dataset.manifest["rejected"] == [] and len(dataset.manifest["images"]) == 10
+    assert dataset.manifest.rejected == [] and len(dataset.manifest.images) == 10
     given = [{"sex": "F", "age": 4.0, "ancestry": "South Asian"}, {"sex": "m", "age": 0.5}]
     assert dataset.attributes() == given + [{}] * 8
-    stored = get_dataset(tmp_path / "d", "people").manifest["images"]
+    stored = get_dataset(tmp_path / "d", "people").manifest.images
     assert [item.get("attributes") for item in stored[:3]] == given + [None]
-    assert dataset.manifest["warnings"] == [
+    assert dataset.manifest.warnings == [
         {"file": "alpha/photo2.png", "reason": "subjects.csv: age '200' ignored (not a number of years from 0 to 130)"},
         {"file": "alpha/photo3.png",
          "reason": "subjects.csv: sex 'xxxxxxxxxxxxxxxxxxxx' ignored (longer than 64 characters or unprintable)"},
@@ -308,7 +309,7 @@ def test_an_import_reports_photo_n_of_n_and_a_cancelled_one_leaves_nothing(tmp_p
                    source_name="clinic 2026.zip")
     assert [(p.phase, p.done, p.total) for p in seen] == [("import", n, 30) for n in range(1, 31)]
     assert seen[-1].fraction == 1.0 and seen[-1].seconds_left == 0 and seen[-1].rate > 0
-    assert get_dataset(tmp_path / "d", "counted").manifest["source"] == "clinic 2026.zip"
+    assert get_dataset(tmp_path / "d", "counted").manifest.source == "clinic 2026.zip"
 
     def cancel_at_ten(progress):
         if progress.done == 10:
@@ -333,7 +334,7 @@ def faces_and_rejects(tmp_path, face_photos):
 
 def test_rejected_photos_keep_a_thumbnail_and_duplicates_name_the_file_kept(tmp_path, faces_and_rejects):
     dataset = import_dataset(faces_and_rejects, "faces", tmp_path / "d", face=FaceOptions("haar"))
-    rejected = {item["file"]: item for item in dataset.manifest["rejected"]}
+    rejected = {item["file"]: item for item in dataset.manifest.rejected}
     assert rejected["second/a copy.jpg"] == {"file": "second/a copy.jpg", "reason": "duplicate of second/0.jpg",
                                              "duplicate_of": "second/0.jpg"}
     assert rejected["second/notes.txt"].keys() == {"file", "reason"}
@@ -354,14 +355,14 @@ def test_photos_without_a_face_can_be_added_whole_afterwards(tmp_path, faces_and
     before = import_dataset(faces_and_rejects, "faces", root, face=FaceOptions("haar")).manifest
     assert retry_whole_photos(root, "faces") == 1
     after = get_dataset(root, "faces")
-    assert after.manifest["counts"] == {"first": 6, "second": 5} and after.manifest["face"]["fallback"] == "whole"
-    added = after.manifest["images"][-1]
+    assert after.manifest.counts == {"first": 6, "second": 5} and after.manifest.face["fallback"] == "whole"
+    added = after.manifest.images[-1]
     assert added["original"] == "first/no-face.png" and added["face"] == "whole-image" and added["label"] == 0
-    assert after.manifest["checksum"] != before["checksum"]
-    assert [item["file"] for item in after.manifest["rejected"]] == [
-        item["file"] for item in before["rejected"] if item["file"] != "first/no-face.png"]
+    assert after.manifest.checksum != before.checksum
+    assert [item["file"] for item in after.manifest.rejected] == [
+        item["file"] for item in before.rejected if item["file"] != "first/no-face.png"]
     assert len(after.load_crops()[0]) == 11
-    assert revision(root, "faces", before["checksum"]) == before        # the earlier revision is kept
+    assert revision(root, "faces", before.checksum) == before        # the earlier revision is kept
     assert retry_whole_photos(root, "faces") == 0
 
 
@@ -375,15 +376,15 @@ def test_removing_a_photo_makes_a_new_revision_and_keeps_the_earlier_one(tmp_pat
     from ml.datasets import remove_photo, revision
 
     first = six_each.manifest
-    removed = first["images"][2]
-    after = remove_photo(tmp_path / "d", "six", 2, first["checksum"])
-    assert after.manifest["counts"] == {"alpha": 5, "beta": 6} and len(after.manifest["images"]) == 11
-    assert removed not in after.manifest["images"] and not (after.path / removed["file"]).exists()
-    assert after.manifest["checksum"] not in (first["checksum"], None)
-    assert after.manifest["previous"] == first["checksum"]
+    removed = first.images[2]
+    after = remove_photo(tmp_path / "d", "six", 2, first.checksum)
+    assert after.manifest.counts == {"alpha": 5, "beta": 6} and len(after.manifest.images) == 11
+    assert removed not in after.manifest.images and not (after.path / removed["file"]).exists()
+    assert after.manifest.checksum not in (first.checksum, None)
+    assert after.manifest.previous == first.checksum
     assert get_dataset(tmp_path / "d", "six").manifest == after.manifest
-    assert revision(tmp_path / "d", "six", first["checksum"]) == first           # a model trained on it is traced
-    assert revision(tmp_path / "d", "six", after.manifest["checksum"]) == after.manifest
+    assert revision(tmp_path / "d", "six", first.checksum) == first           # a model trained on it is traced
+    assert revision(tmp_path / "d", "six", after.manifest.checksum) == after.manifest
     assert revision(tmp_path / "d", "six", "0" * 64) is None
     assert len(after.load_crops()[0]) == 11
 
@@ -394,12 +395,12 @@ def test_moving_a_photo_keeps_its_crop_and_so_its_cached_features(tmp_path, six_
 
     crops, _, digests, _ = six_each.load_crops()
     block_features(["hog"], {}, crops, digests, six_each.path / "features", lambda event: None)
-    moved = six_each.manifest["images"][0]
-    after = move_photo(tmp_path / "d", "six", 0, "beta", six_each.manifest["checksum"])
-    image = after.manifest["images"][0]
+    moved = six_each.manifest.images[0]
+    after = move_photo(tmp_path / "d", "six", 0, "beta", six_each.manifest.checksum)
+    image = after.manifest.images[0]
     assert image["label"] == 1 and image["sha256"] == moved["sha256"] and image["file"].startswith("1/")
     assert (after.path / image["file"]).is_file() and not (after.path / moved["file"]).exists()
-    assert after.manifest["counts"] == {"alpha": 5, "beta": 7}
+    assert after.manifest.counts == {"alpha": 5, "beta": 7}
     crops, labels, digests, _ = after.load_crops()
     events = []
     block_features(["hog"], {}, crops, digests, after.path / "features", events.append)
@@ -410,14 +411,14 @@ def test_moving_a_photo_keeps_its_crop_and_so_its_cached_features(tmp_path, six_
 def test_a_change_to_a_stale_revision_or_below_the_minimum_is_refused(tmp_path, six_each):
     from ml.datasets import move_photo, remove_photo
 
-    root, checksum = tmp_path / "d", six_each.manifest["checksum"]
+    root, checksum = tmp_path / "d", six_each.manifest.checksum
     remove_photo(root, "six", 0, checksum)
     with pytest.raises(DatasetError, match="changed since"):
         remove_photo(root, "six", 0, checksum)
-    current = get_dataset(root, "six").manifest["checksum"]
+    current = get_dataset(root, "six").manifest.checksum
     with pytest.raises(DatasetError, match="at least 5 usable photos; too few in alpha: 4"):
         remove_photo(root, "six", 0, current)
     for index, label, message in ((99, "beta", "no photo 99"), (7, "beta", "already"), (7, "gamma", "no class")):
         with pytest.raises(DatasetError, match=message):
             move_photo(root, "six", index, label, current)
-    assert get_dataset(root, "six").manifest["checksum"] == current
+    assert get_dataset(root, "six").manifest.checksum == current

@@ -44,7 +44,7 @@ def test_serving_uses_exactly_the_training_preprocessing(registry, trained):
     crops, _, _, _ = dataset.load_crops()
     expected = predictor.current().probabilities(crops[:5])        # the stored training crops
     with zipfile.ZipFile(dataset.path.parent.parent / "synthetic.zip") as archive:
-        originals = [archive.read(item["original"]) for item in dataset.manifest["images"][:5]]
+        originals = [archive.read(item["original"]) for item in dataset.manifest.images[:5]]
     for data, row in zip(originals, expected):                      # the original uploads, served
         served = dict(predictor.predict(data).probabilities)
         np.testing.assert_allclose([served[label] for label in dataset.labels], row, atol=1e-6)

@@ -34,7 +34,7 @@ def test_cross_validated_training_learns_and_writes_a_complete_card(trained):
     assert len(metrics.fold_accuracies) == 3 and metrics.accuracy_std >= 0
     assert card.labels == ["alpha", "beta", "gamma"] and card.head == "linear"
     assert card.backbone["name"] == "vgg16-imagenet" and card.backbone["weights"]["name"] == "none"
-    assert card.dataset == {"id": "colours", "checksum": dataset.manifest["checksum"], "images": 42}
+    assert card.dataset == {"id": "colours", "checksum": dataset.manifest.checksum, "images": 42}
     assert card.face == {"detector": "haar", "fallback": "whole"} and card.training_seconds > 0
     assert card.training_peak_memory_mib > 100          # TensorFlow and VGG16 alone take more
     assert set(card.software) >= {"tensorflow", "keras", "numpy", "scikit-learn", "opencv"}
@@ -282,7 +282,7 @@ def test_the_card_claims_the_coverage_the_served_model_has(tmp_path, monkeypatch
 
     archive = write_zip(tmp_path / "two.zip", synthetic_entries(per_class=75, labels=("alpha", "beta")))
     dataset = import_dataset(archive, "two", tmp_path / "datasets", face=SYNTHETIC_FACES)
-    labels = np.array([image["label"] for image in dataset.manifest["images"]])
+    labels = np.array([image["label"] for image in dataset.manifest.images])
     features = weak_signal(labels, seed=5)
     monkeypatch.setattr(ml.learning.training, "block_features",
                         lambda blocks, *rest: {name: features for name in blocks})

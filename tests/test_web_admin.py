@@ -393,21 +393,21 @@ def test_curation_removes_and_moves_photos_each_change_an_audited_revision(admin
     first = import_here(app, "colours")
     page = admin.get("/admin/datasets/colours/photos?class=1").get_data(as_text=True)
     assert page.count('class="photo"') == 6 and "beta (6 photos)" in page
-    assert f"revision {first['checksum'][:12]}" in page
+    assert f"revision {first.checksum[:12]}" in page
     removed = post(admin, "/admin/datasets/colours/photos/6/remove", "/admin/datasets/colours/photos?class=1",
-                   revision=first["checksum"], **{"class": 1})
+                   revision=first.checksum, **{"class": 1})
     assert removed.status_code == 302 and removed.headers["Location"].endswith("/photos?class=1&page=1")
     second = admin.get("/admin/datasets/colours").get_data(as_text=True)
     assert re.search(r"<td>beta</td><td class=\"number\">5</td>", second)
     from ml.datasets import get_dataset
     manifest = get_dataset(Path(app.config["UPLOAD_DIR"]) / "datasets", "colours").manifest
-    assert manifest["previous"] == first["checksum"] and f"revision {manifest['checksum'][:12]}" in second
+    assert manifest.previous == first.checksum and f"revision {manifest.checksum[:12]}" in second
     stale = post(admin, "/admin/datasets/colours/photos/0/move", "/admin/datasets/colours/photos",
-                 revision=first["checksum"], label="gamma")
+                 revision=first.checksum, label="gamma")
     assert stale.status_code == 302
     assert "changed since this page was shown" in admin.get(stale.headers["Location"]).get_data(as_text=True)
     moved = post(admin, "/admin/datasets/colours/photos/0/move", "/admin/datasets/colours/photos",
-                 revision=manifest["checksum"], label="gamma")
+                 revision=manifest.checksum, label="gamma")
     assert moved.status_code == 302
     page = admin.get("/admin/datasets/colours/photos?class=2").get_data(as_text=True)
     assert page.count('class="photo"') == 7 and "Moved photo 0 of colours from alpha to gamma" in page
@@ -517,10 +517,10 @@ def test_a_model_names_the_dataset_revision_it_was_trained_on_and_finds_its_phot
     import shutil
     shutil.copytree(dataset.path, root / dataset.id)
     page = admin.get(f"/admin/models/{active_model}").get_data(as_text=True)
-    assert re.search(rf"revision\s+{dataset.manifest['checksum'][:12]}, the dataset&#39;s current one", page)
+    assert re.search(rf"revision\s+{dataset.manifest.checksum[:12]}, the dataset&#39;s current one", page)
     rows = json.loads((version.path / "evaluation.json").read_text())
     beta = [r["image"] for r in rows if r["label"] == 1 and np.argmax(r["probabilities"]) == 1]
-    remove_photo(root, dataset.id, beta[0], dataset.manifest["checksum"])
+    remove_photo(root, dataset.id, beta[0], dataset.manifest.checksum)
     page = admin.get(f"/admin/models/{active_model}").get_data(as_text=True)
     assert "an earlier one: photos were removed or moved since" in page
     cell = admin.get(f"/admin/models/{active_model}/predictions?true=1&predicted=1").get_data(as_text=True)

@@ -49,7 +49,7 @@ def demo_command(per_person, backbone):
                     bar.update(step.done - bar.pos)
                 dataset = import_here(cli_actor(), folder, DEMO_DATASET,
                                       FaceOptions(current_app.config["FACE_DETECTOR"], "none"), progress)
-    counts = ", ".join(f"{label} {n}" for label, n in dataset.manifest["counts"].items())
+    counts = ", ".join(f"{label} {n}" for label, n in dataset.manifest.counts.items())
     click.echo(f"    {DEMO_DATASET}: {counts}")
     click.echo(f"2/3 Training ({backbone}; progress below)")
     version = train_here(DEMO_DATASET, {"backbone": backbone})

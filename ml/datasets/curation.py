@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ml.datasets.manifest import Manifest
 from ml.datasets.store import (
     REVISION_LOCK,
     REVISIONS_DIR,
@@ -58,7 +59,7 @@ def retry_whole_photos(root, name):
     Like any change of a dataset's photos, it makes a new revision and keeps the earlier one.
     """
     dataset = get_dataset(root, name)
-    retried = [item for item in dataset.manifest["rejected"] if "whole_photo" in item]
+    retried = [item for item in dataset.manifest.rejected if "whole_photo" in item]
     if not retried:
         return 0
 
@@ -78,19 +79,19 @@ def retry_whole_photos(root, name):
         # The model trained on it will meet whole photos too: it uses them where it finds no face.
         manifest["face"]["fallback"] = "whole"
         return links, [old for old, _ in links]
-    _revise(root, name, dataset.manifest["checksum"], add_whole_photos, min_per_class=0)   # only adds photos
+    _revise(root, name, dataset.manifest.checksum, add_whole_photos, min_per_class=0)   # only adds photos
     return len(retried)
 
 
 def revision(root, name, checksum):
-    """Return the manifest of the dataset's revision `checksum` (the current one or an earlier one), or None."""
+    """Return the Manifest of the dataset's revision `checksum` (the current one or an earlier one), or None."""
     dataset = get_dataset(root, name)
-    if dataset.manifest["checksum"] == checksum:
+    if dataset.manifest.checksum == checksum:
         return dataset.manifest
     if not re.fullmatch(r"[0-9a-f]{64}", checksum or ""):
         return None
     try:
-        return json.loads((dataset.path / REVISIONS_DIR / f"{checksum}.json").read_text())
+        return Manifest.from_dict(json.loads((dataset.path / REVISIONS_DIR / f"{checksum}.json").read_text()))
     except FileNotFoundError:
         return None
 
@@ -110,7 +111,7 @@ def _revise(root, name, checksum, change, min_per_class):
     """
     folder = get_dataset(root, name).path
     with exclusive_lock(folder / REVISION_LOCK):
-        current = get_dataset(root, name).manifest
+        current = get_dataset(root, name).manifest.to_dict()
         if current["checksum"] != checksum:
             raise DatasetError(f"Dataset {name} changed since this page was shown (another change came first); "
                                "look at it again.")

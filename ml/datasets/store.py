@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ml.datasets.manifest import Manifest
 from ml.errors import DatasetError, DatasetExists, DatasetNotFound
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")      # the whole name: always fullmatch()
@@ -39,34 +40,38 @@ class ImportLimits:
 class Dataset:
     """An imported dataset: its folder and its manifest."""
     path: Path
-    manifest: dict
+    manifest: Manifest                # built from the JSON object too
+
+    def __post_init__(self):
+        if isinstance(self.manifest, dict):
+            object.__setattr__(self, "manifest", Manifest.from_dict(self.manifest))
 
     @property
     def id(self):
-        return self.manifest["id"]
+        return self.manifest.id
 
     @property
     def labels(self):
-        return self.manifest["labels"]
+        return self.manifest.labels
 
     @property
     def grouped(self):
         """Whether every photo names its person, so evaluation can keep a person out of both sides."""
-        images = self.manifest["images"]
+        images = self.manifest.images
         return bool(images) and all(item.get("subject") for item in images)
 
     def load_crops(self):
         """Return (crops uint8 [n, CROP_SIZE, CROP_SIZE, 3], label indices, image sha256s, person ids or None)."""
         from PIL import Image
 
-        images = self.manifest["images"]
+        images = self.manifest.images
         crops = np.stack([np.asarray(Image.open(self.path / item["file"]).convert("RGB")) for item in images])
         subjects = [item["subject"] for item in images] if self.grouped else None
         return crops, np.array([item["label"] for item in images]), [item["sha256"] for item in images], subjects
 
     def attributes(self):
         """Return each photo's sex, age and ancestry as far as given ({} where none), in load_crops() order."""
-        return [dict(item.get("attributes", {})) for item in self.manifest["images"]]
+        return [dict(item.get("attributes", {})) for item in self.manifest.images]
 
 
 def check_name(name):

@@ -222,8 +222,8 @@ def _save(dataset, options, registry, extractor, head, novelty, pipeline, histor
         pipeline=pipeline,
         head=pipeline["head"],
         image_size=extractor.input_size,
-        face=dataset.manifest["face"],
-        dataset={"id": dataset.id, "checksum": dataset.manifest["checksum"], "images": len(labels)},
+        face=dataset.manifest.face,
+        dataset={"id": dataset.id, "checksum": dataset.manifest.checksum, "images": len(labels)},
         options=asdict(options),
         history=history,
         metrics=metrics,
@@ -234,7 +234,7 @@ def _save(dataset, options, registry, extractor, head, novelty, pipeline, histor
         training_peak_memory_mib=peak_memory_mib(),
         software=software_versions(),
     )
-    evaluation = [{"image": int(i), "file": dataset.manifest["images"][i]["file"], "label": int(labels[i]),
+    evaluation = [{"image": int(i), "file": dataset.manifest.images[i]["file"], "label": int(labels[i]),
                    "probabilities": [round(float(p), 6) for p in calibrated[i]]}
                   for i in (range(len(labels)) if only is None else only)]
 

@@ -46,5 +46,5 @@ def move_photo(actor, name, index, label, revision_seen):
 
 
 def _audit_revision(actor, action, name, index, revised):
-    audit(actor, action, f"{name}: photo {index} -> revision {revised.manifest['checksum'][:12]}")
+    audit(actor, action, f"{name}: photo {index} -> revision {revised.manifest.checksum[:12]}")
     db.session.commit()

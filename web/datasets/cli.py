@@ -31,12 +31,12 @@ def dataset_import(path, name, face_detector, face_fallback):
             bar.update(step.done - bar.pos)
         dataset = import_here(cli_actor(), path, name, face, progress)
     manifest = dataset.manifest
-    click.echo(f"Dataset {dataset.id}: {len(manifest['images'])} photos in {len(manifest['labels'])} classes")
-    for label, count in manifest["counts"].items():
+    click.echo(f"Dataset {dataset.id}: {len(manifest.images)} photos in {len(manifest.labels)} classes")
+    for label, count in manifest.counts.items():
         click.echo(f"  {count:5d}  {label}")
-    if manifest["rejected"]:
-        click.echo(f"Rejected {len(manifest['rejected'])} file(s):")
-        for item in manifest["rejected"]:
+    if manifest.rejected:
+        click.echo(f"Rejected {len(manifest.rejected)} file(s):")
+        for item in manifest.rejected:
             click.echo(f"  {item['file']}: {item['reason']}")
 
 
@@ -46,8 +46,8 @@ def dataset_list():
     from ml.datasets import list_datasets
 
     for dataset in list_datasets(datasets_root()):
-        counts = ", ".join(f"{label} {n}" for label, n in dataset.manifest["counts"].items())
-        click.echo(f"{dataset.id}\t{len(dataset.manifest['images'])} photos\t{counts}")
+        counts = ", ".join(f"{label} {n}" for label, n in dataset.manifest.counts.items())
+        click.echo(f"{dataset.id}\t{len(dataset.manifest.images)} photos\t{counts}")
 
 
 @dataset_cli.command("delete")

@@ -48,13 +48,13 @@ def import_state(job):
             dataset = get_dataset(datasets_root(), job.dataset)
         except FaceDxError:          # deleted since
             return body
-        body["result"] = dataset_summary(dataset) | {"rejected": dataset.manifest["rejected"]}
+        body["result"] = dataset_summary(dataset) | {"rejected": dataset.manifest.rejected}
     return body
 
 
 def dataset_summary(dataset):
     """Return a dataset's name, classes, counts and import date as the API's JSON."""
     manifest = dataset.manifest
-    return {"name": dataset.id, "labels": manifest["labels"], "counts": manifest["counts"],
-            "images": len(manifest["images"]), "rejected_count": len(manifest["rejected"]),
-            "created": manifest["created"], "source": manifest["source"]}
+    return {"name": dataset.id, "labels": manifest.labels, "counts": manifest.counts,
+            "images": len(manifest.images), "rejected_count": len(manifest.rejected),
+            "created": manifest.created, "source": manifest.source}

@@ -89,7 +89,7 @@ def dataset(name):
     """Show a dataset: counts, sample thumbnails per class, rejected files."""
     found = get_dataset(datasets_root(), name)
     samples = {}
-    for index, item in enumerate(found.manifest["images"]):
+    for index, item in enumerate(found.manifest.images):
         group = samples.setdefault(item["label"], [])
         if len(group) < THUMBNAILS_PER_CLASS:
             group.append(index)
@@ -99,7 +99,7 @@ def dataset(name):
 @bp.get("/datasets/<name>/images/<int:index>")
 def dataset_image(name, index):
     """Send one stored face crop of a dataset (administrators only, never from static/)."""
-    images = get_dataset(datasets_root(), name).manifest["images"]
+    images = get_dataset(datasets_root(), name).manifest.images
     if not 0 <= index < len(images):
         abort(404)
     response = send_file(datasets_root() / name / images[index]["file"], mimetype="image/png")
@@ -110,7 +110,7 @@ def dataset_image(name, index):
 @bp.get("/datasets/<name>/rejected/<int:index>")
 def rejected_image(name, index):
     """Send the thumbnail of a rejected photo of a dataset (administrators only)."""
-    rejected = get_dataset(datasets_root(), name).manifest["rejected"]
+    rejected = get_dataset(datasets_root(), name).manifest.rejected
     if not 0 <= index < len(rejected) or "thumbnail" not in rejected[index]:
         abort(404)
     response = send_file(datasets_root() / name / rejected[index]["thumbnail"], mimetype="image/png")
@@ -139,7 +139,7 @@ def dataset_photos(name):
     """Show every photo of one class of a dataset, a page of thumbnails at a time, each to remove or move."""
     found = get_dataset(datasets_root(), name)
     label, page = request.args.get("class", 0, type=int), request.args.get("page", 1, type=int)
-    members = [i for i, item in enumerate(found.manifest["images"]) if item["label"] == label]
+    members = [i for i, item in enumerate(found.manifest.images) if item["label"] == label]
     pages = max(1, math.ceil(len(members) / PHOTOS_PER_PAGE))
     if not 0 <= label < len(found.labels) or not 1 <= page <= pages:
         abort(404, f"Dataset {name} has no such class or page.")
@@ -163,7 +163,7 @@ def dataset_photo_move(name, index):
 
     def move(revision_seen):
         before = get_dataset(datasets_root(), name).manifest
-        was = before["labels"][before["images"][index]["label"]] if 0 <= index < len(before["images"]) else None
+        was = before.labels[before.images[index]["label"]] if 0 <= index < len(before.images) else None
         return (move_photo(current_user, name, index, label, revision_seen),
                 f"Moved photo {index} of {name} from {was} to {label}")
     return curate(name, move)
@@ -183,8 +183,8 @@ def curate(name, change):
     except DatasetError as error:
         flash(str(error), "error")
         return redirect(back)
-    checksum = revised.manifest["checksum"]
-    counts = ", ".join(f"{label} {n}" for label, n in revised.manifest["counts"].items())
+    checksum = revised.manifest.checksum
+    counts = ", ".join(f"{label} {n}" for label, n in revised.manifest.counts.items())
     flash(f"{done}: revision {checksum[:12]} ({counts}). Models trained before keep naming the revision they "
           "were trained on.", "info")
     return redirect(back)

@@ -78,7 +78,7 @@ def model(version):
 def revision_state(trained_on):
     """Say whether the dataset revision a model was trained on is the dataset's current one, an earlier one, or gone."""
     try:
-        current = get_dataset(datasets_root(), trained_on["id"]).manifest["checksum"]
+        current = get_dataset(datasets_root(), trained_on["id"]).manifest.checksum
         found = revision(datasets_root(), trained_on["id"], trained_on.get("checksum"))
     except FaceDxError:
         return "gone"
@@ -172,13 +172,13 @@ def photos_now(trained_on):
     """
     try:
         trained = revision(datasets_root(), trained_on["id"], trained_on.get("checksum"))
-        now = get_dataset(datasets_root(), trained_on["id"]).manifest["images"]
+        now = get_dataset(datasets_root(), trained_on["id"]).manifest.images
     except FaceDxError:
         return None
     if trained is None:
         return None
     where = {image["sha256"]: index for index, image in enumerate(now)}
-    return {index: where[image["sha256"]] for index, image in enumerate(trained["images"]) if image["sha256"] in where}
+    return {index: where[image["sha256"]] for index, image in enumerate(trained.images) if image["sha256"] in where}
 
 
 @bp.post("/models/<version>/activate")

@@ -25,7 +25,7 @@ def training():
     form.dataset.choices = [SelectChoice(d.id) for d in datasets]
     form.offer_backbones(current_app.config["PRETRAINED_DIRS"])
     if request.method == "GET" and datasets:
-        newest = max(datasets, key=lambda d: d.manifest["created"])
+        newest = max(datasets, key=lambda d: d.manifest.created)
         form.dataset.data = request.args.get("dataset") or newest.id
     status = 200
     if form.validate_on_submit():
