@@ -15,14 +15,19 @@ def bundle_key():
     return current_app.config.get("BUNDLE_KEY") or None
 
 
-def bundle_download(version, actor):
-    """Answer with a version's bundle as a zip attachment; the export is audited."""
-    found = get_registry().get(version)
-    spool = tempfile.TemporaryFile(dir=private_temp_folder())     # unnamed: gone when the answer is sent
-    export_bundle(found, spool, bundle_key())
-    spool.seek(0)
+def export_version(actor, version, stream):
+    """Write a version's bundle (signed where the site has a key) to `stream`, audited: the one export action."""
+    export_bundle(get_registry().get(version), stream, bundle_key())
     audit(actor, "model.export", version)
     db.session.commit()
+
+
+def bundle_download(version, actor):
+    """Answer with a version's bundle as a zip attachment; the export is audited."""
+    get_registry().get(version)                                  # an unknown version: 404 before any file
+    spool = tempfile.TemporaryFile(dir=private_temp_folder())     # unnamed: gone when the answer is sent
+    export_version(actor, version, spool)
+    spool.seek(0)
     return send_file(spool, mimetype="application/zip", as_attachment=True,
                      download_name=f"facedx-model-{version}.zip")
 

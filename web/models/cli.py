@@ -68,21 +68,17 @@ def models_rollback():
 @user_errors
 def models_export(version, file):
     """Write VERSION as a bundle (zip) to FILE, to import at another site."""
-    from ml.versions.bundles import export_bundle
-    from web.db import audit, db
-    from web.models.bundles import bundle_key
+    from web.models.bundles import bundle_key, export_version
 
-    found = get_registry().get(version)
+    get_registry().get(version)
     target = Path(file)
     staging = target.with_name(f".{target.name}.partial")
     try:
         with open(staging, "wb") as stream:
-            export_bundle(found, stream, bundle_key())
+            export_version(cli_actor(), version, stream)
         os.replace(staging, target)
     finally:
         staging.unlink(missing_ok=True)
-    audit(cli_actor(), "model.export", version)
-    db.session.commit()
     click.echo(f"Version {version} written to {target}{' (signed)' if bundle_key() else ''}.")
 
 
