@@ -29,7 +29,7 @@ from ml.learning.feature_cache import block_features
 from ml.learning.fine_tuning import save_fine_tuned
 from ml.learning.heads import LinearHead, SoftmaxHead
 from ml.learning.novelty import Novelty
-from ml.learning.options import FINE_TUNABLE, PIPELINES, VGG_BLOCKS
+from ml.learning.options import FINE_TUNABLE, PIPELINES, is_vgg16
 from ml.learning.pipelines import (
     BASELINE,
     Config,
@@ -65,7 +65,7 @@ def train(dataset, options, registry, pretrained_dirs=(), progress=None):
     if options.backbone == "auto" and options.head == "softmax":
         raise TrainingError("auto compares linear pipelines; choose a backbone for the softmax head.")
     extractors = {name: build_extractor(name, options, pretrained_dirs)      # fail fast on missing weights
-                  for name in {p for p in pipelines if p in VGG_BLOCKS}}
+                  for name in {p for p in pipelines if is_vgg16(p)}}
     if options.fine_tune_epochs and not (len(pipelines) == 1 and pipelines[0] in FINE_TUNABLE):
         raise TrainingError(f"The {options.backbone} backbone cannot be fine-tuned; set fine_tune_epochs to 0 "
                             f"(fine-tunable: {', '.join(FINE_TUNABLE)}).")

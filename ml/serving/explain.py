@@ -54,14 +54,18 @@ def explanation(loaded, crop, class_index=None):
 
 
 def explain(loaded, crop, class_index=None):
-    """Return (heat map in [0, 1] over the crop, method name) for a class (None: the class the model names)."""
-    if hasattr(loaded.backbone, "read") and hasattr(loaded.head, "direction"):
+    """Return (heat map in [0, 1] over the crop, method name) for a class (None: the class the model names).
+
+    The method follows what the extractor and head say they can do (ml/features/contract.py).
+    """
+    extractor = loaded.backbone
+    if extractor.attributable and getattr(loaded.head, "linear", False):        # undeclared: not linear
         return attribution_map(loaded, crop, class_index), "attribution"
     if class_index is None:
         class_index = int(np.argmax(loaded.probabilities(crop[np.newaxis], calibrated=False)[0]))
-    if hasattr(loaded.backbone, "base"):
-        return grad_cam(loaded.backbone, loaded.head, crop, class_index), "grad-cam"
-    if hasattr(loaded.backbone, "occluded_features"):
+    if extractor.has_conv_maps:
+        return grad_cam(extractor, loaded.head, crop, class_index), "grad-cam"
+    if extractor.occludable:
         return chip_occlusion_map(loaded, crop, class_index), "occlusion"
     return crop_occlusion_map(loaded, crop, class_index), "occlusion"
 

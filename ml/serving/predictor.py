@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ml.errors import FaceDxError, ImageError, NoActiveModel, VersionBroken
+from ml.features.contract import Extractor
 from ml.features.extractor import load_extractor
 from ml.features.face_models import face_landmarks
 from ml.learning.calibration import apply_temperature, decide
-from ml.learning.heads import load_head
+from ml.learning.heads import Head, load_head
 from ml.learning.novelty import Novelty
 from ml.photos.faces import CROP_SIZE, FaceBox, FaceOptions, crop_face
 from ml.photos.images import decode_image
@@ -80,8 +81,8 @@ class LoadedModel:
     """A version in memory: its feature extractor, head and novelty score, ready to predict."""
     version: str
     card: ModelCard
-    backbone: object
-    head: object
+    backbone: Extractor
+    head: Head
     novelty: Novelty | None = None
 
     def probabilities(self, crops, reference=None, calibrated=True):
