@@ -64,9 +64,9 @@ class LinearHead:
         self.model = model
 
     @classmethod
-    def fit(cls, features, labels, block_sizes, config, n_classes, seed=0):
-        """Fit `config`'s head on all the given features."""
-        return cls(LinearModel.fit(features, labels, block_sizes, config, n_classes, seed))
+    def fit(cls, features, labels, block_sizes, candidate, n_classes, seed=0):
+        """Fit `candidate`'s head on all the given features."""
+        return cls(LinearModel.fit(features, labels, block_sizes, candidate, n_classes, seed))
 
     def probabilities(self, features):
         """Return [n, n_classes] probabilities (classes absent from training get 0)."""

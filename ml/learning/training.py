@@ -32,9 +32,10 @@ from ml.learning.novelty import Novelty
 from ml.learning.options import FINE_TUNABLE, PIPELINES, is_vgg16
 from ml.learning.pipelines import (
     BASELINE,
-    Config,
+    Candidate,
+    Choice,
+    candidates_for,
     choose,
-    configs_for,
     fold_accuracies,
     folds_so_far,
 )
@@ -83,22 +84,20 @@ def train(dataset, options, registry, pretrained_dirs=(), progress=None):
         return save_fine_tuned(dataset, options, registry, backbone, crops, features, labels, attributes, started,
                                report, _save)
     if options.head == "softmax":
-        chosen, folds, grouped, raw, baseline, candidates = _softmax_cv(features, labels, groups, pipelines[0],
-                                                                        n_classes, options, report)
-        chosen_per_fold, selection, served = None, "fixed", raw
+        choice = _softmax_cv(features, labels, groups, pipelines[0], n_classes, options, report)
+        selection = "fixed"
     else:
-        configs = [c for p in pipelines for c in configs_for(p, options.head, options.regularization)]
+        candidates = [c for p in pipelines for c in candidates_for(p, options.head, options.regularization)]
         if options.backbone == "auto":
-            configs.append(BASELINE)            # auto must never end below the product's own baseline
-        choice = choose(features, labels, groups, configs, options, report)
-        chosen, folds, grouped, raw = choice.config, choice.folds, choice.grouped, choice.outer_predictions
-        served = choice.served_predictions
-        baseline, candidates, chosen_per_fold = choice.baseline_predictions, choice.candidates, choice.chosen_per_fold
-        selection = "nested cross-validation" if len(configs) > 1 else "fixed"
-    metrics, calibrated, temperature = assess(raw, labels, folds, dataset.labels, attributes, baseline, served)
-    metrics.update(method="cross-validation", folds=len(folds), grouped=grouped, note=_cv_note(
-        len(folds), grouped, options.backbone == "auto"), candidates=candidates, chosen_per_fold=chosen_per_fold,
-        selection=selection)
+            candidates.append(BASELINE)            # auto must never end below the product's own baseline
+        choice = choose(features, labels, groups, candidates, options, report)
+        selection = "nested cross-validation" if len(candidates) > 1 else "fixed"
+    chosen, folds, served = choice.winner, choice.folds, choice.served_predictions
+    metrics, calibrated, temperature = assess(choice.outer_predictions, labels, folds, dataset.labels, attributes,
+                                              choice.baseline_predictions, served)
+    metrics.update(method="cross-validation", folds=len(folds), grouped=choice.grouped, note=_cv_note(
+        len(folds), choice.grouped, options.backbone == "auto"), candidates=choice.candidates,
+        chosen_per_fold=choice.chosen_per_fold, selection=selection)
     report({"phase": "final head"})
     extractor = extractors.get(chosen.pipeline) or build_extractor("+".join(chosen.blocks), options, pretrained_dirs)
     x = np.concatenate([features[name] for name in chosen.blocks], axis=1)
@@ -159,10 +158,10 @@ def _share_done(event, options):
 
 
 def _softmax_cv(features, labels, groups, pipeline, n_classes, options, report):
-    """Cross-validate the softmax head on one pipeline; return what `choose` returns for linear heads."""
-    config = Config(tuple(pipeline.split("+")), "softmax", None)
+    """Cross-validate the softmax head on one pipeline; return the Choice, as `choose` does for linear heads."""
+    candidate = Candidate(tuple(pipeline.split("+")), "softmax", None)
     folds, grouped, n_folds = cross_validation_folds(labels, groups, options.folds, options.seed)
-    x = np.concatenate([features[name] for name in config.blocks], axis=1)
+    x = np.concatenate([features[name] for name in candidate.blocks], axis=1)
     raw = np.zeros((len(labels), n_classes))
     baseline = baseline_predictions(features, labels, folds, n_classes, options)
     for number, (train_idx, test_idx) in enumerate(folds, 1):
@@ -179,7 +178,7 @@ def _softmax_cv(features, labels, groups, pipeline, n_classes, options, report):
     accuracies = fold_accuracies(raw, labels, folds)
     candidates = [{"pipeline": pipeline, "head": "softmax", "C": None, "accuracy": float(np.mean(accuracies)),
                    "accuracy_std": float(np.std(accuracies)), "seconds": None, "chosen": True}]
-    return config, folds, grouped, raw, baseline, candidates
+    return Choice(candidate, raw, raw, accuracies, None, candidates, baseline, folds, grouped)
 
 
 def _cv_note(n_folds, grouped, auto):
