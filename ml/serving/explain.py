@@ -39,9 +39,19 @@ class Explanation:
     overlay_png: bytes       # the untinted face with only the regions at or above SHOWN_FROM coloured
     seconds: float           # what computing it cost
 
+    @property
+    def overlay_png_base64(self):
+        """The overlay PNG as base64 text: `overlay_png_base64` in the API and on the result page alike."""
+        return base64.b64encode(self.overlay_png).decode()
+
     def as_dict(self):
-        """Return the explanation as the API's JSON object (the overlay as base64 PNG)."""
-        return {"method": self.method, "heatmap_png_base64": base64.b64encode(self.overlay_png).decode(),
+        """Return the explanation as the API's JSON object.
+
+        `heatmap_png_base64` is the overlay's first name in the API, kept for its clients and
+        deprecated (docs/api.md): it holds the same PNG.
+        """
+        overlay = self.overlay_png_base64
+        return {"method": self.method, "overlay_png_base64": overlay, "heatmap_png_base64": overlay,
                 "seconds": round(self.seconds, 3)}
 
 
