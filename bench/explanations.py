@@ -17,7 +17,7 @@ import skimage.data
 from ml.features.extractor import build_extractor
 from ml.learning.heads import LinearHead
 from ml.learning.options import TrainingOptions
-from ml.learning.pipelines import Config
+from ml.learning.pipelines import Candidate
 from ml.photos.faces import FaceOptions, crop_face
 from ml.serving.explain import GRID, chip_occlusion_map, explanation
 from ml.serving.predictor import load_version
@@ -31,10 +31,10 @@ def version_for(pipeline, crops, root):
     """Save a two-class linear model on `pipeline` (fitted on shifted and flipped copies) and load it for serving."""
     backbone = build_extractor(pipeline, TrainingOptions(weights="none"))
     labels = np.arange(len(crops)) % 2
-    config = Config(tuple(pipeline.split("+")), "linear", 1.0)
-    head = LinearHead.fit(backbone.features(crops), labels, backbone.block_sizes, config, 2)
+    candidate = Candidate(tuple(pipeline.split("+")), "linear", 1.0)
+    head = LinearHead.fit(backbone.features(crops), labels, backbone.block_sizes, candidate, 2)
     card = ModelCard(labels=["a", "b"], head="linear", backbone=backbone.describe(),
-                     pipeline={"name": pipeline, "blocks": list(config.blocks)},
+                     pipeline={"name": pipeline, "blocks": list(candidate.blocks)},
                      face=FaceOptions("mtcnn").as_dict(), dataset={"id": "bench", "images": len(crops)},
                      metrics={"per_class": {}, "accuracy": 0.5, "macro_f1": 0.5},
                      abstention={"min_probability": 0.0, "min_margin": 0.0})

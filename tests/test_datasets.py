@@ -394,7 +394,7 @@ def test_moving_a_photo_keeps_its_crop_and_so_its_cached_features(tmp_path, six_
     from ml.learning.feature_cache import block_features
 
     crops, _, digests, _ = six_each.load_crops()
-    block_features(["hog"], {}, crops, digests, six_each.path / "features", lambda event: None)
+    block_features(["hog"], {}, crops, digests, six_each.path / "features", lambda step: None)
     moved = six_each.manifest.images[0]
     after = move_photo(tmp_path / "d", "six", 0, "beta", six_each.manifest.checksum)
     image = after.manifest.images[0]

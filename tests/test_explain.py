@@ -10,7 +10,7 @@ from ml.features.hog import HOG_BLOCK, HOG_SIZE, HOG_STRIDE, hog_blocks, hog_des
 from ml.features.located import window_density
 from ml.features.vgg import VGGBackbone
 from ml.learning.heads import LinearHead
-from ml.learning.pipelines import Config
+from ml.learning.pipelines import Candidate
 from ml.photos.faces import CROP_SIZE, FaceOptions, crop_face
 from ml.photos.images import decode_image
 from ml.serving.explain import (
@@ -45,7 +45,7 @@ def patch_model():
     keras.utils.set_random_seed(0)                       # the same random network on every run
     backbone = VGGBackbone.build("vgg16-imagenet", "none", 224, ())
     head = LinearHead.fit(backbone.features(crops), labels, backbone.block_sizes,
-                          Config(("vgg16-imagenet",), "linear", 1.0), 2)
+                          Candidate(("vgg16-imagenet",), "linear", 1.0), 2)
     return SimpleNamespace(backbone=backbone, head=head, card={},
                            probabilities=lambda batch, reference=None, calibrated=True:
                            head.probabilities(backbone.features(batch)))
@@ -113,7 +113,7 @@ def masked_eyes(faces, blocks):
     labels = np.array([0] * len(plain) + [MASKED] * len(plain))
     extractor = FaceFeatures(blocks)
     head = LinearHead.fit(extractor.features(np.stack(crops)), labels, extractor.block_sizes,
-                          Config(tuple(blocks), "linear", 1.0), 2)
+                          Candidate(tuple(blocks), "linear", 1.0), 2)
     return SimpleNamespace(backbone=extractor, head=head)
 
 

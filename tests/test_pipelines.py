@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from ml.learning.options import TrainingOptions
-from ml.learning.pipelines import Config, LinearModel, block_scaling, choose, configs_for, row_space
+from ml.learning.pipelines import Candidate, LinearModel, block_scaling, candidates_for, choose, row_space
 
 
 def signal_and_noise(n=80, seed=0, shuffle=False):
@@ -17,13 +17,13 @@ def signal_and_noise(n=80, seed=0, shuffle=False):
     return {"signal": signal, "noise": noise}, labels
 
 
-CANDIDATES = [c for name in ("signal", "noise", "signal+noise") for c in configs_for(name)]
+CANDIDATES = [c for name in ("signal", "noise", "signal+noise") for c in candidates_for(name)]
 
 
 def test_auto_picks_the_informative_block_and_claims_its_nested_score():
     features, labels = signal_and_noise()
     choice = choose(features, labels, None, CANDIDATES, TrainingOptions(folds=5), baseline=None)
-    assert choice.config.blocks == ("signal",)
+    assert choice.winner.blocks == ("signal",)
     assert all("signal" in chosen.split("+") for chosen in choice.chosen_per_fold)
     assert np.mean(choice.outer_accuracies) > 0.85
     rows = {row["pipeline"]: row for row in choice.candidates}
@@ -63,7 +63,7 @@ def test_fitting_in_the_row_space_gives_the_same_model():
 @pytest.mark.parametrize("head", ["linear", "svm"])
 def test_a_linear_model_round_trips_through_its_arrays(head):
     features, labels = signal_and_noise()
-    config = Config(("signal",), head, 1.0)
+    config = Candidate(("signal",), head, 1.0)
     model = LinearModel.fit(features["signal"], labels, [40], config, n_classes=3)
     again = LinearModel.from_arrays({k: np.asarray(v) for k, v in model.arrays().items()})
     probabilities = again.probabilities(features["signal"])
@@ -92,7 +92,7 @@ def test_the_direction_is_the_gradient_of_the_class_log_probability(n_classes, h
     rng = np.random.default_rng(n_classes)
     x = rng.normal(size=(30, 6)) * [1, 2, 3, 4, 5, 6] + 10
     labels = np.arange(30) % n_classes
-    model = LinearModel.fit(x, labels, [2, 4], Config(("a", "b"), head, 1.0), n_classes)
+    model = LinearModel.fit(x, labels, [2, 4], Candidate(("a", "b"), head, 1.0), n_classes)
     point, step = x[0], 1e-5
     for class_index in range(n_classes):
         numeric = [(np.log(model.probabilities((point + step * np.eye(6)[i])[None])[0, class_index])
@@ -118,8 +118,8 @@ def test_many_classes_are_fitted_by_lbfgs_to_the_optimum_newton_reaches(C):
     def penalised_loss(model):
         picked = model.predict_proba(x)[np.arange(len(labels)), labels]
         return C * np.sum(-weights * np.log(picked)) + 0.5 * np.sum(model.coef_ ** 2)
-    fast = make_estimator(Config(("a",), "linear", C), 0, labels).fit(x, labels)
+    fast = make_estimator(Candidate(("a",), "linear", C), 0, labels).fit(x, labels)
     optimum = LogisticRegression(C=C, class_weight="balanced", max_iter=5000, solver="newton-cholesky",
                                  tol=1e-10).fit(x, labels)
-    assert fast.solver == "lbfgs" and make_estimator(Config(("a",), "linear", C), 0, labels % 2).solver != "lbfgs"
+    assert fast.solver == "lbfgs" and make_estimator(Candidate(("a",), "linear", C), 0, labels % 2).solver != "lbfgs"
     assert penalised_loss(fast) == pytest.approx(penalised_loss(optimum), rel=1e-3)

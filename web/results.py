@@ -110,7 +110,7 @@ def map_of_sent_face(predictor, version, changed, remember=False):
     if remember:
         remember_seconds(f"map of {version}", explanation.seconds)    # maps cost 0.05 s to 2 s by model
     response = jsonify(method=explanation.method,
-                       overlay_png_base64=base64.b64encode(explanation.overlay_png).decode(),
+                       overlay_png_base64=explanation.overlay_png_base64,
                        coloured=bool(explanation.heatmap.max() >= SHOWN_FROM), seconds=round(explanation.seconds, 2))
     response.headers["Cache-Control"] = "no-store"
     return response

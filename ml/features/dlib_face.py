@@ -27,9 +27,12 @@ def import_dlib(purpose):
 
 
 class DlibFaceBackbone:
-    """Face-recognition features: landmarks, alignment to a 150 px chip, ResNet descriptor."""
+    """Face-recognition features: landmarks, alignment to a 150 px chip, ResNet descriptor (an Extractor).
+
+    Versions from before blocks serve it; its maps occlude the crop, each occluded crop aligned anew.
+    """
     name = "dlib-face"
-    fine_tunable = False
+    attributable, has_conv_maps, occludable = False, False, False
     feature_size = 128
     input_size = CHIP_SIZE
 

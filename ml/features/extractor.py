@@ -1,22 +1,25 @@
 """Extractors: how a pipeline turns face crops into features, for training and for a saved version.
 
 A pipeline's extractor is either `FaceFeatures` (face blocks, ml/features/blocks.py, on one
-alignment per photo, concatenated) or a VGG16 backbone, whose details stay in ml/features/vgg.py.
+alignment per photo, concatenated) or a VGG16 backbone, whose details stay in ml/features/vgg.py; both
+offer what ml/features/contract.py describes.
 """
 import numpy as np
 
 from ml.errors import TrainingError
 from ml.features.blocks import FACE_BLOCKS, AlignedFace, ChipFrame, DlibFaceBlock, GeometryBlock
 from ml.features.dlib_face import CHIP_PADDING, CHIP_SIZE, DlibFaceBackbone, import_dlib
-from ml.learning.options import VGG_BLOCKS
+from ml.learning.options import is_vgg16
 
 
 class FaceFeatures:
     """The extractor of a pipeline of face blocks: one alignment per photo, the blocks' features side by side.
 
     `network`: the face network the dlib-face block uses, when it is this version's own (fine-tuned).
+    An Extractor whose every value is placed on the face, and whose chip can be occluded.
     """
     input_size = DlibFaceBackbone.input_size
+    attributable, has_conv_maps, occludable = True, False, True
 
     def __init__(self, names, network=None):
         unknown = [name for name in names if name not in FACE_BLOCKS]
@@ -114,7 +117,7 @@ class FaceFeatures:
 def build_extractor(pipeline, options, pretrained_dirs=()):
     """Return the extractor of a pipeline ('dlib-face+hog', 'vgg16-imagenet', ...)."""
     names = pipeline.split("+")
-    if names[0] in VGG_BLOCKS:
+    if is_vgg16(names[0]):
         from ml.features.vgg import VGGBackbone
 
         return VGGBackbone.build(names[0], options.weights, options.image_size, pretrained_dirs)
@@ -124,7 +127,7 @@ def build_extractor(pipeline, options, pretrained_dirs=()):
 def load_extractor(card, folder):
     """Load the extractor a saved model version was trained with (cards from before blocks too)."""
     blocks = card.blocks
-    if blocks[0] in VGG_BLOCKS:
+    if is_vgg16(blocks[0]):
         from ml.features.vgg import VGGBackbone
 
         return VGGBackbone.load(card, folder)

@@ -224,8 +224,8 @@ def unfreeze_last_block(base):
 
 
 class VGGBackbone:
-    """VGG16 features of a face crop: resized to the input size, preprocessed, pooled."""
-    fine_tunable = True
+    """VGG16 features of a face crop: resized to the input size, preprocessed, pooled (an Extractor)."""
+    attributable, has_conv_maps, occludable = False, True, False
 
     def __init__(self, name, extractor, weights):
         self.name, self.extractor, self.weights = name, extractor, weights
@@ -281,7 +281,7 @@ class VGGBackbone:
         """Return crops resized to the network's input, as float32."""
         return np.stack([resize(c, self.input_size) for c in crops]).astype("float32")
 
-    def features(self, crops, batch_size=32, reference=None):
+    def features(self, crops, reference=None, batch_size=32):
         """Return one pooled feature vector per crop (uint8 squares of any size); `reference` is unused."""
         if self._infer is None:
             import tensorflow as tf

@@ -1,4 +1,6 @@
 """Calibrated confidence: temperature scaling, expected calibration error, and when to abstain."""
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.optimize import minimize_scalar
 
@@ -97,17 +99,33 @@ def _cuts(scores, min_coverage, most=60):
     return np.concatenate([[0.0], allowed])
 
 
+@dataclass(frozen=True)
+class Thresholds:
+    """What a prediction is held to: the lowest top probability, and the lowest margin over the runner-up."""
+    min_probability: float
+    min_margin: float
+
+    @classmethod
+    def of(cls, abstention):
+        """Return the Thresholds of an abstention record (a card's or an administrator's), or `abstention` itself."""
+        if isinstance(abstention, cls):
+            return abstention
+        return cls(float(abstention["min_probability"]), float(abstention["min_margin"]))
+
+
 def decide(probabilities, thresholds, photo_reasons=()):
     """Return the reasons to abstain, in plain words: `photo_reasons` first, then the model's uncertainty.
 
-    An empty list means a label may be given.
+    `thresholds`: Thresholds, or an abstention record as a card holds it. An empty list means a
+    label may be given.
     """
+    thresholds = Thresholds.of(thresholds)
     ordered = sorted(probabilities, reverse=True)
     reasons = list(photo_reasons)
-    if ordered[0] < thresholds["min_probability"]:
+    if ordered[0] < thresholds.min_probability:
         reasons.append(f"the model is not confident enough: its top probability {ordered[0]:.0%} is below the "
-                       f"{thresholds['min_probability']:.0%} under which it was often wrong in validation")
-    if len(ordered) > 1 and ordered[0] - ordered[1] < thresholds["min_margin"]:
+                       f"{thresholds.min_probability:.0%} under which it was often wrong in validation")
+    if len(ordered) > 1 and ordered[0] - ordered[1] < thresholds.min_margin:
         reasons.append(f"the two most likely conditions are too close to call ({ordered[0]:.0%} and "
-                       f"{ordered[1]:.0%}; validation needed a gap of at least {thresholds['min_margin']:.0%})")
+                       f"{ordered[1]:.0%}; validation needed a gap of at least {thresholds.min_margin:.0%})")
     return reasons

@@ -6,19 +6,19 @@ must not be cached have none), and written atomically.
 import numpy as np
 
 from ml.features.extractor import FaceFeatures
-from ml.learning.options import VGG_BLOCKS
 from ml.progress import Progress
 
 
 def block_features(blocks, extractors, crops, digests, cache_root, report):
     """Return {block: [n, size] features}, reusing vectors cached per image and block.
 
-    Face blocks share one alignment per photo: a photo missing from any face block's cache is
-    aligned once and all face blocks are computed for it.
+    `extractors` holds the networks built already (the VGG16 backbones), by block. The other
+    blocks are face blocks, which share one alignment per photo: a photo missing from any face
+    block's cache is aligned once and all face blocks are computed for it.
     """
-    face_blocks = [name for name in blocks if name not in VGG_BLOCKS]
+    face_blocks = [name for name in blocks if name not in extractors]
     sources = [(FaceFeatures(face_blocks), face_blocks)] if face_blocks else []
-    sources += [(extractors[name], [name]) for name in blocks if name in VGG_BLOCKS]
+    sources += [(extractors[name], [name]) for name in blocks if name in extractors]
     found = {}
     for part, (extractor, names) in enumerate(sources):
         step = Progress("features", part=part, parts=len(sources))              # one pass per source

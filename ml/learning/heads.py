@@ -1,4 +1,7 @@
 """Classifiers on top of a pipeline's features: a linear model, or a softmax layer trained with Keras."""
+from pathlib import Path
+from typing import Protocol
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -10,6 +13,25 @@ from ml.learning.pipelines import LinearModel
 from ml.progress import METRICS, Progress
 
 HEAD_ARRAYS = "head.npz"
+
+
+class Head(Protocol):
+    """What every head offers: class probabilities of features, a differentiable score, and its files.
+
+    `linear`: its scores are linear in the features, so `direction(features, class_index)` gives
+    the gradient that attribution maps spread over the face. A head that does not say so is not.
+    """
+    name: str
+    linear: bool
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """Return [n, n_classes] probabilities."""
+
+    def log_probability(self, features, class_index):
+        """Return log p(class) as a differentiable TensorFlow expression of the features (for Grad-CAM)."""
+
+    def save(self, folder: Path) -> list[str]:
+        """Write the head's files; return their names."""
 
 
 def load_head(card, folder):
@@ -37,14 +59,15 @@ def class_weights(labels):
 class LinearHead:
     """A linear model on block-scaled features (logistic regression, or the baseline's linear SVM)."""
     name = "linear"
+    linear = True
 
     def __init__(self, model):
         self.model = model
 
     @classmethod
-    def fit(cls, features, labels, block_sizes, config, n_classes, seed=0):
-        """Fit `config`'s head on all the given features."""
-        return cls(LinearModel.fit(features, labels, block_sizes, config, n_classes, seed))
+    def fit(cls, features, labels, block_sizes, candidate, n_classes, seed=0):
+        """Fit `candidate`'s head on all the given features."""
+        return cls(LinearModel.fit(features, labels, block_sizes, candidate, n_classes, seed))
 
     def probabilities(self, features):
         """Return [n, n_classes] probabilities (classes absent from training get 0)."""
@@ -87,8 +110,12 @@ def _legacy_model(card, folder):
 
 
 class SoftmaxHead:
-    """Feature standardisation, dropout and a softmax layer, trained with early stopping."""
+    """Feature standardisation, dropout and a softmax layer, trained with early stopping.
+
+    Its scores are linear in the features too: standardisation, dropout (off when serving), one dense layer.
+    """
     name = "softmax"
+    linear = True
 
     def __init__(self, n_classes, options, model=None):
         self.n_classes, self.options, self.model = n_classes, options, model

@@ -24,6 +24,11 @@ FINE_TUNABLE = VGG_BLOCKS + ("dlib-face",)
 FOR_FINE_TUNING = {"backbone": FINE_TUNABLE, "head": ("softmax",)}
 
 
+def is_vgg16(pipeline):
+    """Say whether a pipeline is a VGG16 network (built from weights, saved whole with its version), not face blocks."""
+    return pipeline in VGG_BLOCKS
+
+
 def check_pipeline(name):
     """Refuse a `backbone` that is neither auto nor one block or a fusion of blocks ('dlib-face+hog')."""
     parts = name.split("+")

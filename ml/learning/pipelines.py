@@ -25,11 +25,11 @@ MAX_ITER = 5000
 
 
 @dataclass(frozen=True)
-class Config:
-    """One candidate: the blocks it fuses, its head (linear | svm) and the head's C."""
+class Candidate:
+    """One candidate configuration of a pipeline: the blocks it fuses, its head and the head's C."""
     blocks: tuple
-    head: str
-    C: float
+    head: str                   # linear | svm | softmax
+    C: float | None             # None: the softmax head
 
     @property
     def pipeline(self):
@@ -37,15 +37,15 @@ class Config:
         return "+".join(self.blocks) + ("-svm" if self.head == "svm" else "")
 
 
-BASELINE = Config(("hog",), "svm", BASELINE_SVM_C)
+BASELINE = Candidate(("hog",), "svm", BASELINE_SVM_C)
 
 
-def configs_for(pipeline, head="linear", regularization=None):
-    """Return the configs of one pipeline: every C of the grid, or the given one."""
+def candidates_for(pipeline, head="linear", regularization=None):
+    """Return the candidates of one pipeline: every C of the grid, or the given one."""
     if head == "svm":
-        return [Config(tuple(pipeline.split("+")), "svm", regularization or BASELINE_SVM_C)]
+        return [Candidate(tuple(pipeline.split("+")), "svm", regularization or BASELINE_SVM_C)]
     grid = C_GRID if regularization is None else (regularization,)
-    return [Config(tuple(pipeline.split("+")), "linear", c) for c in grid]
+    return [Candidate(tuple(pipeline.split("+")), "linear", c) for c in grid]
 
 
 def block_scaling(x, block_sizes):
@@ -65,13 +65,13 @@ class LinearModel:
         self.classes, self.n_classes, self.head = np.asarray(classes), n_classes, head
 
     @classmethod
-    def fit(cls, x, labels, block_sizes, config, n_classes, seed=0):
-        """Fit `config`'s head on block-scaled `x`."""
+    def fit(cls, x, labels, block_sizes, candidate, n_classes, seed=0):
+        """Fit `candidate`'s head on block-scaled `x`."""
         mean, scale = block_scaling(x, block_sizes)
         basis, z = row_space((x - mean) / scale)
-        estimator = make_estimator(config, seed, labels).fit(z, labels)
+        estimator = make_estimator(candidate, seed, labels).fit(z, labels)
         coef = estimator.coef_ @ basis.T
-        return cls(mean, scale, coef, estimator.intercept_, estimator.classes_, n_classes, config.head)
+        return cls(mean, scale, coef, estimator.intercept_, estimator.classes_, n_classes, candidate.head)
 
     def logits(self, x):
         """Return one score per known class (sklearn keeps one for two classes: the second's)."""
@@ -113,8 +113,8 @@ class LinearModel:
                    int(arrays["n_classes"]), str(arrays["head"]))
 
 
-def make_estimator(config, seed, labels):
-    """Return the scikit-learn estimator of a config's head, for fitting on `labels`.
+def make_estimator(candidate, seed, labels):
+    """Return the scikit-learn estimator of a candidate's head, for fitting on `labels`.
 
     Logistic regression: Newton's method for two classes; for more, L-BFGS to a tight tolerance.
     Newton's Hessian grows with classes x features squared: on 7 classes of 240 photos (in their
@@ -122,12 +122,12 @@ def make_estimator(config, seed, labels):
     photos and probabilities within 0.011 (`bench.accuracy --age-bands`' features, C 0.01-1000);
     at tolerance 1e-6 it ends nearer the optimum than Newton does at its default (tested).
     """
-    if config.head == "svm":
-        return LinearSVC(C=config.C, class_weight="balanced", random_state=seed, max_iter=20000)
+    if candidate.head == "svm":
+        return LinearSVC(C=candidate.C, class_weight="balanced", random_state=seed, max_iter=20000)
     if len(np.unique(labels)) > 2:
-        return LogisticRegression(C=config.C, class_weight="balanced", max_iter=MAX_ITER, random_state=seed,
+        return LogisticRegression(C=candidate.C, class_weight="balanced", max_iter=MAX_ITER, random_state=seed,
                                   solver="lbfgs", tol=1e-6)
-    return LogisticRegression(C=config.C, class_weight="balanced", max_iter=MAX_ITER, random_state=seed,
+    return LogisticRegression(C=candidate.C, class_weight="balanced", max_iter=MAX_ITER, random_state=seed,
                               solver="newton-cholesky")
 
 
@@ -171,8 +171,8 @@ class Grams:
         return sum(self.grams[name] for name in blocks)
 
 
-def fold_predictions(grams, labels, train, test, configs, n_classes, seed, timings=None):
-    """Return {config: probabilities of the test photos} for every config fitted on the train photos.
+def fold_predictions(grams, labels, train, test, candidates, n_classes, seed, timings=None):
+    """Return {candidate: probabilities of the test photos} for every candidate fitted on the train photos.
 
     A pipeline's projection onto its training photos' span is computed once per fold and shared by
     all its Cs; they are fitted from the smallest C up, each starting from the previous solution
@@ -180,35 +180,35 @@ def fold_predictions(grams, labels, train, test, configs, n_classes, seed, timin
     """
     out = {}
     by_pipeline = {}
-    for config in configs:
-        by_pipeline.setdefault(config.pipeline, []).append(config)
+    for candidate in candidates:
+        by_pipeline.setdefault(candidate.pipeline, []).append(candidate)
     for pipeline, group in by_pipeline.items():
         started = time.perf_counter()
         gram = grams.of(group[0].blocks)
         u, s = _span(gram[np.ix_(train, train)])
         z_train, z_test = u * s, gram[np.ix_(test, train)] @ (u / s)
         estimator = None
-        for config in sorted(group, key=lambda c: c.C):
-            if estimator is None or config.head == "svm":
-                estimator = make_estimator(config, seed, labels[train])
-                if config.head != "svm":
+        for candidate in sorted(group, key=lambda c: c.C):
+            if estimator is None or candidate.head == "svm":
+                estimator = make_estimator(candidate, seed, labels[train])
+                if candidate.head != "svm":
                     estimator.set_params(warm_start=True)
-            estimator.set_params(C=config.C).fit(z_train, labels[train])
+            estimator.set_params(C=candidate.C).fit(z_train, labels[train])
             model = LinearModel(0.0, 1.0, estimator.coef_, estimator.intercept_, estimator.classes_, n_classes,
-                                config.head)
-            out[config] = model.probabilities(z_test)
+                                candidate.head)
+            out[candidate] = model.probabilities(z_test)
         if timings is not None:
             timings[pipeline] = timings.get(pipeline, 0.0) + time.perf_counter() - started
     return out
 
 
-def cv_predictions(grams, labels, folds, configs, n_classes, seed, timings=None, report=None):
-    """Return {config: out-of-fold probabilities [n, n_classes]} over the given folds (indices into `grams`)."""
-    pooled = {config: np.zeros((len(labels), n_classes)) for config in configs}
+def cv_predictions(grams, labels, folds, candidates, n_classes, seed, timings=None, report=None):
+    """Return {candidate: out-of-fold probabilities [n, n_classes]} over the given folds (indices into `grams`)."""
+    pooled = {candidate: np.zeros((len(labels), n_classes)) for candidate in candidates}
     for number, (train, test) in enumerate(folds, 1):
-        for config, probabilities in fold_predictions(grams, labels, train, test, configs, n_classes, seed,
+        for candidate, probabilities in fold_predictions(grams, labels, train, test, candidates, n_classes, seed,
                                                       timings).items():
-            pooled[config][test] = probabilities
+            pooled[candidate][test] = probabilities
         if report:
             report(number, pooled)
     return pooled
@@ -232,79 +232,83 @@ def rank_key(probabilities, labels, folds):
 
 @dataclass
 class Choice:
-    """What nested cross-validation found: the winner, its honest score and every candidate's."""
-    config: Config
+    """What cross-validation found: the winner, its honest score and every candidate's.
+
+    `choose` compares linear candidates by nested cross-validation; the softmax head's one
+    candidate is cross-validated alone (ml/learning/training.py) and reported the same way.
+    """
+    winner: Candidate
     outer_predictions: np.ndarray        # out-of-fold probabilities of "choose, then fit" on each outer fold
     served_predictions: np.ndarray       # the winner's own out-of-fold probabilities: what the served model does
     outer_accuracies: list
-    chosen_per_fold: list
+    chosen_per_fold: list | None         # the pipeline each outer fold chose; None where nothing was chosen
     candidates: list                     # rows for the model card, best first
     baseline_predictions: np.ndarray     # the classical baseline's out-of-fold probabilities, same outer folds
     folds: list                          # the outer (train, test) index pairs
     grouped: bool                        # whether the folds keep each person on one side
 
 
-def choose(features, labels, groups, configs, options, report=None, baseline=BASELINE):
-    """Compare `configs` by nested cross-validation; return the Choice.
+def choose(features, labels, groups, candidates, options, report=None, baseline=BASELINE):
+    """Compare `candidates` by nested cross-validation; return the Choice.
 
-    `features` must hold every block the configs (and the baseline, unless it is None) use.
+    `features` must hold every block the candidates (and the baseline, unless it is None) use.
     """
     report = report or (lambda step: None)
     n_classes = int(labels.max()) + 1
     folds, grouped, n_folds = cross_validation_folds(labels, groups, options.folds, options.seed)
-    scored = list(dict.fromkeys(list(configs) + ([baseline] if baseline else [])))
+    scored = list(dict.fromkeys(list(candidates) + ([baseline] if baseline else [])))
     timings = {}
     grams = Grams(features)
 
     def fold_done(number, pooled):         # every candidate scored on one more fold
         report(Progress("cross-validation", fold=number, folds=n_folds,
-                        candidates=candidates_so_far(pooled, labels, folds[:number], configs)))
+                        candidates=candidates_so_far(pooled, labels, folds[:number], candidates)))
     outer = cv_predictions(grams, labels, folds, scored, n_classes, options.seed, timings, fold_done)
     nested = np.zeros((len(labels), n_classes))
     chosen = []
     for number, (train, test) in enumerate(folds, 1):
         report(Progress("nested selection", fold=number, folds=n_folds))
-        if len(configs) == 1:
-            best = configs[0]
+        if len(candidates) == 1:
+            best = candidates[0]
         else:
             inner_groups = None if groups is None else [groups[i] for i in train]
             inner, _, _ = cross_validation_folds(labels[train], inner_groups, options.folds, options.seed)
             inner = [(train[a], train[b]) for a, b in inner]
-            inner_pred = cv_predictions(grams, labels, inner, configs, n_classes, options.seed)
-            best = max(configs, key=lambda c: rank_key(inner_pred[c], labels, inner))
+            inner_pred = cv_predictions(grams, labels, inner, candidates, n_classes, options.seed)
+            best = max(candidates, key=lambda c: rank_key(inner_pred[c], labels, inner))
         chosen.append(best)
         nested[test] = outer[best][test]
         report(Progress("nested selection", fold=number, folds=n_folds,
                         **folds_so_far(nested, outer[baseline] if baseline else None, labels, folds[:number])))
-    winner = max(configs, key=lambda c: rank_key(outer[c], labels, folds))
+    winner = max(candidates, key=lambda c: rank_key(outer[c], labels, folds))
     return Choice(winner, nested, outer[winner], fold_accuracies(nested, labels, folds),
                   [c.pipeline for c in chosen],
-                  candidate_rows(outer, labels, folds, configs, timings, winner),
+                  candidate_rows(outer, labels, folds, candidates, timings, winner),
                   outer[baseline] if baseline else None, folds, grouped)
 
 
-def candidate_rows(outer, labels, folds, configs, timings, winner):
+def candidate_rows(outer, labels, folds, candidates, timings, winner):
     """Return one row per pipeline (its best C): CV accuracy +- std, seconds, and whether it was chosen."""
     best = {}
-    for config in configs:
-        key = rank_key(outer[config], labels, folds)
-        if config.pipeline not in best or key > best[config.pipeline][0]:
-            best[config.pipeline] = (key, config)
+    for candidate in candidates:
+        key = rank_key(outer[candidate], labels, folds)
+        if candidate.pipeline not in best or key > best[candidate.pipeline][0]:
+            best[candidate.pipeline] = (key, candidate)
     rows = []
-    for pipeline, (_, config) in best.items():
-        accuracies = fold_accuracies(outer[config], labels, folds)
-        rows.append({"pipeline": pipeline, "head": config.head, "C": config.C,
+    for pipeline, (_, candidate) in best.items():
+        accuracies = fold_accuracies(outer[candidate], labels, folds)
+        rows.append({"pipeline": pipeline, "head": candidate.head, "C": candidate.C,
                      "accuracy": float(np.mean(accuracies)), "accuracy_std": float(np.std(accuracies)),
-                     "seconds": round(timings.get(pipeline, 0.0), 2), "chosen": config == winner})
+                     "seconds": round(timings.get(pipeline, 0.0), 2), "chosen": candidate == winner})
     return sorted(rows, key=lambda row: -row["accuracy"])
 
 
-def candidates_so_far(pooled, labels, folds, configs):
+def candidates_so_far(pooled, labels, folds, candidates):
     """Return each candidate pipeline's mean accuracy (at its best C) on the folds scored so far, best first."""
     best = {}
-    for config in configs:
-        accuracy = float(np.mean(fold_accuracies(pooled[config], labels, folds)))
-        best[config.pipeline] = max(best.get(config.pipeline, 0.0), accuracy)
+    for candidate in candidates:
+        accuracy = float(np.mean(fold_accuracies(pooled[candidate], labels, folds)))
+        best[candidate.pipeline] = max(best.get(candidate.pipeline, 0.0), accuracy)
     return [{"pipeline": name, "accuracy": accuracy} for name, accuracy in sorted(best.items(), key=lambda r: -r[1])]
 
 

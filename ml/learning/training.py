@@ -29,12 +29,13 @@ from ml.learning.feature_cache import block_features
 from ml.learning.fine_tuning import save_fine_tuned
 from ml.learning.heads import LinearHead, SoftmaxHead
 from ml.learning.novelty import Novelty
-from ml.learning.options import FINE_TUNABLE, PIPELINES, VGG_BLOCKS
+from ml.learning.options import FINE_TUNABLE, PIPELINES, is_vgg16
 from ml.learning.pipelines import (
     BASELINE,
-    Config,
+    Candidate,
+    Choice,
+    candidates_for,
     choose,
-    configs_for,
     fold_accuracies,
     folds_so_far,
 )
@@ -65,7 +66,7 @@ def train(dataset, options, registry, pretrained_dirs=(), progress=None):
     if options.backbone == "auto" and options.head == "softmax":
         raise TrainingError("auto compares linear pipelines; choose a backbone for the softmax head.")
     extractors = {name: build_extractor(name, options, pretrained_dirs)      # fail fast on missing weights
-                  for name in {p for p in pipelines if p in VGG_BLOCKS}}
+                  for name in {p for p in pipelines if is_vgg16(p)}}
     if options.fine_tune_epochs and not (len(pipelines) == 1 and pipelines[0] in FINE_TUNABLE):
         raise TrainingError(f"The {options.backbone} backbone cannot be fine-tuned; set fine_tune_epochs to 0 "
                             f"(fine-tunable: {', '.join(FINE_TUNABLE)}).")
@@ -83,22 +84,20 @@ def train(dataset, options, registry, pretrained_dirs=(), progress=None):
         return save_fine_tuned(dataset, options, registry, backbone, crops, features, labels, attributes, started,
                                report, _save)
     if options.head == "softmax":
-        chosen, folds, grouped, raw, baseline, candidates = _softmax_cv(features, labels, groups, pipelines[0],
-                                                                        n_classes, options, report)
-        chosen_per_fold, selection, served = None, "fixed", raw
+        choice = _softmax_cv(features, labels, groups, pipelines[0], n_classes, options, report)
+        selection = "fixed"
     else:
-        configs = [c for p in pipelines for c in configs_for(p, options.head, options.regularization)]
+        candidates = [c for p in pipelines for c in candidates_for(p, options.head, options.regularization)]
         if options.backbone == "auto":
-            configs.append(BASELINE)            # auto must never end below the product's own baseline
-        choice = choose(features, labels, groups, configs, options, report)
-        chosen, folds, grouped, raw = choice.config, choice.folds, choice.grouped, choice.outer_predictions
-        served = choice.served_predictions
-        baseline, candidates, chosen_per_fold = choice.baseline_predictions, choice.candidates, choice.chosen_per_fold
-        selection = "nested cross-validation" if len(configs) > 1 else "fixed"
-    metrics, calibrated, temperature = assess(raw, labels, folds, dataset.labels, attributes, baseline, served)
-    metrics.update(method="cross-validation", folds=len(folds), grouped=grouped, note=_cv_note(
-        len(folds), grouped, options.backbone == "auto"), candidates=candidates, chosen_per_fold=chosen_per_fold,
-        selection=selection)
+            candidates.append(BASELINE)            # auto must never end below the product's own baseline
+        choice = choose(features, labels, groups, candidates, options, report)
+        selection = "nested cross-validation" if len(candidates) > 1 else "fixed"
+    chosen, folds, served = choice.winner, choice.folds, choice.served_predictions
+    metrics, calibrated, temperature = assess(choice.outer_predictions, labels, folds, dataset.labels, attributes,
+                                              choice.baseline_predictions, served)
+    metrics.update(method="cross-validation", folds=len(folds), grouped=choice.grouped, note=_cv_note(
+        len(folds), choice.grouped, options.backbone == "auto"), candidates=choice.candidates,
+        chosen_per_fold=choice.chosen_per_fold, selection=selection)
     report(Progress("final head"))
     extractor = extractors.get(chosen.pipeline) or build_extractor("+".join(chosen.blocks), options, pretrained_dirs)
     x = np.concatenate([features[name] for name in chosen.blocks], axis=1)
@@ -125,7 +124,7 @@ SCORES_SO_FAR = ("fold_accuracies", "baselines", "candidates")
 def progress_reporter(options, progress):
     """Return the callback the steps report to: it sends `progress` each step as a Progress with its fraction."""
     if progress is None:
-        return lambda event: None
+        return lambda step: None
     scores = {}
 
     def report(step):
@@ -159,10 +158,10 @@ def _share_done(step, options):
 
 
 def _softmax_cv(features, labels, groups, pipeline, n_classes, options, report):
-    """Cross-validate the softmax head on one pipeline; return what `choose` returns for linear heads."""
-    config = Config(tuple(pipeline.split("+")), "softmax", None)
+    """Cross-validate the softmax head on one pipeline; return the Choice, as `choose` does for linear heads."""
+    candidate = Candidate(tuple(pipeline.split("+")), "softmax", None)
     folds, grouped, n_folds = cross_validation_folds(labels, groups, options.folds, options.seed)
-    x = np.concatenate([features[name] for name in config.blocks], axis=1)
+    x = np.concatenate([features[name] for name in candidate.blocks], axis=1)
     raw = np.zeros((len(labels), n_classes))
     baseline = baseline_predictions(features, labels, folds, n_classes, options)
     for number, (train_idx, test_idx) in enumerate(folds, 1):
@@ -179,7 +178,7 @@ def _softmax_cv(features, labels, groups, pipeline, n_classes, options, report):
     accuracies = fold_accuracies(raw, labels, folds)
     candidates = [{"pipeline": pipeline, "head": "softmax", "C": None, "accuracy": float(np.mean(accuracies)),
                    "accuracy_std": float(np.std(accuracies)), "seconds": None, "chosen": True}]
-    return config, folds, grouped, raw, baseline, candidates
+    return Choice(candidate, raw, raw, accuracies, None, candidates, baseline, folds, grouped)
 
 
 def _cv_note(n_folds, grouped, auto):

@@ -39,9 +39,19 @@ class Explanation:
     overlay_png: bytes       # the untinted face with only the regions at or above SHOWN_FROM coloured
     seconds: float           # what computing it cost
 
+    @property
+    def overlay_png_base64(self):
+        """The overlay PNG as base64 text: `overlay_png_base64` in the API and on the result page alike."""
+        return base64.b64encode(self.overlay_png).decode()
+
     def as_dict(self):
-        """Return the explanation as the API's JSON object (the overlay as base64 PNG)."""
-        return {"method": self.method, "heatmap_png_base64": base64.b64encode(self.overlay_png).decode(),
+        """Return the explanation as the API's JSON object.
+
+        `heatmap_png_base64` is the overlay's first name in the API, kept for its clients and
+        deprecated (docs/api.md): it holds the same PNG.
+        """
+        overlay = self.overlay_png_base64
+        return {"method": self.method, "overlay_png_base64": overlay, "heatmap_png_base64": overlay,
                 "seconds": round(self.seconds, 3)}
 
 
@@ -54,14 +64,18 @@ def explanation(loaded, crop, class_index=None):
 
 
 def explain(loaded, crop, class_index=None):
-    """Return (heat map in [0, 1] over the crop, method name) for a class (None: the class the model names)."""
-    if hasattr(loaded.backbone, "read") and hasattr(loaded.head, "direction"):
+    """Return (heat map in [0, 1] over the crop, method name) for a class (None: the class the model names).
+
+    The method follows what the extractor and head say they can do (ml/features/contract.py).
+    """
+    extractor = loaded.backbone
+    if extractor.attributable and getattr(loaded.head, "linear", False):        # undeclared: not linear
         return attribution_map(loaded, crop, class_index), "attribution"
     if class_index is None:
         class_index = int(np.argmax(loaded.probabilities(crop[np.newaxis], calibrated=False)[0]))
-    if hasattr(loaded.backbone, "base"):
-        return grad_cam(loaded.backbone, loaded.head, crop, class_index), "grad-cam"
-    if hasattr(loaded.backbone, "occluded_features"):
+    if extractor.has_conv_maps:
+        return grad_cam(extractor, loaded.head, crop, class_index), "grad-cam"
+    if extractor.occludable:
         return chip_occlusion_map(loaded, crop, class_index), "occlusion"
     return crop_occlusion_map(loaded, crop, class_index), "occlusion"
 

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ml.errors import FaceDxError, ImageError, NoActiveModel, VersionBroken
+from ml.features.contract import Extractor
 from ml.features.extractor import load_extractor
 from ml.features.face_models import face_landmarks
-from ml.learning.calibration import apply_temperature, decide
-from ml.learning.heads import load_head
+from ml.learning.calibration import Thresholds, apply_temperature, decide
+from ml.learning.heads import Head, load_head
 from ml.learning.novelty import Novelty
 from ml.photos.faces import CROP_SIZE, FaceBox, FaceOptions, crop_face
 from ml.photos.images import decode_image
@@ -18,7 +19,7 @@ from ml.photos.quality import photo_advice
 from ml.serving.batching import MicroBatcher
 from ml.serving.explain import Explanation, explanation
 from ml.versions.card import ModelCard
-from ml.versions.registry import ACTIVE_FILE
+from ml.versions.registry import ACTIVE_FILE, THRESHOLDS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,8 @@ class LoadedModel:
     """A version in memory: its feature extractor, head and novelty score, ready to predict."""
     version: str
     card: ModelCard
-    backbone: object
-    head: object
+    backbone: Extractor
+    head: Head
     novelty: Novelty | None = None
 
     def probabilities(self, crops, reference=None, calibrated=True):
@@ -100,6 +101,14 @@ class LoadedModel:
                     reasons += [reason] if flagged else []
         probabilities = apply_temperature(raw, self.card.calibration["temperature"]) if calibrated else raw
         return probabilities, unlike
+
+
+@dataclass(frozen=True)
+class HeldThresholds:
+    """A version's thresholds as a predictor holds them, and the stamp of the file they came from (None: the card)."""
+    version: str
+    stamp: tuple | None
+    thresholds: Thresholds
 
 
 def load_version(model_version):
@@ -129,6 +138,7 @@ class Predictor:
         self._loaded = None
         self._unavailable = NoActiveModel("No model is active yet. An administrator must train or activate one.")
         self._pointer_stamp = None
+        self._thresholds = None
         self._lock = threading.Lock()
 
     def current(self):
@@ -150,6 +160,7 @@ class Predictor:
             version = self.registry.active()
             if self._loaded is None or version.version != self._loaded.version:
                 self._loaded = load_version(version)
+                self.thresholds(self._loaded)
                 log.info("serving model version %s", version.version)
         except NoActiveModel as error:
             self._loaded, self._unavailable = None, error
@@ -162,11 +173,20 @@ class Predictor:
         self._pointer_stamp = stamp
 
     def _stamp(self):
-        try:
-            info = os.stat(self.registry.root / ACTIVE_FILE)
-        except FileNotFoundError:
-            return None
-        return info.st_ino, info.st_mtime_ns, info.st_size
+        return file_stamp(self.registry.root / ACTIVE_FILE)
+
+    def thresholds(self, loaded):
+        """Return the Thresholds the predictions of `loaded` are held to.
+
+        They are read with the version and again only when an administrator has saved new ones
+        since (from any process): one stat of their file per prediction tells.
+        """
+        stamp = file_stamp(self.registry.root / loaded.version / THRESHOLDS_FILE)
+        held = self._thresholds
+        if held is None or (held.version, held.stamp) != (loaded.version, stamp):
+            chosen = Thresholds.of(self.registry.thresholds(loaded.version, loaded.card))
+            held = self._thresholds = HeldThresholds(loaded.version, stamp, chosen)
+        return held.thresholds
 
     def predict(self, data, explain=False):
         """Decode photo bytes, crop the face and return a Prediction (with a heat map if `explain`)."""
@@ -188,8 +208,7 @@ class Predictor:
         else:
             probabilities, unlike = (row[0] for row in loaded.assess(crop.image[np.newaxis]))
         ranked = sorted(zip(loaded.card.labels, map(float, probabilities)), key=lambda p: -p[1])
-        reasons = decide(probabilities, self.registry.thresholds(loaded.version, loaded.card),
-                         reasons_in_order(advice, unlike, crop.doubts()))
+        reasons = decide(probabilities, self.thresholds(loaded), reasons_in_order(advice, unlike, crop.doubts()))
         explained = explanation(loaded, crop.image, int(np.argmax(probabilities))) if explain else None
         return Prediction(loaded.version, crop.box, crop.source, ranked, crop.image, reasons, explained,
                           advice=advice, faces_found=crop.faces_found)
@@ -220,3 +239,12 @@ class VersionPredictor(Predictor):
     def current(self):
         """Return the version this predictor was made for."""
         return self.loaded
+
+
+def file_stamp(path):
+    """Return what changes whenever a file is replaced (inode, modification time, size), or None if it is absent."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_ino, info.st_mtime_ns, info.st_size

@@ -220,13 +220,13 @@ def _card(data):
 def _check_runs_here(card):
     """Refuse a version whose blocks cannot run here, or whose Keras files need another major version."""
     from ml.features.availability import availability
-    from ml.learning.options import VGG_BLOCKS
+    from ml.learning.options import is_vgg16
 
     reasons = availability(())
     for block in card.blocks:
         if block not in reasons:
             raise BundleError(f"The bundle's model uses the block {block!r}, which this FaceDx does not know.")
-        if reasons[block] and block not in VGG_BLOCKS:          # VGG weights travel inside backbone.keras
+        if reasons[block] and not is_vgg16(block):          # VGG weights travel inside backbone.keras
             raise BundleError(f"The bundle's model needs {block}, which cannot run here: {reasons[block]}.")
     if any(name.endswith(".keras") for name in card.files):
         here, there = _software(), card.software
