@@ -9,7 +9,7 @@ def test_health_names_the_active_version(app, client, trained):
 
     from web.services import get_registry
 
-    version = trained[1]
+    version = trained.version
     with app.app_context():
         registry = get_registry()
         shutil.copytree(version.path, registry.root / version.version)

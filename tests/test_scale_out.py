@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import (
+from tests.helpers import (
     PROJECT,
     SMALL_API_OPTIONS,
     coloured_face,
@@ -19,7 +19,7 @@ from tests.conftest import (
     synthetic_entries,
     write_zip,
 )
-from tests.conftest import flask_command as flask
+from tests.helpers import flask_command as flask
 
 
 def start(env, *args):

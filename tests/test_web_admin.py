@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import (clone_version, coloured_face, face_haar_misses, form_token, login, png_bytes,
-                            synthetic_entries, write_zip)
+from tests.helpers import (clone_version, coloured_face, face_haar_misses, form_token, login, png_bytes,
+                           synthetic_entries, write_zip)
 from web.db import db
 from web.jobs.records import DIED, reconcile
 from web.records import Job
@@ -212,7 +212,7 @@ def test_a_cancelled_import_keeps_nothing(admin, tmp_path, app):
 
 def test_rejected_photos_show_thumbnails_and_those_without_a_face_can_be_added_whole(admin, app, tmp_path,
                                                                                     face_photos):
-    from tests.conftest import face_variants
+    from tests.helpers import face_variants
 
     app.config["FACE_DETECTOR"] = "haar"
     entries = {f"first/{i}.jpg": d for i, d in enumerate(face_variants(face_photos["astronaut"], 5))}
@@ -299,7 +299,7 @@ def test_model_page_shows_calibration_and_takes_thresholds(admin, app, active_mo
 
 
 def test_a_confusion_matrix_cell_lists_the_photos_behind_it(admin, app, active_model, trained):
-    _, version, dataset = trained
+    version, dataset = trained.version, trained.dataset
     rows = json.loads((version.path / "evaluation.json").read_text())
     truth = [r for r in rows if r["label"] == 1 and np.argmax(r["probabilities"]) == 1]
     # The app's copy of the model points at a dataset that is not in the app's folder: no photos shown.
@@ -373,7 +373,7 @@ def test_a_damaged_pointer_is_repaired_by_activating_a_version(admin, app, runne
 def import_here(app, name, per_class=6):
     """Import a generated dataset straight into the app's data folder; return its manifest."""
     from ml.datasets import import_dataset
-    from tests.conftest import SYNTHETIC_FACES
+    from tests.helpers import SYNTHETIC_FACES
     from web.services import datasets_root
 
     archive = write_zip(Path(app.config["UPLOAD_DIR"]) / f"{name}.zip", synthetic_entries(per_class=per_class))
@@ -512,7 +512,7 @@ def test_a_fresh_install_shows_the_admin_the_three_steps(admin, app):
 def test_a_model_names_the_dataset_revision_it_was_trained_on_and_finds_its_photos_after_a_change(
         admin, app, active_model, trained):
     from ml.datasets import remove_photo
-    _, version, dataset = trained
+    version, dataset = trained.version, trained.dataset
     root = Path(app.config["UPLOAD_DIR"]) / "datasets"
     import shutil
     shutil.copytree(dataset.path, root / dataset.id)
@@ -530,7 +530,7 @@ def test_a_model_names_the_dataset_revision_it_was_trained_on_and_finds_its_phot
 
 def test_a_version_is_deleted_from_the_page_the_api_and_the_command_line_and_audited(app, client, tokens,
                                                                                      active_model):
-    from tests.test_accounts import audit_log
+    from tests.helpers import audit_log
     from web.services import get_registry
 
     with app.app_context():

@@ -4,7 +4,7 @@ import time
 import pytest
 import skimage.data
 
-from tests.conftest import SMALL_API_OPTIONS, coloured_face, login, png_bytes, synthetic_entries, write_zip
+from tests.helpers import SMALL_API_OPTIONS, coloured_face, login, png_bytes, synthetic_entries, write_zip
 
 
 def bearer(token):
@@ -187,10 +187,10 @@ def test_cancel_a_running_job(client, tokens, colours_zip):
 def test_a_dlib_face_model_serves_the_api_and_the_doctor_page(app, client, tokens, trained_people, face_photos):
     import shutil
 
-    from tests.conftest import form_token, jpeg_bytes, login
+    from tests.helpers import form_token, jpeg_bytes, login
     from web.services import get_registry
 
-    version = trained_people[1]
+    version = trained_people.version
     with app.app_context():
         registry = get_registry()
         shutil.copytree(version.path, registry.root / version.version)
@@ -228,7 +228,7 @@ def test_a_queued_job_says_whether_a_worker_will_take_it(app, client, tokens, co
     from rq import Worker
 
     from app import create_app
-    from tests.conftest import free_port
+    from tests.helpers import free_port
     from web.jobs.dispatch import current_dispatcher
     admin = bearer(tokens["admin"])
     import_dataset(client, tokens["admin"], colours_zip)
