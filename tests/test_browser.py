@@ -74,6 +74,16 @@ def snap(page, name):
         page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
 
+def with_trained_version(server, trained):
+    """Copy the session's trained version into the server's models folder (once); return its registry and name."""
+    from ml.versions.registry import ModelRegistry
+
+    registry = ModelRegistry(server.data / "models")
+    if not (registry.root / trained.version.version).exists():
+        shutil.copytree(trained.version.path, registry.root / trained.version.version)
+    return registry, trained.version.version
+
+
 def log_in(page, base, name, password):
     page.goto(base + "/login")
     page.fill("#username", name)
@@ -362,8 +372,9 @@ def test_admin_curates_a_dataset_watches_the_folds_tries_the_model_then_activate
     assert page.problems == []
 
 
-def test_the_models_table_and_the_charts_are_usable_on_a_phone(server, browser):
+def test_the_models_table_and_the_charts_are_usable_on_a_phone(server, browser, trained):
     base, admin_password = server.base, server.admin_password
+    with_trained_version(server, trained)      # a version to show, whichever tests ran before
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     page = context.new_page()
     log_in(page, base, "admin", admin_password)
@@ -375,6 +386,7 @@ def test_the_models_table_and_the_charts_are_usable_on_a_phone(server, browser):
             assert box and box["width"] > 0 and box["x"] + box["width"] <= 390, (cell, box)
     snap(page, "admin-models-phone")
     versions = page.locator("#models td[data-label=Version] a").all_inner_texts()
+    assert versions
     for version in versions:
         page.goto(f"{base}/admin/models/{version}")
         assert page.locator("#reliability text.tick").count() == 10
@@ -391,14 +403,10 @@ def test_a_blurred_photo_is_referred_with_the_retake_advice_first_and_no_answer_
     import cv2
 
     from ml.photos.faces import crop_face
-    from ml.versions.registry import ModelRegistry
 
-    base, data = server.base, server.data
-    version = trained.version
-    registry = ModelRegistry(data / "models")
-    if not (registry.root / version.version).exists():
-        shutil.copytree(version.path, registry.root / version.version)
-    registry.activate(version.version)
+    base = server.base
+    registry, version = with_trained_version(server, trained)
+    registry.activate(version)
     portrait = crop_face(face_photos["grace_hopper"]).image            # her face with a margin, 256 px
     blurred = tmp_path / "blurred.png"
     blurred.write_bytes(png_bytes(cv2.GaussianBlur(portrait, (0, 0), 0.03 * portrait.shape[1])))
