@@ -155,10 +155,11 @@ def test_an_account_holds_at_most_its_places_and_gets_them_back_after_a_failure(
 
 
 def doctor_id(app, name):
+    from web.db import db
     from web.records import User
 
     with app.app_context():
-        return User.query.filter_by(username=name).one().id
+        return db.session.execute(db.select(User).filter_by(username=name)).scalar_one().id
 
 
 def test_one_account_with_every_place_taken_gets_429_while_another_is_served(app, client, tokens, active_model):
