@@ -162,6 +162,21 @@ def train_on(people, folder, options):
     return Trained(registry=registry, version=train(people.dataset, options, registry), dataset=people.dataset)
 
 
+def import_here(app, name="colours", per_class=6):
+    """Import a generated dataset straight into the app's data folder, without an import job; return its manifest.
+
+    For tests that need a dataset but do not test importing: an import job starts a process.
+    """
+    from ml.datasets import import_dataset
+    from web.services import datasets_root
+
+    archive = write_zip(Path(app.config["UPLOAD_DIR"]) / f"{name}.zip", synthetic_entries(per_class=per_class))
+    with app.app_context():
+        manifest = import_dataset(archive, name, datasets_root(), face=SYNTHETIC_FACES).manifest
+    archive.unlink()
+    return manifest
+
+
 def face_variants(photo, count):
     """Return `count` different JPEGs of one real face photo (flips, brightness, crops)."""
     variants = []

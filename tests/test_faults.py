@@ -18,7 +18,7 @@ from ml.serving.predictor import Predictor
 from ml.versions import registry as registry_module
 from ml.versions.registry import ModelRegistry
 from tests.helpers import (PROJECT, SMALL_API_OPTIONS, SMALL_TRAINING, bearer_headers, clone_version, database_full,
-                           form_token, import_result, login, synthetic_entries, write_zip)
+                           form_token, import_here, import_result, login, synthetic_entries, write_zip)
 
 
 def test_a_corrupt_active_model_reports_not_ready_and_recovers(app, client, tokens, trained):
@@ -208,7 +208,7 @@ def test_a_full_disk_while_an_upload_is_kept_shows_the_administrator_a_page_that
 
 def test_a_full_database_when_training_starts_answers_507_and_records_no_job(haar, client, tokens):
     admin = bearer_headers(tokens["admin"])
-    assert import_small_dataset(client, tokens["admin"])["status"] == "succeeded"
+    import_here(haar, "colours", per_class=5)
     with database_full(haar, "training_job"):
         response = client.post("/api/v1/training-jobs", headers=admin, json={"dataset": "colours",
                                                                             "options": SMALL_API_OPTIONS})
@@ -217,7 +217,7 @@ def test_a_full_database_when_training_starts_answers_507_and_records_no_job(haa
 
 
 def test_a_full_database_shows_the_training_page_that_says_so(haar, client, tokens):
-    assert import_small_dataset(client, tokens["admin"])["status"] == "succeeded"
+    import_here(haar, "colours", per_class=5)
     login(client, "ada")
     token = form_token(client, "/admin/training")
     with database_full(haar, "training_job"):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import (clone_version, coloured_face, face_haar_misses, form_token, login, png_bytes,
+from tests.helpers import (clone_version, coloured_face, face_haar_misses, form_token, import_here, login, png_bytes,
                            synthetic_entries, write_zip)
 from web.db import db
 from web.jobs.records import DIED, reconcile
@@ -85,8 +85,8 @@ def test_a_refused_import_shows_the_reason_and_keeps_nothing(admin, tmp_path, ap
     assert leftovers == []
 
 
-def test_delete_removes_the_dataset(admin, tmp_path):
-    imported(admin, zip_bytes(tmp_path, synthetic_entries(per_class=5)))
+def test_delete_removes_the_dataset(admin, app, tmp_path):
+    import_here(app, "colours", per_class=5)
     response = post(admin, "/admin/datasets/colours/delete", "/admin/datasets/colours")
     assert response.status_code == 302
     assert admin.get("/admin/datasets/colours").status_code == 404
@@ -115,8 +115,8 @@ def test_training_page_starts_a_job_and_refuses_a_second(admin, tmp_path, app):
     assert "training.start" in audit and "training.cancel" in audit and "dataset.import" in audit
 
 
-def test_bad_training_options_are_refused(admin, tmp_path):
-    imported(admin, zip_bytes(tmp_path, synthetic_entries(per_class=5)))
+def test_bad_training_options_are_refused(admin, app):
+    import_here(app, "colours", per_class=5)
     response = post(admin, "/admin/training", "/admin/training", **dict(LONG_FORM, image_size=8))
     page = response.get_data(as_text=True)
     assert response.status_code == 400 and "image_size must be a whole number from 32 to 512" in page
@@ -127,7 +127,7 @@ def test_bad_training_options_are_refused(admin, tmp_path):
 
 
 def test_killing_the_training_process_fails_the_job_and_frees_the_slot(admin, tmp_path, app):
-    imported(admin, zip_bytes(tmp_path, synthetic_entries(per_class=6)))
+    import_here(app, "colours", per_class=6)
     form = dict(LONG_FORM)
     job_id = int(post(admin, "/admin/training", "/admin/training", **form).headers["Location"].rsplit("/", 1)[1])
     deadline = time.monotonic() + 120
@@ -368,19 +368,6 @@ def test_a_damaged_pointer_is_repaired_by_activating_a_version(admin, app, runne
     assert post(admin, f"/admin/models/{active_model}/activate", "/admin/models").status_code == 302
     assert json.loads(pointer.read_text())["version"] == active_model
     assert admin.get("/api/v1/health").get_json()["model_version"] == active_model
-
-
-def import_here(app, name, per_class=6):
-    """Import a generated dataset straight into the app's data folder; return its manifest."""
-    from ml.datasets import import_dataset
-    from tests.helpers import SYNTHETIC_FACES
-    from web.services import datasets_root
-
-    archive = write_zip(Path(app.config["UPLOAD_DIR"]) / f"{name}.zip", synthetic_entries(per_class=per_class))
-    with app.app_context():
-        manifest = import_dataset(archive, name, datasets_root(), face=SYNTHETIC_FACES).manifest
-    archive.unlink()
-    return manifest
 
 
 def audit_actions(app):

@@ -5,18 +5,14 @@ import time
 import pytest
 import skimage.data
 
-from tests.helpers import (SMALL_API_OPTIONS, bearer_headers, coloured_face, form_token, import_result, jpeg_bytes,
+from tests.helpers import (SMALL_API_OPTIONS, bearer_headers, coloured_face, form_token, import_here, jpeg_bytes,
                            login, png_bytes, synthetic_entries, write_zip)
+
 
 def upload_dataset(client, token, archive, name="colours"):
     with open(archive, "rb") as stream:
         return client.post("/api/v1/datasets", headers=bearer_headers(token), content_type="multipart/form-data",
                            data={"archive": (stream, "data.zip"), "name": name, "face_fallback": "whole"})
-
-
-def import_dataset(client, token, archive, name="colours"):
-    """Import an archive through the API and wait for the import; return its final state."""
-    return import_result(client, bearer_headers(token), upload_dataset(client, token, archive, name))
 
 
 def wait_for(client, token, job_id, states=("succeeded", "failed", "cancelled"), timeout=240, url=None):
@@ -131,8 +127,8 @@ def test_dataset_upload_answers_at_once_and_the_import_job_tells_the_result(clie
     ({"dataset": "colours", "options": {"epochs": -1}}, 422), ({"dataset": "colours", "options": {"x": 1}}, 422),
     ({"dataset": "colours", "options": []}, 400),
 ])
-def test_bad_training_requests(client, tokens, colours_zip, body, status):
-    import_dataset(client, tokens["admin"], colours_zip)
+def test_bad_training_requests(app, client, tokens, body, status):
+    import_here(app, "colours", per_class=8)
     response = client.post("/api/v1/training-jobs", headers=bearer_headers(tokens["admin"]), json=body)
     assert response.status_code == status and set(response.get_json()) == {"error", "message"}
 
@@ -144,10 +140,10 @@ def test_json_nested_too_deeply_is_a_bad_request_not_a_server_error(client, toke
     assert response.status_code in (400, 404) and set(response.get_json()) == {"error", "message"}
 
 
-def test_train_activate_and_predict_through_the_api(client, tokens, colours_zip):
+def test_train_activate_and_predict_through_the_api(app, client, tokens):
     admin, doctor = bearer_headers(tokens["admin"]), bearer_headers(tokens["doctor"])
-    import_dataset(client, tokens["admin"], colours_zip)
-    options = dict(SMALL_API_OPTIONS, head="softmax", epochs=40)
+    import_here(app, "colours", per_class=8)
+    options = dict(SMALL_API_OPTIONS, head="softmax", epochs=15)       # a training photo is still named at 0.99
     response = client.post("/api/v1/training-jobs", headers=admin, json={"dataset": "colours", "options": options})
     assert response.status_code == 202
     job_id = response.get_json()["id"]
@@ -177,9 +173,9 @@ def test_train_activate_and_predict_through_the_api(client, tokens, colours_zip)
     assert result["model_version"] == version and result["predictions"][0]["label"] == "beta"
 
 
-def test_cancel_a_running_job(client, tokens, colours_zip):
+def test_cancel_a_running_job(app, client, tokens):
     admin = bearer_headers(tokens["admin"])
-    import_dataset(client, tokens["admin"], colours_zip)
+    import_here(app, "colours", per_class=8)
     options = dict(SMALL_API_OPTIONS, head="softmax", epochs=1000, patience=1000)
     job_id = client.post("/api/v1/training-jobs", headers=admin,
                          json={"dataset": "colours", "options": options}).get_json()["id"]
@@ -230,7 +226,7 @@ def test_predict_can_return_the_explanation_and_always_returns_the_decision(clie
     assert bad.status_code == 400
 
 
-def test_a_queued_job_says_whether_a_worker_will_take_it(app, client, tokens, colours_zip, redis_url, monkeypatch):
+def test_a_queued_job_says_whether_a_worker_will_take_it(app, client, tokens, redis_url, monkeypatch):
     from redis import Redis
     from rq import Worker
 
@@ -238,7 +234,7 @@ def test_a_queued_job_says_whether_a_worker_will_take_it(app, client, tokens, co
     from tests.helpers import free_port
     from web.jobs.dispatch import current_dispatcher
     admin = bearer_headers(tokens["admin"])
-    import_dataset(client, tokens["admin"], colours_zip)
+    import_here(app, "colours", per_class=8)
     # A web node of the same site whose jobs go to a queue (a database no other test's worker reads).
     monkeypatch.setenv("FACEDX_REDIS_URL", redis_url.rsplit("/", 1)[0] + "/3")
     queued = create_app({"TESTING": True})
