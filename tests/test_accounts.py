@@ -1,21 +1,12 @@
 """Accounts: the IT administrator's commands and page (list, disable, enable, delete, tokens), and their upgrade."""
 import pytest
 
-from tests.conftest import PASSWORD, bearer_headers, form_token, login
+from tests.helpers import PASSWORD, audit_log, bearer_headers, form_token, login
 from web.cli import cli_actor
 
 
 def run(runner, *args, stdin=None):
     return runner.invoke(args=list(args), input=stdin, catch_exceptions=False)
-
-
-def audit_log(app):
-    from web.db import db
-    from web.records import AuditEvent
-
-    with app.app_context():
-        return [(e.username, e.action, e.target)
-                for e in db.session.execute(db.select(AuditEvent).order_by(AuditEvent.id)).scalars()]
 
 
 def api_status(app, token):

@@ -2,7 +2,7 @@
 import os
 import stat
 
-from tests.conftest import SYNTHETIC_FACES, synthetic_entries, write_zip
+from tests.helpers import SYNTHETIC_FACES, synthetic_entries, write_zip
 
 
 def test_files_in_the_data_folder_are_private(app, tmp_path):

@@ -22,7 +22,7 @@ from ml.features.vgg import (
 )
 from ml.learning.options import TrainingOptions
 from ml.photos.faces import FaceOptions, crop_face
-from tests.conftest import model_card
+from tests.helpers import model_card
 
 
 @pytest.fixture

@@ -6,13 +6,14 @@ import os
 import shutil
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.conftest import SMALL_API_OPTIONS, coloured_face, png_bytes, start_web_node, synthetic_entries, write_zip
-from tests.conftest import flask_command as flask
+from tests.helpers import SMALL_API_OPTIONS, coloured_face, png_bytes, start_web_node, synthetic_entries, write_zip
+from tests.helpers import flask_command as flask
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Chromium must not try to reach the internet: this machine (and a hospital's) has none.
@@ -21,9 +22,19 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 DOCTOR_PASSWORD = "a doctor's long password"
 
 
+@dataclass(frozen=True)
+class Server:
+    """gunicorn on a free port: its base URL, the administrator's password, its data folder and environment."""
+
+    base: str
+    admin_password: str
+    data: Path
+    env: dict
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """Run the README's set-up and gunicorn on a free port; return (base URL, admin password)."""
+    """Run the README's set-up and gunicorn on a free port; return a Server."""
     data = tmp_path_factory.mktemp("live")
     env = dict(os.environ, FACEDX_DATA_DIR=str(data), FACEDX_THREADS="4")
     setup = flask(env, "setup")
@@ -31,7 +42,7 @@ def server(tmp_path_factory):
     flask(env, "user", "create", "doctor", "--role", "doctor", stdin=DOCTOR_PASSWORD + "\n")
     log = open(data / "gunicorn.log", "w")
     process, base = start_web_node(env, log)
-    yield base, admin_password, data, env
+    yield Server(base=base, admin_password=admin_password, data=data, env=env)
     os.killpg(process.pid, signal.SIGKILL)     # gunicorn, its worker and any training process
     process.wait(timeout=30)
     log.close()
@@ -63,6 +74,16 @@ def snap(page, name):
         page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
 
+def with_trained_version(server, trained):
+    """Copy the session's trained version into the server's models folder (once); return its registry and name."""
+    from ml.versions.registry import ModelRegistry
+
+    registry = ModelRegistry(server.data / "models")
+    if not (registry.root / trained.version.version).exists():
+        shutil.copytree(trained.version.path, registry.root / trained.version.version)
+    return registry, trained.version.version
+
+
 def log_in(page, base, name, password):
     page.goto(base + "/login")
     page.fill("#username", name)
@@ -72,7 +93,7 @@ def log_in(page, base, name, password):
 
 
 def test_admin_trains_and_activates_then_a_doctor_predicts(server, page, tmp_path, face_photos):
-    base, admin_password, _, _ = server
+    base, admin_password = server.base, server.admin_password
     log_in(page, base, "admin", admin_password)
 
     archive = write_zip(tmp_path / "conditions.zip", synthetic_entries(per_class=8) | {"beta/notes.txt": b"x"})
@@ -205,7 +226,7 @@ def analyse_held_back(page):
 
 
 def test_a_phone_sized_screen_gets_the_camera_picker(server, browser):
-    base, _, _, _ = server
+    base = server.base
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     page = context.new_page()
     log_in(page, base, "doctor", DOCTOR_PASSWORD)
@@ -221,7 +242,7 @@ def test_predictions_keep_answering_while_training_and_follow_activation(server,
 
     import requests
 
-    base, _, _, env = server
+    base, env = server.base, server.env
     admin = {"Authorization": "Bearer " + flask(env, "token", "create", "admin").split()[-1]}
     doctors = []                    # one account holds at most PREDICTIONS_PER_ACCOUNT places: 8 doctors
     for n in range(8):
@@ -285,9 +306,9 @@ def test_predictions_keep_answering_while_training_and_follow_activation(server,
 
 def test_admin_curates_a_dataset_watches_the_folds_tries_the_model_then_activates_it(server, page, tmp_path):
     from ml.datasets import import_dataset
-    from tests.conftest import SYNTHETIC_FACES
+    from tests.helpers import SYNTHETIC_FACES
 
-    base, admin_password, data, _ = server
+    base, admin_password, data = server.base, server.admin_password, server.data
     import_dataset(write_zip(tmp_path / "curated.zip", synthetic_entries(per_class=8)), "curated",
                    data / "uploads" / "datasets", face=SYNTHETIC_FACES)
     log_in(page, base, "admin", admin_password)
@@ -351,8 +372,9 @@ def test_admin_curates_a_dataset_watches_the_folds_tries_the_model_then_activate
     assert page.problems == []
 
 
-def test_the_models_table_and_the_charts_are_usable_on_a_phone(server, browser):
-    base, admin_password, _, _ = server
+def test_the_models_table_and_the_charts_are_usable_on_a_phone(server, browser, trained):
+    base, admin_password = server.base, server.admin_password
+    with_trained_version(server, trained)      # a version to show, whichever tests ran before
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     page = context.new_page()
     log_in(page, base, "admin", admin_password)
@@ -364,6 +386,7 @@ def test_the_models_table_and_the_charts_are_usable_on_a_phone(server, browser):
             assert box and box["width"] > 0 and box["x"] + box["width"] <= 390, (cell, box)
     snap(page, "admin-models-phone")
     versions = page.locator("#models td[data-label=Version] a").all_inner_texts()
+    assert versions
     for version in versions:
         page.goto(f"{base}/admin/models/{version}")
         assert page.locator("#reliability text.tick").count() == 10
@@ -380,14 +403,10 @@ def test_a_blurred_photo_is_referred_with_the_retake_advice_first_and_no_answer_
     import cv2
 
     from ml.photos.faces import crop_face
-    from ml.versions.registry import ModelRegistry
 
-    base, _, data, _ = server
-    version = trained[1]
-    registry = ModelRegistry(data / "models")
-    if not (registry.root / version.version).exists():
-        shutil.copytree(version.path, registry.root / version.version)
-    registry.activate(version.version)
+    base = server.base
+    registry, version = with_trained_version(server, trained)
+    registry.activate(version)
     portrait = crop_face(face_photos["grace_hopper"]).image            # her face with a margin, 256 px
     blurred = tmp_path / "blurred.png"
     blurred.write_bytes(png_bytes(cv2.GaussianBlur(portrait, (0, 0), 0.03 * portrait.shape[1])))

@@ -10,7 +10,7 @@ from ml.errors import BundleError, VersionExists
 from ml.serving.predictor import Predictor
 from ml.versions.bundles import export_bundle, import_bundle
 from ml.versions.registry import ModelRegistry
-from tests.conftest import bearer_headers, legacy_version, png_bytes
+from tests.helpers import bearer_headers, legacy_version, png_bytes
 
 
 def bundle_of(version, key=None):
@@ -47,7 +47,8 @@ def served(registry, version, photo):
 
 @pytest.mark.parametrize("fixture", ["trained_people", "trained"])
 def test_a_bundle_moves_a_version_with_the_same_probabilities(request, tmp_path, face_photos, fixture):
-    source_registry, version = request.getfixturevalue(fixture)[:2]
+    source = request.getfixturevalue(fixture)
+    source_registry, version = source.registry, source.version
     bundle = bundle_of(version)
     entries = entries_of(bundle)
     manifest = json.loads(entries["manifest.json"])
@@ -70,7 +71,7 @@ def test_a_bundle_moves_a_version_with_the_same_probabilities(request, tmp_path,
 
 def test_a_pickled_head_is_converted_to_arrays_on_export(tmp_path, trained_people, face_photos):
     registry = ModelRegistry(tmp_path / "old-site")
-    version, expected = legacy_version(registry, trained_people[1], face_photos)
+    version, expected = legacy_version(registry, trained_people.version, face_photos)
     entries = entries_of(bundle_of(version))
     assert "head.joblib" not in entries and "head.npz" in entries
     site = ModelRegistry(tmp_path / "new-site")
@@ -123,7 +124,7 @@ def huge_npz(shape=(400_000_000,)):
     (lambda b: b"not a zip at all", "not a readable zip"),
 ])
 def test_hostile_bundles_are_refused_with_their_reason_and_write_nothing(tmp_path, trained_people, make, reason):
-    bundle = make(bundle_of(trained_people[1]))
+    bundle = make(bundle_of(trained_people.version))
     site = ModelRegistry(tmp_path / "site")
     with pytest.raises(BundleError, match=reason):
         import_bundle(io.BytesIO(bundle), site)
@@ -136,12 +137,12 @@ def test_a_version_that_cannot_run_here_is_refused(tmp_path, trained, monkeypatc
     here = ml.versions.bundles._software()
     monkeypatch.setattr(ml.versions.bundles, "_software", lambda: here | {"keras": "99.0.0"})
     with pytest.raises(BundleError, match="keras .* different major version"):
-        import_bundle(io.BytesIO(bundle_of(trained[1])), ModelRegistry(tmp_path / "site"))
+        import_bundle(io.BytesIO(bundle_of(trained.version)), ModelRegistry(tmp_path / "site"))
     assert not (tmp_path / "site").exists() or list((tmp_path / "site").iterdir()) == []
 
 
 def test_with_a_key_only_bundles_signed_with_it_are_imported(tmp_path, trained_people):
-    version = trained_people[1]
+    version = trained_people.version
     signed = bundle_of(version, key="site key")
     site = ModelRegistry(tmp_path / "site")
     with pytest.raises(BundleError, match="not signed"):
@@ -160,7 +161,7 @@ def test_export_and_import_through_the_api_the_pages_and_the_command_line(app, c
     from flask_migrate import upgrade
 
     from app import create_app
-    from tests.conftest import login, make_user
+    from tests.helpers import login, make_user
 
     admin = bearer_headers(tokens["admin"])
     assert client.get(f"/api/v1/models/{active_model}/bundle", headers=bearer_headers(tokens["doctor"])) \

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from ml.features import vgg
-from tests.conftest import coloured_face, png_bytes, synthetic_entries, write_zip
+from tests.helpers import audit_log, coloured_face, png_bytes, synthetic_entries, write_zip
 
 
 def run(runner, *args):
@@ -43,18 +43,10 @@ def test_import_train_activate_predict(runner, tmp_path):
     assert {p["label"] for p in body["predictions"]} == {"alpha", "beta", "gamma"}
 
 
-def audit_log(app):
-    from web.db import db
-    from web.records import AuditEvent
-
-    with app.app_context():
-        return [(e.username, e.action, e.target) for e in db.session.query(AuditEvent).order_by(AuditEvent.id)]
-
-
 def test_train_runs_as_a_job_that_holds_the_one_training_place_and_is_audited(app, runner, tmp_path, tokens,
                                                                              monkeypatch):
     import web.cli
-    from tests.conftest import SMALL_API_OPTIONS, bearer_headers
+    from tests.helpers import SMALL_API_OPTIONS, bearer_headers
     from web.cli import cli_actor
     from web.db import db
     from web.records import Job

@@ -16,7 +16,7 @@ from PIL import Image
 from ml.datasets import ImportLimits, check_archive, delete_dataset, get_dataset, import_dataset, list_datasets
 from ml.errors import DatasetError, DatasetExists, DiskFull
 from ml.photos.faces import FaceOptions
-from tests.conftest import (
+from tests.helpers import (
     SYNTHETIC_FACES,
     bearer_headers,
     coloured_face,

@@ -7,7 +7,7 @@ from bench.non_faces import non_faces
 from ml.errors import NoFaceFound
 from ml.photos.face_gate import MIN_FACE_SCORE, NO_FACE, check_face, judge_face, plausible_landmarks
 from ml.photos.faces import FaceOptions, crop_face, whole_photo
-from tests.conftest import coloured_face
+from tests.helpers import coloured_face
 
 NON_FACES = non_faces()
 

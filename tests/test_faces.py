@@ -4,7 +4,7 @@ import pytest
 
 from ml.errors import FaceDxError, NoFaceFound
 from ml.photos.faces import CROP_SIZE, FaceOptions, crop_face, detect_faces
-from tests.conftest import coloured_noise, face_haar_misses
+from tests.helpers import coloured_noise, face_haar_misses
 
 # The astronaut's face in skimage.data.astronaut(): x 180-265, y 60-175.
 ASTRONAUT_FACE = (180, 60, 265, 175)

@@ -4,31 +4,27 @@ import io
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
 from ml.learning.training import train
 from ml.serving.predictor import Predictor
 from ml.versions import registry as registry_module
 from ml.versions.registry import ModelRegistry
-from tests.conftest import (PROJECT, SMALL_API_OPTIONS, SMALL_TRAINING, bearer_headers, clone_version, form_token,
-                            login, synthetic_entries, write_zip)
+from tests.helpers import (PROJECT, SMALL_API_OPTIONS, SMALL_TRAINING, bearer_headers, clone_version, database_full,
+                           form_token, import_here, import_result, login, synthetic_entries, write_zip)
 
 
 def test_a_corrupt_active_model_reports_not_ready_and_recovers(app, client, tokens, trained):
     from web.services import get_registry
 
-    version = trained[1]
+    version = trained.version
     with app.app_context():
         registry = get_registry()
         shutil.copytree(version.path, registry.root / version.version)
@@ -46,7 +42,7 @@ def test_a_corrupt_active_model_reports_not_ready_and_recovers(app, client, toke
 def test_a_version_with_a_missing_file_cannot_be_activated(app, client, tokens, trained):
     from web.services import get_registry
 
-    version = trained[1]
+    version = trained.version
     with app.app_context():
         registry = get_registry()
         shutil.copytree(version.path, registry.root / version.version)
@@ -58,7 +54,7 @@ def test_a_version_with_a_missing_file_cannot_be_activated(app, client, tokens, 
 
 
 def test_a_full_disk_while_a_version_is_written_leaves_no_trace(tmp_path, trained, monkeypatch):
-    _, version, dataset = trained
+    version, dataset = trained.version, trained.dataset
     registry = ModelRegistry(tmp_path / "models")
     registry.root.mkdir()
     shutil.copytree(version.path, registry.root / version.version)
@@ -76,7 +72,7 @@ def test_a_full_disk_while_a_version_is_written_leaves_no_trace(tmp_path, traine
 
 
 def test_racing_activations_leave_every_worker_serving_the_same_version(tmp_path, trained):
-    source = trained[1]
+    source = trained.version
     registry = ModelRegistry(tmp_path / "models")
     registry.root.mkdir()
     shutil.copytree(source.path, registry.root / source.version)
@@ -131,34 +127,15 @@ def no_space(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
-@contextmanager
-def database_full(app, table):
-    """Make every write to `table` fail the way SQLite fails when its disk is full (the job processes' too)."""
-    def refuse(connection, cursor, statement, parameters, context, executemany):
-        if statement.startswith(("INSERT", "UPDATE")) and f" {table} " in f" {statement} ":
-            raise sqlite3.OperationalError("database or disk is full")
-    event.listen(Engine, "before_cursor_execute", refuse)
-    try:
-        yield
-    finally:
-        event.remove(Engine, "before_cursor_execute", refuse)
-
-
 def post_archive(client, token, name="colours"):
     archive = io.BytesIO(write_zip(io.BytesIO(), synthetic_entries(per_class=5)).getvalue())
     return client.post("/api/v1/datasets", headers=bearer_headers(token), content_type="multipart/form-data",
                        data={"archive": (archive, "data.zip"), "name": name, "face_fallback": "whole"})
 
 
-def import_ended(client, token, response):
-    """Wait for the import an accepted upload started; return its final state."""
-    assert response.status_code == 202, response.get_json()
-    deadline = time.monotonic() + 120
-    while (job := client.get(response.headers["Location"], headers=bearer_headers(token)).get_json())["status"] in (
-            "queued", "running"):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    return job
+def import_small_dataset(client, token):
+    """Import a small dataset named colours through the API; return the import's final state."""
+    return import_result(client, bearer_headers(token), post_archive(client, token))
 
 
 def data_files(app):
@@ -231,7 +208,7 @@ def test_a_full_disk_while_an_upload_is_kept_shows_the_administrator_a_page_that
 
 def test_a_full_database_when_training_starts_answers_507_and_records_no_job(haar, client, tokens):
     admin = bearer_headers(tokens["admin"])
-    assert import_ended(client, tokens["admin"], post_archive(client, tokens["admin"]))["status"] == "succeeded"
+    import_here(haar, "colours", per_class=5)
     with database_full(haar, "training_job"):
         response = client.post("/api/v1/training-jobs", headers=admin, json={"dataset": "colours",
                                                                             "options": SMALL_API_OPTIONS})
@@ -240,7 +217,7 @@ def test_a_full_database_when_training_starts_answers_507_and_records_no_job(haa
 
 
 def test_a_full_database_shows_the_training_page_that_says_so(haar, client, tokens):
-    assert import_ended(client, tokens["admin"], post_archive(client, tokens["admin"]))["status"] == "succeeded"
+    import_here(haar, "colours", per_class=5)
     login(client, "ada")
     token = form_token(client, "/admin/training")
     with database_full(haar, "training_job"):
@@ -253,7 +230,7 @@ def test_a_full_disk_during_an_activation_answers_507_and_keeps_the_active_versi
                                                                                    monkeypatch):
     from web.services import get_registry
 
-    version = trained[1]
+    version = trained.version
     with app.app_context():
         registry = get_registry()
         shutil.copytree(version.path, registry.root / version.version)
@@ -363,7 +340,7 @@ def test_a_new_job_starts_after_a_dead_one_and_outlives_its_restarted_web_worker
     admin = bearer_headers(tokens["admin"])
     dead = record_job(haar, status="running", pid=os.getpid(), created_at=seconds_ago(3600),
                       heartbeat_at=seconds_ago(600))                 # its pid names a live process: this one
-    assert import_ended(client, tokens["admin"], post_archive(client, tokens["admin"]))["status"] == "succeeded"
+    assert import_small_dataset(client, tokens["admin"])["status"] == "succeeded"
     options = dict(SMALL_API_OPTIONS, head="softmax", epochs=1000, patience=1000)     # runs until it is stopped
     output, log = tmp_path / "worker.out", tmp_path / "worker.log"   # files, not pipes: the training inherits them
     try:
@@ -406,7 +383,7 @@ def test_a_job_queue_that_is_down_or_frozen_gets_503_with_the_reason_and_starts_
     from flask_migrate import upgrade
 
     from app import create_app
-    from tests.conftest import free_port, make_user
+    from tests.helpers import free_port, make_user
     from web.db import db
     from web.records import Job
 

@@ -9,16 +9,18 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from ml.versions.registry import ModelRegistry
-from tests.conftest import PROJECT, start_web_node
+from tests.helpers import PROJECT, THREADS, start_web_node, stalled_request
 
 
 def test_a_worker_boots_warm_with_an_active_whole_photo_model_and_serves_it(tmp_path, trained):
     """The worker warms the model's face detector before it takes requests; a whole-photo model must not stop it."""
-    version = trained[1]
+    version = trained.version
     assert version.card.face["fallback"] == "whole"
     registry = ModelRegistry(tmp_path / "data" / "models")
     registry.root.mkdir(parents=True)
@@ -33,30 +35,23 @@ def test_a_worker_boots_warm_with_an_active_whole_photo_model_and_serves_it(tmp_
         node.wait()
 
 
-THREADS = 12         # gunicorn.conf.py's default
+@dataclass(frozen=True)
+class Node:
+    """A gunicorn started as `make run` does: its base URL and the path of its log."""
 
-
-def stalled_request(connection, path="/login", length=1000, headers_only=False, token=None):
-    """Start a POST on `connection` and stop sending: after the header, or half-way through it.
-
-    The login form's CSRF check reads the body, so gunicorn waits for it; nginx waits for any body.
-    """
-    authorization = f"Authorization: Bearer {token}\r\n" if token else ""
-    head = (f"POST {path} HTTP/1.1\r\nHost: facedx\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-            f"{authorization}Content-Length: {length}\r\n\r\n").encode()
-    connection.sendall(head[:40] if headers_only else head)
-    return connection
+    base: str
+    log_path: Path
 
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    """One gunicorn started as `make run` does; yield (base URL, path of its log)."""
+    """One gunicorn started as `make run` does; yield a Node."""
     folder = tmp_path_factory.mktemp("node")
     log_path = folder / "gunicorn.log"
     with open(log_path, "wb") as log:
         process, base = start_web_node(dict(os.environ, FACEDX_DATA_DIR=str(folder / "data")), log)
     try:
-        yield base, log_path
+        yield Node(base=base, log_path=log_path)
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
@@ -64,7 +59,7 @@ def node(tmp_path_factory):
 
 def test_clients_that_stop_sending_lose_their_threads_so_health_still_answers(node):
     """More stalled uploads than threads: each is dropped after the read timeout, not held for ever."""
-    base, _ = node
+    base = node.base
     address = urllib.parse.urlsplit(base).netloc.split(":")
     stalled = [stalled_request(socket.create_connection((address[0], int(address[1]))), headers_only=i % 3 == 0)
                for i in range(THREADS + 2)]
@@ -78,7 +73,7 @@ def test_clients_that_stop_sending_lose_their_threads_so_health_still_answers(no
 
 
 def test_control_characters_in_a_path_cannot_forge_access_log_lines(node):
-    base, log_path = node
+    base, log_path = node.base, node.log_path
     forged = "/login%0A127.0.0.1%20%22GET%20/admin/models%22%20200%0D%1B[2J"
     with pytest.raises(urllib.error.HTTPError):
         urllib.request.urlopen(base + forged, timeout=10)

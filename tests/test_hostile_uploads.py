@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import (
+from tests.helpers import (
+    bearer_headers,
     coloured_face,
     face_haar_misses,
     form_token,
@@ -19,10 +20,6 @@ from tests.conftest import (
     png_bytes,
     synthetic_entries,
 )
-
-
-def bearer(token):
-    return {"Authorization": f"Bearer {token}"}
 
 
 def zipped(entries, infos=(), compression=zipfile.ZIP_STORED):
@@ -36,7 +33,7 @@ def zipped(entries, infos=(), compression=zipfile.ZIP_STORED):
 
 
 def upload(client, token, data, name="hostile"):
-    return client.post("/api/v1/datasets", headers=bearer(token), content_type="multipart/form-data",
+    return client.post("/api/v1/datasets", headers=bearer_headers(token), content_type="multipart/form-data",
                        data={"archive": (io.BytesIO(data), "upload.zip"), "name": name, "face_fallback": "whole"})
 
 
@@ -77,7 +74,7 @@ def test_bad_members_are_rejected_one_by_one_and_nothing_escapes(client, tokens,
     before = tree(tmp_path)
     # A name in the old DOS code page, without the UTF-8 flag, as old zip tools write it.
     archive = zipped(entries, [(link, "/etc/passwd")]).replace(b"beta/cafX.png", b"beta/caf\x82.png")
-    job = import_result(client, bearer(tokens["admin"]), upload(client, tokens["admin"], archive))
+    job = import_result(client, bearer_headers(tokens["admin"]), upload(client, tokens["admin"], archive))
     assert job["status"] == "succeeded", job
     body = job["result"]
     reasons = {item["file"]: item["reason"] for item in body["rejected"]}
@@ -101,12 +98,12 @@ def test_bad_members_are_rejected_one_by_one_and_nothing_escapes(client, tokens,
 
 
 def test_html_in_class_names_is_escaped_on_every_page(client, tokens):
-    from tests.conftest import login
+    from tests.helpers import login
 
     entries = synthetic_entries(per_class=5, labels=("alpha", "beta"))
     label = "<img src=x onerror=alert(1)>"
     entries |= {f"{label}/{i}.png": png_bytes(coloured_face("gamma", 300 + i)) for i in range(5)}
-    assert import_result(client, bearer(tokens["admin"]), upload(client, tokens["admin"], zipped(entries)))[
+    assert import_result(client, bearer_headers(tokens["admin"]), upload(client, tokens["admin"], zipped(entries)))[
         "status"] == "succeeded"
     login(client, "ada")
     for path in ("/admin/datasets", "/admin/datasets/hostile"):
@@ -152,7 +149,7 @@ def test_exif_rotated_photo_is_predicted_upright(client, tokens, active_model):
     exif = rotated.getexif()
     exif[0x0112] = 8
     data = saved(rotated, "JPEG", exif=exif, quality=95)
-    body = client.post("/api/v1/predict", headers=bearer(tokens["doctor"]), content_type="multipart/form-data",
+    body = client.post("/api/v1/predict", headers=bearer_headers(tokens["doctor"]), content_type="multipart/form-data",
                        data={"image": (io.BytesIO(data), "p.jpg")}).get_json()
     assert body["face"]["width"] == 96 and body["predictions"][0]["label"] == "beta"
 
@@ -162,7 +159,7 @@ def test_bad_photos_through_the_api(client, tokens, active_model):
              (jpeg_bytes(coloured_face("alpha", 1))[:100], 422, "damaged"),
              (saved(Image.new("1", (12_000, 12_000)), "PNG"), 422, "too large")]
     for data, status, message in cases:
-        response = client.post("/api/v1/predict", headers=bearer(tokens["doctor"]),
+        response = client.post("/api/v1/predict", headers=bearer_headers(tokens["doctor"]),
                                content_type="multipart/form-data", data={"image": (io.BytesIO(data), "p")})
         assert response.status_code == status and message in response.get_json()["message"], data[:10]
 
@@ -222,7 +219,7 @@ def test_a_photo_is_held_in_memory_only_while_it_is_analysed(client, tokens, act
     photo = photo_over_500_kb()
     # Bodies built here: the test client would spool a large dict-built one to a temporary file itself.
     body, content_type = multipart([(b"image", b"patient.png", photo)])
-    client.post("/api/v1/predict", headers=bearer(tokens["doctor"]), data=body, content_type=content_type)
+    client.post("/api/v1/predict", headers=bearer_headers(tokens["doctor"]), data=body, content_type=content_type)
     login(client, "dan")
     body, content_type = multipart([(b"csrf_token", None, form_token(client, "/").encode()),
                                     (b"photo", b"patient.png", photo)])
@@ -245,8 +242,9 @@ def test_an_archive_spools_into_the_data_folder_not_the_system_temp(client, toke
     entries = synthetic_entries(per_class=5) | {"alpha/filler.bin": os.urandom(600 * 1024)}
     body, content_type = multipart([(b"archive", b"upload.zip", zipped(entries)), (b"name", None, b"hostile"),
                                     (b"face_fallback", None, b"whole")])
-    response = client.post("/api/v1/datasets", headers=bearer(tokens["admin"]), data=body, content_type=content_type)
-    assert import_result(client, bearer(tokens["admin"]), response)["status"] == "succeeded"
+    response = client.post("/api/v1/datasets", headers=bearer_headers(tokens["admin"]),
+                           data=body, content_type=content_type)
+    assert import_result(client, bearer_headers(tokens["admin"]), response)["status"] == "succeeded"
     private = tmp_path / "data" / "uploads" / "tmp"
     assert seen and not [path for path in seen[0] if path.startswith(str(system_temp))]
     assert [path for path in seen[0] if path.startswith(str(private)) and path.endswith("(deleted)")]
@@ -280,7 +278,8 @@ def test_each_route_refuses_a_body_larger_than_it_needs_before_reading_it(client
 def test_a_file_name_that_is_not_utf8_is_refused_with_the_reason(client, tokens):
     photo = png_bytes(coloured_face("alpha", 1))
     body, content_type = multipart([(b"image", "café.png".encode("latin-1"), photo)])
-    response = client.post("/api/v1/predict", headers=bearer(tokens["doctor"]), data=body, content_type=content_type)
+    response = client.post("/api/v1/predict", headers=bearer_headers(tokens["doctor"]),
+                           data=body, content_type=content_type)
     assert response.status_code == 400 and "not UTF-8" in response.get_json()["message"]
     login(client, "dan")
     body, content_type = multipart([(b"csrf_token", None, form_token(client, "/").encode()),
@@ -291,7 +290,7 @@ def test_a_file_name_that_is_not_utf8_is_refused_with_the_reason(client, tokens)
 
 @pytest.mark.parametrize("job_id", [2 ** 63 - 1, 2 ** 63, 10 ** 20])
 def test_a_job_id_out_of_any_range_is_not_found(client, tokens, job_id):
-    admin = bearer(tokens["admin"])
+    admin = bearer_headers(tokens["admin"])
     assert client.get(f"/api/v1/training-jobs/{job_id}", headers=admin).status_code == 404
     assert client.post(f"/api/v1/training-jobs/{job_id}/cancel", headers=admin).status_code == 404
     login(client, "ada")

@@ -8,7 +8,7 @@ from PIL import Image, ImageFile
 from ml.errors import ImageError
 from ml.photos import images
 from ml.photos.images import decode_image, encode_png, resize
-from tests.conftest import jpeg_bytes, png_bytes
+from tests.helpers import jpeg_bytes, png_bytes
 
 
 def saved(image, fmt, **options):

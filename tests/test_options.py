@@ -9,7 +9,7 @@ import pytest
 from ml.datasets import import_dataset
 from ml.errors import RegistryError, TrainingError
 from ml.learning.options import OPTION_SPECS, PIPELINES, TrainingOptions
-from tests.conftest import SYNTHETIC_FACES, bearer_headers, form_token, login, make_user, synthetic_entries, write_zip
+from tests.helpers import SYNTHETIC_FACES, bearer_headers, form_token, login, make_user, synthetic_entries, write_zip
 from web.training.forms import BASIC_OPTIONS
 
 # (option, a bad value, the start of the message that refuses it)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import (
+from tests.helpers import (
     PASSWORD,
     SMALL_API_OPTIONS,
     bearer_headers,

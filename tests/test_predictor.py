@@ -11,20 +11,20 @@ from PIL import Image
 from ml.errors import FaceDxError, ImageError, NoActiveModel, NoFaceFound
 from ml.serving.predictor import UNLIKE_TRAINING, Predictor
 from ml.versions.registry import ModelRegistry
-from tests.conftest import clone_version, coloured_face, coloured_noise, face_haar_misses, legacy_version, png_bytes
+from tests.helpers import clone_version, coloured_face, coloured_noise, face_haar_misses, legacy_version, png_bytes
 
 
 @pytest.fixture
 def registry(tmp_path, trained):
     """A registry of its own holding copies of the trained version, so tests may change it."""
-    source, version, _ = trained
+    version = trained.version
     registry = ModelRegistry(tmp_path / "models")
     shutil.copytree(version.path, registry.root / version.version)
     return registry
 
 
 def test_prediction_ranks_every_class_and_sums_to_one(registry, trained):
-    version = trained[1].version
+    version = trained.version.version
     registry.activate(version)
     result = Predictor(registry).predict(png_bytes(face_haar_misses("beta")))             # used whole
     assert result.model_version == version
@@ -38,7 +38,7 @@ def test_prediction_ranks_every_class_and_sums_to_one(registry, trained):
 
 
 def test_serving_uses_exactly_the_training_preprocessing(registry, trained):
-    _, version, dataset = trained
+    version, dataset = trained.version, trained.dataset
     registry.activate(version.version)
     predictor = Predictor(registry)
     crops, _, _, _ = dataset.load_crops()
@@ -56,11 +56,11 @@ def test_no_active_model_is_reported(registry):
 
 
 def test_bad_photos_raise_clear_errors(registry, trained, face_photos):
-    registry.activate(trained[1].version)
+    registry.activate(trained.version.version)
     predictor = Predictor(registry)
     with pytest.raises(ImageError):
         predictor.predict(b"%PDF-1.4 not a photo")
-    strict = clone_version(registry, trained[1].version)
+    strict = clone_version(registry, trained.version.version)
     card_path = registry.get(strict).path / "card.json"
     strict_face = {"face": {"detector": "mtcnn", "fallback": "none"}}
     card_path.write_text(json.dumps(registry.get(strict).card.to_dict() | strict_face))
@@ -71,7 +71,7 @@ def test_bad_photos_raise_clear_errors(registry, trained, face_photos):
 
 
 def test_activation_is_noticed_without_failing_calls_in_flight(registry, trained):
-    first = trained[1].version
+    first = trained.version.version
     second = clone_version(registry, first)
     registry.activate(first)
     predictor = Predictor(registry)
@@ -97,7 +97,7 @@ def test_activation_is_noticed_without_failing_calls_in_flight(registry, trained
 
 
 def test_a_broken_new_version_keeps_the_old_one_serving(registry, trained):
-    first = trained[1].version
+    first = trained.version.version
     second = clone_version(registry, first)
     registry.activate(first)
     predictor = Predictor(registry)
@@ -122,14 +122,14 @@ def tiff_of_nan():
     (tiff_of_nan, ImageError, "not numbers"),
 ])
 def test_a_whole_image_model_refuses_what_cannot_be_a_face(registry, trained, photo, error, words):
-    registry.activate(trained[1].version)
-    assert registry.get(trained[1].version).card.face["fallback"] == "whole"
+    registry.activate(trained.version.version)
+    assert registry.get(trained.version.version).card.face["fallback"] == "whole"
     with pytest.raises(error, match=words):
         Predictor(registry).predict(photo())
 
 
 def test_a_photo_unlike_the_training_photos_is_referred(registry, trained, face_photos):
-    registry.activate(trained[1].version)
+    registry.activate(trained.version.version)
     predictor = Predictor(registry)
     grey = np.clip(np.random.default_rng(0).normal(127, 30, (64, 64, 3)), 0, 255).astype(np.uint8)
     with pytest.raises(NoFaceFound, match="No face found in this photo"):
@@ -144,7 +144,7 @@ def test_a_photo_unlike_the_training_photos_is_referred(registry, trained, face_
 def test_a_version_written_before_blocks_and_card_formats_still_serves(tmp_path, trained_people, face_photos):
     """An old card (no format, no pipeline) with a pickled scikit-learn head loads and predicts as it did."""
     registry = ModelRegistry(tmp_path / "models")
-    version, expected_for = legacy_version(registry, trained_people[1], face_photos)
+    version, expected_for = legacy_version(registry, trained_people.version, face_photos)
     assert version.card.format == 1 and version.card.pipeline is None and "head.joblib" in version.card.files
     registry.activate(version.version)
     result = Predictor(registry).predict(png_bytes(face_photos["grace_hopper"]))
@@ -156,7 +156,7 @@ def test_a_version_written_before_blocks_and_card_formats_still_serves(tmp_path,
 def test_the_explanation_of_a_prediction_is_the_explanation_of_its_crop(registry, trained):
     from ml.serving.explain import Explanation
 
-    registry.activate(trained[1].version)
+    registry.activate(trained.version.version)
     predictor = Predictor(registry)
     result = predictor.predict(png_bytes(coloured_face("alpha", seed=31)), explain=True)
     assert isinstance(result.explanation, Explanation) and result.explanation.method == "grad-cam"
@@ -177,13 +177,13 @@ def test_the_explanation_of_a_prediction_is_the_explanation_of_its_crop(registry
     (np.zeros((256, 256, 3), np.uint8), -1, FaceDxError, "no condition number -1"),
 ])
 def test_explaining_a_crop_checks_it(registry, trained, crop, class_index, error, words):
-    registry.activate(trained[1].version)
+    registry.activate(trained.version.version)
     with pytest.raises(error, match=words):
         Predictor(registry).explain_crop(crop, class_index)
 
 
 def test_a_prediction_carries_retake_advice_and_the_faces_found(registry, trained, face_photos):
-    registry.activate(trained[1].version)
+    registry.activate(trained.version.version)
     predictor = Predictor(registry)
     small = predictor.predict(png_bytes(face_haar_misses("beta", size=48)))      # used whole: 48 px
     assert small.faces_found == 0
@@ -198,7 +198,7 @@ def test_a_prediction_carries_retake_advice_and_the_faces_found(registry, traine
 def test_a_nearly_black_photo_is_refused_before_it_is_analysed(registry, trained):
     from ml.photos.quality import UnusablePhoto
 
-    registry.activate(trained[1].version)
+    registry.activate(trained.version.version)
     black = np.repeat(np.tile(np.linspace(0, 18, 120), (120, 1))[..., np.newaxis], 3, axis=2).astype(np.uint8)
     with pytest.raises(UnusablePhoto, match="nearly black"):
         Predictor(registry).predict(png_bytes(black))
@@ -207,7 +207,7 @@ def test_a_nearly_black_photo_is_refused_before_it_is_analysed(registry, trained
 def test_with_several_faces_the_prediction_says_how_many_and_which_was_analysed(registry, trained, face_photos):
     import cv2
 
-    registry.activate(trained[1].version)
+    registry.activate(trained.version.version)
     big = cv2.resize(face_photos["grace_hopper"], (400, 400))
     small = cv2.resize(face_photos["astronaut"], (250, 250))
     canvas = np.full((400, 650, 3), 255, np.uint8)

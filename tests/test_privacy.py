@@ -3,7 +3,7 @@ import io
 import logging
 from datetime import date, timedelta
 
-from tests.conftest import coloured_face, form_token, login, png_bytes
+from tests.helpers import coloured_face, form_token, login, png_bytes
 
 
 def files_under(folder):

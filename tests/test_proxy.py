@@ -13,8 +13,7 @@ from contextlib import contextmanager
 
 from bench.server import nginx
 from config import Config
-from tests.conftest import start_web_node
-from tests.test_gunicorn_conf import THREADS, stalled_request
+from tests.helpers import THREADS, stalled_request, start_web_node
 from web.uploads import FORM_BYTES, PHOTO_FORM_BYTES
 
 

@@ -9,14 +9,14 @@ from bench.non_faces import non_faces
 from ml.errors import NoFaceFound
 from ml.serving.predictor import RETAKE, Predictor
 from ml.versions.registry import ModelRegistry
-from tests.conftest import png_bytes
+from tests.helpers import png_bytes
 
 NON_FACES = non_faces()
 
 
 def serving(tmp_path, trained_model):
     """Return a Predictor serving a copy of a trained version."""
-    version = trained_model[1]
+    version = trained_model.version
     registry = ModelRegistry(tmp_path / "models")
     shutil.copytree(version.path, registry.root / version.version)
     registry.activate(version.version)

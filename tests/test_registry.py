@@ -8,7 +8,7 @@ import pytest
 from ml.errors import CardError, NoActiveModel, RegistryError, VersionBroken, VersionNotFound
 from ml.versions.card import CARD_FORMAT, ModelCard
 from ml.versions.registry import ModelRegistry
-from tests.conftest import model_card
+from tests.helpers import model_card
 
 
 def tiny_model(folder):

@@ -1,5 +1,5 @@
 """Authentication and web security: rate limiting, cookies, sessions, headers."""
-from tests.conftest import PASSWORD, form_token, login
+from tests.helpers import PASSWORD, form_token, login
 
 
 def failed_login(client, name="dan"):
@@ -84,7 +84,7 @@ def test_logout_ends_this_browser_only_and_log_out_everywhere_ends_them_all(app,
 
 
 def test_logout_ends_the_session_even_when_the_disk_is_full(app, tokens):
-    from tests.test_faults import database_full
+    from tests.helpers import database_full
 
     browser = login(app.test_client(), "dan")
     token = form_token(browser, "/")

@@ -6,8 +6,8 @@ import pytest
 
 from ml.errors import Overloaded
 from ml.serving.explanation_pool import ClientGone, ExplanationPool, Replaced
-from tests.conftest import bearer_headers, coloured_face, login, make_user, png_bytes
-from tests.test_web_doctor import crop_of, post_crop, post_photo, result_page
+from tests.helpers import (bearer_headers, coloured_face, crop_of, login, make_user, png_bytes, post_crop, post_photo,
+                           result_page)
 from web.doctor.serving import AccountPlaces, TooManyAtOnce, analysing, explanation_pool
 
 WAIT = 60            # seconds an event may take on a busy machine before the test gives up

@@ -14,7 +14,7 @@ from ml.learning.options import TrainingOptions
 from ml.learning.training import run_fraction, train
 from ml.progress import Cancelled, Progress
 from ml.versions.registry import ModelRegistry
-from tests.conftest import SMALL_TRAINING, SYNTHETIC_FACES, synthetic_entries, write_zip
+from tests.helpers import SMALL_TRAINING, SYNTHETIC_FACES, synthetic_entries, write_zip
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def colours(tmp_path):
 
 
 def test_cross_validated_training_learns_and_writes_a_complete_card(trained):
-    registry, version, dataset = trained
+    version, dataset = trained.version, trained.dataset
     card, metrics = version.card, version.card.metrics
     assert metrics.method == "cross-validation" and metrics.folds == 3 and metrics.grouped is False
     assert metrics.accuracy >= 0.8, metrics            # chance is 1/3
@@ -45,7 +45,7 @@ def test_cross_validated_training_learns_and_writes_a_complete_card(trained):
 
 
 def test_a_linear_head_on_face_recognition_features_tells_two_people_apart(trained_people):
-    version = trained_people[1]
+    version = trained_people.version
     assert version.card.metrics.accuracy == 1.0
     assert version.card.files == ["head.npz", "evaluation.json", "novelty.npz"]
     assert version.card.backbone["alignment"].startswith("dlib 5-point")
@@ -212,7 +212,7 @@ def test_fine_tuning_the_face_network_trains_its_tail_and_serves_it(tuned_people
     from ml.serving.predictor import load_version
     from ml.versions.bundles import export_bundle, import_bundle
 
-    _, version = tuned_people
+    version = tuned_people.version
     card = version.card
     phases = [e["phase"] for e in card.history]
     assert phases.index("fine-tune") > phases.index("head") and card.metrics.method == "held-out"

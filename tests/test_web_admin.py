@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import (clone_version, coloured_face, face_haar_misses, form_token, login, png_bytes,
-                            synthetic_entries, write_zip)
+from tests.helpers import (clone_version, coloured_face, face_haar_misses, form_token, import_here, login, png_bytes,
+                           synthetic_entries, write_zip)
 from web.db import db
 from web.jobs.records import DIED, reconcile
 from web.records import Job
@@ -85,8 +85,8 @@ def test_a_refused_import_shows_the_reason_and_keeps_nothing(admin, tmp_path, ap
     assert leftovers == []
 
 
-def test_delete_removes_the_dataset(admin, tmp_path):
-    imported(admin, zip_bytes(tmp_path, synthetic_entries(per_class=5)))
+def test_delete_removes_the_dataset(admin, app, tmp_path):
+    import_here(app, "colours", per_class=5)
     response = post(admin, "/admin/datasets/colours/delete", "/admin/datasets/colours")
     assert response.status_code == 302
     assert admin.get("/admin/datasets/colours").status_code == 404
@@ -115,8 +115,8 @@ def test_training_page_starts_a_job_and_refuses_a_second(admin, tmp_path, app):
     assert "training.start" in audit and "training.cancel" in audit and "dataset.import" in audit
 
 
-def test_bad_training_options_are_refused(admin, tmp_path):
-    imported(admin, zip_bytes(tmp_path, synthetic_entries(per_class=5)))
+def test_bad_training_options_are_refused(admin, app):
+    import_here(app, "colours", per_class=5)
     response = post(admin, "/admin/training", "/admin/training", **dict(LONG_FORM, image_size=8))
     page = response.get_data(as_text=True)
     assert response.status_code == 400 and "image_size must be a whole number from 32 to 512" in page
@@ -127,7 +127,7 @@ def test_bad_training_options_are_refused(admin, tmp_path):
 
 
 def test_killing_the_training_process_fails_the_job_and_frees_the_slot(admin, tmp_path, app):
-    imported(admin, zip_bytes(tmp_path, synthetic_entries(per_class=6)))
+    import_here(app, "colours", per_class=6)
     form = dict(LONG_FORM)
     job_id = int(post(admin, "/admin/training", "/admin/training", **form).headers["Location"].rsplit("/", 1)[1])
     deadline = time.monotonic() + 120
@@ -212,7 +212,7 @@ def test_a_cancelled_import_keeps_nothing(admin, tmp_path, app):
 
 def test_rejected_photos_show_thumbnails_and_those_without_a_face_can_be_added_whole(admin, app, tmp_path,
                                                                                     face_photos):
-    from tests.conftest import face_variants
+    from tests.helpers import face_variants
 
     app.config["FACE_DETECTOR"] = "haar"
     entries = {f"first/{i}.jpg": d for i, d in enumerate(face_variants(face_photos["astronaut"], 5))}
@@ -299,7 +299,7 @@ def test_model_page_shows_calibration_and_takes_thresholds(admin, app, active_mo
 
 
 def test_a_confusion_matrix_cell_lists_the_photos_behind_it(admin, app, active_model, trained):
-    _, version, dataset = trained
+    version, dataset = trained.version, trained.dataset
     rows = json.loads((version.path / "evaluation.json").read_text())
     truth = [r for r in rows if r["label"] == 1 and np.argmax(r["probabilities"]) == 1]
     # The app's copy of the model points at a dataset that is not in the app's folder: no photos shown.
@@ -368,19 +368,6 @@ def test_a_damaged_pointer_is_repaired_by_activating_a_version(admin, app, runne
     assert post(admin, f"/admin/models/{active_model}/activate", "/admin/models").status_code == 302
     assert json.loads(pointer.read_text())["version"] == active_model
     assert admin.get("/api/v1/health").get_json()["model_version"] == active_model
-
-
-def import_here(app, name, per_class=6):
-    """Import a generated dataset straight into the app's data folder; return its manifest."""
-    from ml.datasets import import_dataset
-    from tests.conftest import SYNTHETIC_FACES
-    from web.services import datasets_root
-
-    archive = write_zip(Path(app.config["UPLOAD_DIR"]) / f"{name}.zip", synthetic_entries(per_class=per_class))
-    with app.app_context():
-        manifest = import_dataset(archive, name, datasets_root(), face=SYNTHETIC_FACES).manifest
-    archive.unlink()
-    return manifest
 
 
 def audit_actions(app):
@@ -512,7 +499,7 @@ def test_a_fresh_install_shows_the_admin_the_three_steps(admin, app):
 def test_a_model_names_the_dataset_revision_it_was_trained_on_and_finds_its_photos_after_a_change(
         admin, app, active_model, trained):
     from ml.datasets import remove_photo
-    _, version, dataset = trained
+    version, dataset = trained.version, trained.dataset
     root = Path(app.config["UPLOAD_DIR"]) / "datasets"
     import shutil
     shutil.copytree(dataset.path, root / dataset.id)
@@ -530,7 +517,7 @@ def test_a_model_names_the_dataset_revision_it_was_trained_on_and_finds_its_phot
 
 def test_a_version_is_deleted_from_the_page_the_api_and_the_command_line_and_audited(app, client, tokens,
                                                                                      active_model):
-    from tests.test_accounts import audit_log
+    from tests.helpers import audit_log
     from web.services import get_registry
 
     with app.app_context():

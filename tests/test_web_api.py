@@ -1,33 +1,24 @@
+"""The JSON API (web/api.py): tokens and roles, health, prediction, dataset imports, training jobs, models."""
 import io
 import time
 
 import pytest
 import skimage.data
 
-from tests.conftest import SMALL_API_OPTIONS, coloured_face, login, png_bytes, synthetic_entries, write_zip
-
-
-def bearer(token):
-    return {"Authorization": f"Bearer {token}"}
+from tests.helpers import (SMALL_API_OPTIONS, bearer_headers, coloured_face, form_token, import_here, jpeg_bytes,
+                           login, png_bytes, synthetic_entries, write_zip)
 
 
 def upload_dataset(client, token, archive, name="colours"):
     with open(archive, "rb") as stream:
-        return client.post("/api/v1/datasets", headers=bearer(token), content_type="multipart/form-data",
+        return client.post("/api/v1/datasets", headers=bearer_headers(token), content_type="multipart/form-data",
                            data={"archive": (stream, "data.zip"), "name": name, "face_fallback": "whole"})
-
-
-def import_dataset(client, token, archive, name="colours"):
-    """Import an archive through the API and wait for the import; return its final state."""
-    response = upload_dataset(client, token, archive, name)
-    assert response.status_code == 202, response.get_json()
-    return wait_for(client, token, response.get_json()["id"], url=response.headers["Location"])
 
 
 def wait_for(client, token, job_id, states=("succeeded", "failed", "cancelled"), timeout=240, url=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = client.get(url or f"/api/v1/training-jobs/{job_id}", headers=bearer(token)).get_json()
+        job = client.get(url or f"/api/v1/training-jobs/{job_id}", headers=bearer_headers(token)).get_json()
         if job["status"] in states:
             return job
         time.sleep(0.2)
@@ -44,13 +35,25 @@ def colours_zip(tmp_path):
     return write_zip(tmp_path / "colours.zip", synthetic_entries(per_class=8) | {"alpha/notes.txt": b"x"})
 
 
+def test_health_is_503_until_a_model_is_active(client):
+    response = client.get("/api/v1/health")
+    assert response.status_code == 503
+    assert response.get_json() == {"status": "unavailable", "model_version": None}
+
+
+def test_health_names_the_active_version(client, active_model):
+    response = client.get("/api/v1/health")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "model_version": active_model}
+
+
 @pytest.mark.parametrize("method, path", [
     ("post", "/api/v1/predict"), ("get", "/api/v1/models"), ("post", "/api/v1/models/x/activate"),
     ("get", "/api/v1/datasets"), ("post", "/api/v1/datasets"), ("post", "/api/v1/training-jobs"),
     ("get", "/api/v1/training-jobs"), ("get", "/api/v1/training-jobs/1"),
 ])
 def test_routes_need_a_token(client, tokens, method, path):
-    for headers in ({}, bearer("not-a-token"), {"Authorization": "Basic abc"}):
+    for headers in ({}, bearer_headers("not-a-token"), {"Authorization": "Basic abc"}):
         response = getattr(client, method)(path, headers=headers)
         assert response.status_code == 401
         assert response.get_json()["error"] == "unauthorized" and "Bearer" in response.get_json()["message"]
@@ -61,12 +64,12 @@ def test_routes_need_a_token(client, tokens, method, path):
     ("post", "/api/v1/datasets"), ("post", "/api/v1/training-jobs"), ("get", "/api/v1/training-jobs/1"),
 ])
 def test_admin_routes_refuse_doctor_tokens(client, tokens, method, path):
-    response = getattr(client, method)(path, headers=bearer(tokens["doctor"]))
+    response = getattr(client, method)(path, headers=bearer_headers(tokens["doctor"]))
     assert response.status_code == 403 and response.get_json()["error"] == "forbidden"
 
 
 def test_predict_contract_and_errors(client, tokens, active_model):
-    doctor = bearer(tokens["doctor"])
+    doctor = bearer_headers(tokens["doctor"])
     photo = png_bytes(coloured_face("alpha", seed=11))
     response = client.post("/api/v1/predict", headers=doctor, content_type="multipart/form-data",
                            data={"image": (io.BytesIO(photo), "p.png")})
@@ -92,7 +95,8 @@ def test_predict_contract_and_errors(client, tokens, active_model):
 
 
 def test_predict_without_a_model_is_503(client, tokens):
-    response = client.post("/api/v1/predict", headers=bearer(tokens["doctor"]), content_type="multipart/form-data",
+    response = client.post("/api/v1/predict", headers=bearer_headers(tokens["doctor"]),
+                           content_type="multipart/form-data",
                            data={"image": (io.BytesIO(png_bytes(coloured_face("alpha", seed=1))), "p.png")})
     assert response.status_code == 503 and response.get_json()["error"] == "service_unavailable"
 
@@ -109,12 +113,12 @@ def test_dataset_upload_answers_at_once_and_the_import_job_tells_the_result(clie
     assert job["status"] == "succeeded" and result["counts"] == {"alpha": 8, "beta": 8, "gamma": 8}
     assert result["rejected"] == [{"file": "alpha/notes.txt", "reason": result["rejected"][0]["reason"]}]
     assert job["progress"]["fraction"] == 1.0 and job["summary"].startswith("importing photos: photo 25 of 25")
-    assert client.get(f"/api/v1/training-jobs/{body['id']}", headers=bearer(admin)).status_code == 404
-    cancel = client.post(f"/api/v1/dataset-imports/{body['id']}/cancel", headers=bearer(admin))
+    assert client.get(f"/api/v1/training-jobs/{body['id']}", headers=bearer_headers(admin)).status_code == 404
+    cancel = client.post(f"/api/v1/dataset-imports/{body['id']}/cancel", headers=bearer_headers(admin))
     assert cancel.status_code == 409 and "has already ended (succeeded)" in cancel.get_json()["message"]
     assert upload_dataset(client, admin, colours_zip).status_code == 409
     assert upload_dataset(client, admin, colours_zip, name="../x").status_code == 400
-    listed = client.get("/api/v1/datasets", headers=bearer(admin)).get_json()["datasets"]
+    listed = client.get("/api/v1/datasets", headers=bearer_headers(admin)).get_json()["datasets"]
     assert [d["name"] for d in listed] == ["colours"]
 
 
@@ -123,23 +127,23 @@ def test_dataset_upload_answers_at_once_and_the_import_job_tells_the_result(clie
     ({"dataset": "colours", "options": {"epochs": -1}}, 422), ({"dataset": "colours", "options": {"x": 1}}, 422),
     ({"dataset": "colours", "options": []}, 400),
 ])
-def test_bad_training_requests(client, tokens, colours_zip, body, status):
-    import_dataset(client, tokens["admin"], colours_zip)
-    response = client.post("/api/v1/training-jobs", headers=bearer(tokens["admin"]), json=body)
+def test_bad_training_requests(app, client, tokens, body, status):
+    import_here(app, "colours", per_class=8)
+    response = client.post("/api/v1/training-jobs", headers=bearer_headers(tokens["admin"]), json=body)
     assert response.status_code == status and set(response.get_json()) == {"error", "message"}
 
 
 @pytest.mark.parametrize("path", ["/api/v1/training-jobs", "/api/v1/models/20990101-000000-abcdef/activate"])
 def test_json_nested_too_deeply_is_a_bad_request_not_a_server_error(client, tokens, path):
-    response = client.post(path, headers=dict(bearer(tokens["admin"]), **{"Content-Type": "application/json"}),
+    response = client.post(path, headers=dict(bearer_headers(tokens["admin"]), **{"Content-Type": "application/json"}),
                            data="[" * 20_000)
     assert response.status_code in (400, 404) and set(response.get_json()) == {"error", "message"}
 
 
-def test_train_activate_and_predict_through_the_api(client, tokens, colours_zip):
-    admin, doctor = bearer(tokens["admin"]), bearer(tokens["doctor"])
-    import_dataset(client, tokens["admin"], colours_zip)
-    options = dict(SMALL_API_OPTIONS, head="softmax", epochs=40)
+def test_train_activate_and_predict_through_the_api(app, client, tokens):
+    admin, doctor = bearer_headers(tokens["admin"]), bearer_headers(tokens["doctor"])
+    import_here(app, "colours", per_class=8)
+    options = dict(SMALL_API_OPTIONS, head="softmax", epochs=15)       # a training photo is still named at 0.99
     response = client.post("/api/v1/training-jobs", headers=admin, json={"dataset": "colours", "options": options})
     assert response.status_code == 202
     job_id = response.get_json()["id"]
@@ -169,9 +173,9 @@ def test_train_activate_and_predict_through_the_api(client, tokens, colours_zip)
     assert result["model_version"] == version and result["predictions"][0]["label"] == "beta"
 
 
-def test_cancel_a_running_job(client, tokens, colours_zip):
-    admin = bearer(tokens["admin"])
-    import_dataset(client, tokens["admin"], colours_zip)
+def test_cancel_a_running_job(app, client, tokens):
+    admin = bearer_headers(tokens["admin"])
+    import_here(app, "colours", per_class=8)
     options = dict(SMALL_API_OPTIONS, head="softmax", epochs=1000, patience=1000)
     job_id = client.post("/api/v1/training-jobs", headers=admin,
                          json={"dataset": "colours", "options": options}).get_json()["id"]
@@ -187,16 +191,15 @@ def test_cancel_a_running_job(client, tokens, colours_zip):
 def test_a_dlib_face_model_serves_the_api_and_the_doctor_page(app, client, tokens, trained_people, face_photos):
     import shutil
 
-    from tests.conftest import form_token, jpeg_bytes, login
     from web.services import get_registry
 
-    version = trained_people[1]
+    version = trained_people.version
     with app.app_context():
         registry = get_registry()
         shutil.copytree(version.path, registry.root / version.version)
         registry.activate(version.version)
     photo = jpeg_bytes(face_photos["grace_hopper"][::-1][::-1, ::-1])          # a mirrored, unseen variant
-    body = client.post("/api/v1/predict", headers=bearer(tokens["doctor"]), content_type="multipart/form-data",
+    body = client.post("/api/v1/predict", headers=bearer_headers(tokens["doctor"]), content_type="multipart/form-data",
                        data={"image": (io.BytesIO(photo), "p.jpg")}).get_json()
     assert body["model_version"] == version.version and body["face_source"] == "detected"
     assert body["predictions"][0]["label"] == "second"
@@ -210,28 +213,28 @@ def test_predict_can_return_the_explanation_and_always_returns_the_decision(clie
     import base64
 
     photo = png_bytes(coloured_face("gamma", seed=13))
-    body = client.post("/api/v1/predict?explain=true", headers=bearer(tokens["doctor"]),
+    body = client.post("/api/v1/predict?explain=true", headers=bearer_headers(tokens["doctor"]),
                        content_type="multipart/form-data", data={"image": (io.BytesIO(photo), "p.png")}).get_json()
     assert body["explanation"]["method"] == "grad-cam"
     assert base64.b64decode(body["explanation"]["heatmap_png_base64"]).startswith(b"\x89PNG")
     assert body["abstained"] is False and body["decision"] == body["predictions"][0]["label"]
-    plain = client.post("/api/v1/predict", headers=bearer(tokens["doctor"]), content_type="multipart/form-data",
+    plain = client.post("/api/v1/predict", headers=bearer_headers(tokens["doctor"]), content_type="multipart/form-data",
                         data={"image": (io.BytesIO(photo), "p.png")}).get_json()
     assert "explanation" not in plain and set(plain) >= {"decision", "abstained", "abstention_reasons"}
-    bad = client.post("/api/v1/predict?explain=maybe", headers=bearer(tokens["doctor"]),
+    bad = client.post("/api/v1/predict?explain=maybe", headers=bearer_headers(tokens["doctor"]),
                       content_type="multipart/form-data", data={"image": (io.BytesIO(photo), "p.png")})
     assert bad.status_code == 400
 
 
-def test_a_queued_job_says_whether_a_worker_will_take_it(app, client, tokens, colours_zip, redis_url, monkeypatch):
+def test_a_queued_job_says_whether_a_worker_will_take_it(app, client, tokens, redis_url, monkeypatch):
     from redis import Redis
     from rq import Worker
 
     from app import create_app
-    from tests.conftest import free_port
+    from tests.helpers import free_port
     from web.jobs.dispatch import current_dispatcher
-    admin = bearer(tokens["admin"])
-    import_dataset(client, tokens["admin"], colours_zip)
+    admin = bearer_headers(tokens["admin"])
+    import_here(app, "colours", per_class=8)
     # A web node of the same site whose jobs go to a queue (a database no other test's worker reads).
     monkeypatch.setenv("FACEDX_REDIS_URL", redis_url.rsplit("/", 1)[0] + "/3")
     queued = create_app({"TESTING": True})

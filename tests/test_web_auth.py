@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event
 
-from tests.conftest import PASSWORD, bearer_headers, concurrent_wrong_logins, form_token, login, make_user
+from tests.helpers import PASSWORD, bearer_headers, concurrent_wrong_logins, form_token, login, make_user
 
 
 def test_anonymous_users_are_sent_to_the_login_page(client):

@@ -8,12 +8,8 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from tests.conftest import bearer_headers, coloured_face, form_token, jpeg_bytes, login, png_bytes
-
-
-def post_photo(client, data, name="photo.png"):
-    return client.post("/", data={"photo": (io.BytesIO(data), name), "csrf_token": form_token(client, "/")},
-                       content_type="multipart/form-data")
+from tests.helpers import (bearer_headers, coloured_face, crop_of, form_token, jpeg_bytes, login, png_bytes, post_crop,
+                           post_photo, result_page)
 
 
 def test_the_page_says_when_no_model_is_active(client, tokens):
@@ -104,10 +100,6 @@ def test_probabilities_read_as_whole_percents_never_100_or_0(share, shown):
     assert clinical_percent(share) == shown
 
 
-def result_page(client, label="gamma", seed=3, name="photo.png"):
-    return post_photo(client, png_bytes(coloured_face(label, seed=seed)), name).get_data(as_text=True)
-
-
 def test_the_result_reads_in_whole_percents_and_in_clinical_terms(app, client, tokens, active_model):
     from web.services import get_registry
 
@@ -156,16 +148,6 @@ def test_an_administrator_sets_the_intended_use_that_doctors_read(app, client, t
     assert "Screening of adults in the genetics clinic &lt;only&gt;." in facts
     doctor = client.post(f"{model_page}/intended-use", data={"text": "x", "csrf_token": form_token(client, "/")})
     assert doctor.status_code == 403
-
-
-def crop_of(page):
-    return base64.b64decode(re.search(r'id="face" src="data:image/png;base64,([^"]+)"', page).group(1))
-
-
-def post_crop(client, crop, version, **extra):
-    data = {"crop": (io.BytesIO(crop), "face.png"), "model_version": version,
-            "csrf_token": form_token(client, "/")} | extra
-    return client.post("/explain", data=data, content_type="multipart/form-data")
 
 
 def test_the_map_of_the_shown_face_is_computed_on_request(client, tokens, active_model):
@@ -367,7 +349,7 @@ def test_a_version_from_before_clinical_figures_gets_them_from_its_held_out_pred
     from ml.versions.registry import ModelRegistry
     from web.models.summaries import clinical_figures_of
 
-    _, version, _ = trained
+    version = trained.version
     registry = ModelRegistry(tmp_path / "models")
     metrics = {k: v for k, v in version.card.metrics.to_dict().items() if k != "clinical"}
 

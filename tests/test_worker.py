@@ -3,7 +3,7 @@ import json
 import subprocess
 import sys
 
-from tests.conftest import PROJECT, synthetic_entries, write_zip
+from tests.helpers import PROJECT, synthetic_entries, write_zip
 
 NO_APP = """
 import gc, sys
