@@ -315,10 +315,10 @@ def test_admin_curates_a_dataset_watches_the_folds_tries_the_model_then_activate
     page.goto(base + "/admin/datasets/curated")
     revision = page.inner_text("#revision")
     page.click("text=Browse, remove or move photos")
-    assert page.locator("#photos .photo").count() == 8
+    expect(page.locator("#photos .photo")).to_have_count(8)           # waits for the page the click opens
     page.click("#photos .photo:first-child button:has-text('Remove')")
     expect(page.locator(".flash.info")).to_contain_text("Removed photo 0 from curated: revision")
-    assert page.locator("#photos .photo").count() == 7
+    expect(page.locator("#photos .photo")).to_have_count(7)
     page.goto(base + "/admin/datasets/curated")
     assert page.inner_text("#revision") != revision and page.inner_text("#counts").split()[2:4] == ["alpha", "7"]
     snap(page, "admin-curated")
