@@ -2,6 +2,7 @@
 
 Fixtures live in conftest.py; test modules import what they need from here, never from conftest.
 """
+import functools
 import glob
 import io
 import os
@@ -58,14 +59,23 @@ def bearer_headers(token):
     return {"Authorization": f"Bearer {token}"}
 
 
+@functools.cache
+def password_hash():
+    """PASSWORD hashed as the application hashes it, once: each hash takes 0.15 s, and most tests make accounts."""
+    from web.records import User
+
+    user = User()
+    user.set_password(PASSWORD)
+    return user.password_hash
+
+
 def make_user(app, name, role):
     """Create an account with PASSWORD and return an API token for it."""
     from web.db import db
     from web.records import ApiToken, User
 
     with app.app_context():
-        user = User(username=name, role=role)
-        user.set_password(PASSWORD)
+        user = User(username=name, role=role, password_hash=password_hash())
         row, token = ApiToken.issue(user)
         db.session.add_all([user, row])
         db.session.commit()

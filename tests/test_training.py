@@ -99,7 +99,8 @@ def test_features_are_cached_per_image_and_reused(tmp_path, colours):
     keras.utils.set_random_seed(3)
     weights = tmp_path / "vgg.weights.h5"
     build_extractor("vgg16-imagenet", TrainingOptions(weights="none", image_size=32)).base.save_weights(weights)
-    options = TrainingOptions(backbone="vgg16-imagenet", weights=str(weights), image_size=32, folds=2)
+    options = TrainingOptions(backbone="vgg16-imagenet", weights=str(weights), image_size=32, folds=2,
+                              epochs=2)            # the softmax run is here for its features, not its head
     registry = ModelRegistry(tmp_path / "models")
     runs = []
     for head in ("linear", "softmax"):
