@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench demo system-packages nginx-site
+.PHONY: run test test-random bench demo system-packages nginx-site
 
 # Freed buffers of 4 MB and more go back to the system at once: without it, 16 concurrent large
 # photos leave a worker at 2.5 GB instead of 1.3 GB (bench.large_photos --server-only).
@@ -16,6 +16,10 @@ run: $(VENV)/.runtime
 test: $(VENV)/.test system-packages
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# The same tests in a random order (pytest-randomly): none may depend on another's leftovers.
+test-random: $(VENV)/.test system-packages
+	$(BIN)/python -m pytest -p randomly
 
 bench: $(VENV)/.test
 	$(BIN)/python -m bench
