@@ -422,6 +422,7 @@ def test_a_version_is_tried_on_a_photo_as_a_doctor_would_see_it_without_activati
     assert response.status_code == 200 and "Screening result" in page and 'id="probabilities"' in page
     assert f'data-version="{candidate}"' in page and f"Tried on version {candidate}" in page
     assert f'data-explain-url="/admin/models/{candidate}/try/explain"' in page
+    assert 'id="feedback"' not in page                  # a tried photo is nobody's case: no clinical assessment
     assert (Path(app.config["MODELS_DIR"]) / "active.json").read_text() == pointer
     with app.app_context():
         assert get_predictor().current().version == active_model

@@ -1,5 +1,5 @@
 // The doctors' result page shown for a version tried before activation: its map and its "another photo"
-// form go to that version's trial routes, and it offers no clinical assessment (the photo is nobody's case).
+// form go to that version's trial routes.
 (function () {
   "use strict";
   var trial = document.getElementById("trial");
@@ -8,6 +8,4 @@
   if (explanation) { explanation.dataset.url = trial.dataset.explainUrl; }
   var form = document.getElementById("predict-form");
   if (form) { form.action = trial.dataset.photoUrl; }
-  var feedback = document.getElementById("feedback");
-  if (feedback) { feedback.parentNode.removeChild(feedback); }
 })();
