@@ -13,9 +13,12 @@ run: $(VENV)/.runtime
 	$(BIN)/flask --app app setup
 	$(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
 
+# Two test processes (pytest-xdist), each taking whole files: half the time on two cores, since many tests
+# wait on servers, jobs and the browser. TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
 test: $(VENV)/.test system-packages
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The same tests in a random order (pytest-randomly): none may depend on another's leftovers.
 test-random: $(VENV)/.test system-packages
