@@ -1,7 +1,7 @@
 """Run every benchmark: `python -m bench` (the real-face ones need ../shared/data/utkface_age)."""
 import sys
 
-from bench import accuracy, explanations, face_detectors, large_photos, load, speed
+from bench import accuracy, cases, explanations, face_detectors, large_photos, load, speed
 
 sys.argv = sys.argv[:1]
 speed.main()
@@ -11,3 +11,4 @@ load.main()
 if face_detectors.DEFAULT_DIR.is_dir():
     face_detectors.main()
     accuracy.main()
+    cases.main()

@@ -159,13 +159,37 @@ def test_more_classes_than_training_handles_are_refused_before_any_photo_is_read
                       ImportLimits(max_classes=3))
 
 
-def test_a_class_below_the_minimum_is_refused_and_nothing_is_kept(tmp_path):
+def test_a_class_below_the_minimum_is_kept_as_gallery_only(tmp_path):
     entries = synthetic_entries(per_class=6)
     for i in range(3):
         entries[f"gamma/photo{i}.png"] = b"broken"
-    with pytest.raises(DatasetError, match=r"gamma: 3.*3 x The file is not an image"):
+    dataset = import_dataset(write_zip(tmp_path / "a.zip", entries), "small", tmp_path / "d", face=SYNTHETIC_FACES)
+    assert dataset.manifest.gallery_only == ["gamma"] and dataset.manifest.counts["gamma"] == 3
+    assert get_dataset(tmp_path / "d", "small").manifest.gallery_only == ["gamma"]
+    part = dataset.classifier_part()
+    assert part.labels == ["alpha", "beta"] and part.manifest.checksum == dataset.manifest.checksum
+    assert [item["label"] for item in part.manifest.images] == [0] * 6 + [1] * 6
+    assert list(dataset.classifier_rows()) == list(range(12))
+
+
+def test_fewer_than_two_classes_with_enough_photos_are_refused_and_nothing_is_kept(tmp_path):
+    entries = synthetic_entries(per_class=6)
+    for label in ("beta", "gamma"):
+        for i in range(3):
+            entries[f"{label}/photo{i}.png"] = b"broken"
+    with pytest.raises(DatasetError, match=r"too few in beta: 3, gamma: 3\. .*gallery-only.*6 x The file is not an"):
         import_dataset(write_zip(tmp_path / "a.zip", entries), "small", tmp_path / "d", face=SYNTHETIC_FACES)
     assert tree(tmp_path / "d") == []
+
+
+def test_subjects_csv_declares_which_photos_may_be_shown(tmp_path):
+    entries = synthetic_entries(per_class=5, labels=("alpha", "beta"))
+    entries["subjects.csv"] = ("file,display_consent\nalpha/photo0.png,yes\nalpha/photo1.png,No\n"
+                               "alpha/photo2.png,perhaps\nbeta/photo4.png,TRUE\n").encode()
+    dataset = import_dataset(write_zip(tmp_path / "a.zip", entries), "shown", tmp_path / "d", face=SYNTHETIC_FACES)
+    assert dataset.consented().tolist() == [True] + [False] * 8 + [True]
+    assert dataset.manifest.warnings == [{"file": "alpha/photo2.png", "reason": "subjects.csv: display_consent "
+                                          "'perhaps' ignored (not yes or no): the photo is not shown"}]
 
 
 @pytest.mark.parametrize("name", ["", "../up", "a/b", "x" * 65, "-dash", "spa ce", "utk\n", "utk\r\n"])

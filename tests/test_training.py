@@ -38,7 +38,7 @@ def test_cross_validated_training_learns_and_writes_a_complete_card(trained):
     assert card.face == {"detector": "haar", "fallback": "whole"} and card.training_seconds > 0
     assert card.training_peak_memory_mib > 100          # TensorFlow and VGG16 alone take more
     assert set(card.software) >= {"tensorflow", "keras", "numpy", "scikit-learn", "opencv"}
-    assert sorted(card.files) == ["backbone.keras", "evaluation.json", "head.npz", "novelty.npz"]
+    assert sorted(card.files) == ["backbone.keras", "evaluation.json", "gallery.npz", "head.npz", "novelty.npz"]
     assert card.format == 2 and card.pipeline["name"] == "vgg16-imagenet" and card.pipeline["C"] == 0.01
     assert set(metrics.clinical) == {"alpha", "beta", "gamma"} and metrics.subgroups == []
     assert metrics.usefulness["useful"] is True
@@ -47,8 +47,12 @@ def test_cross_validated_training_learns_and_writes_a_complete_card(trained):
 def test_a_linear_head_on_face_recognition_features_tells_two_people_apart(trained_people):
     version = trained_people.version
     assert version.card.metrics.accuracy == 1.0
-    assert version.card.files == ["head.npz", "evaluation.json", "novelty.npz"]
+    assert version.card.files == ["head.npz", "gallery.npz", "evaluation.json", "novelty.npz"]
     assert version.card.backbone["alignment"].startswith("dlib 5-point")
+    gallery = version.card.gallery
+    assert gallery["space"].startswith("the face descriptor (dlib-face, 128 values)") and gallery["cases"] == 12
+    figures = version.card.metrics.cases        # no people named: each photo is left out alone
+    assert figures["evaluation"].startswith("leave-one-photo-out") and figures["frequent"]["top1"] == 1.0
 
 
 def test_folds_grouped_by_person_never_split_a_person():
@@ -225,6 +229,9 @@ def test_fine_tuning_the_face_network_trains_its_tail_and_serves_it(tuned_people
     assert loaded.backbone.network.tuned and loaded.backbone.blocks[0].cache_id is None     # never cached
     crop = crop_face(face_photos["astronaut"], FaceOptions("mtcnn")).image[np.newaxis]
     assert not np.allclose(loaded.backbone.features(crop), FaceFeatures(["dlib-face"]).features(crop), atol=1e-3)
+    first = tuned_people.dataset.load_crops()[0][:1]        # the gallery holds what the tuned network computes
+    np.testing.assert_allclose(loaded.gallery.project(loaded.backbone.features(first))[0], loaded.gallery.vectors[0],
+                               atol=1e-4)
     probabilities = loaded.probabilities(crop)[0]
     assert probabilities.shape == (2,) and probabilities.sum() == pytest.approx(1.0)
     assert explanation(loaded, crop[0]).method == "attribution"         # its head's scores are linear too

@@ -53,10 +53,11 @@ def move_photo(root, name, index, label, checksum, min_per_class=ImportLimits.mi
     return _revise(root, name, checksum, change, min_per_class)
 
 
-def retry_whole_photos(root, name):
+def retry_whole_photos(root, name, min_per_class=ImportLimits.min_per_class):
     """Add the photos of a dataset that were rejected for want of a face, each used whole; return how many.
 
-    Like any change of a dataset's photos, it makes a new revision and keeps the earlier one.
+    Like any change of a dataset's photos, it makes a new revision and keeps the earlier one; a
+    gallery-only class that reaches `min_per_class` photos becomes one the classifier learns.
     """
     dataset = get_dataset(root, name)
     retried = [item for item in dataset.manifest.rejected if "whole_photo" in item]
@@ -79,7 +80,7 @@ def retry_whole_photos(root, name):
         # The model trained on it will meet whole photos too: it uses them where it finds no face.
         manifest["face"]["fallback"] = "whole"
         return links, [old for old, _ in links]
-    _revise(root, name, dataset.manifest.checksum, add_whole_photos, min_per_class=0)   # only adds photos
+    _revise(root, name, dataset.manifest.checksum, add_whole_photos, min_per_class)
     return len(retried)
 
 
@@ -119,7 +120,10 @@ def _revise(root, name, checksum, change, min_per_class):
         links, removed = change(manifest, folder)
         counts = np.bincount([image["label"] for image in manifest["images"]], minlength=len(manifest["labels"]))
         manifest["counts"] = dict(zip(manifest["labels"], map(int, counts)))
-        check_counts(dict(manifest, rejected=[]), min_per_class)
+        manifest.pop("gallery_only", None)
+        rare = check_counts(dict(manifest, rejected=[]), min_per_class)
+        if rare:
+            manifest["gallery_only"] = rare
         manifest.update(checksum=images_checksum(manifest["images"]), previous=checksum,
                         revised=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         (folder / REVISIONS_DIR).mkdir(exist_ok=True)

@@ -19,7 +19,7 @@ from ml.datasets.store import (
     images_checksum,
     rename_into_place,
 )
-from ml.datasets.subjects import attributes_of, subject_of
+from ml.datasets.subjects import attributes_of, consent_of, subject_of
 from ml.errors import DatasetError, DiskFull, FaceDxError, NoFaceFound, is_disk_full
 from ml.photos.faces import CROP_SIZE, FaceOptions, crop_face, whole_photo
 from ml.photos.images import decode_image, encode_png
@@ -49,7 +49,9 @@ def import_dataset(source, name, root, limits=ImportLimits(), face=FaceOptions()
         manifest = _write_images(members, staging, limits, face, progress, table)
         manifest.update(id=name, source=source_name or source.name, face=face.as_dict(), crop_size=CROP_SIZE,
                         created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        check_counts(manifest, limits.min_per_class)
+        rare = check_counts(manifest, limits.min_per_class)
+        if rare:
+            manifest["gallery_only"] = rare
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1))
         rename_into_place(staging, root / name)
     except BaseException as exc:
@@ -117,10 +119,14 @@ def _image_record(member, table, crop, staging, relative):
     subject = subject_of(member, table)
     if subject:
         image["subject"] = subject
-    attributes, notes = attributes_of(table.get("/".join(member.parts), {}))
+    cells = table.get("/".join(member.parts), {})
+    attributes, notes = attributes_of(cells)
     if attributes:
         image["attributes"] = attributes
-    return image, [{"file": member.name, "reason": note} for note in notes]
+    consent, consent_notes = consent_of(cells)
+    if consent:
+        image["display_consent"] = True
+    return image, [{"file": member.name, "reason": note} for note in notes + consent_notes]
 
 
 def _rejection(member, problem, rgb, face, staging, number, table, kept=None):

@@ -2,7 +2,7 @@
 
 Importing and curation write the manifest as JSON; everything that reads a dataset reads this
 record. Each photo and each rejected file stays a small JSON object (a photo: file, original,
-face, sha256, label, and where given subject and attributes; a rejected file: file, reason, and
+face, sha256, label, and where given subject, attributes and display_consent; a rejected file: file, reason, and
 where it decoded a thumbnail). Keys a newer release wrote are kept, and written back unchanged.
 """
 import copy
@@ -26,6 +26,7 @@ class Manifest:
     created: str | None = None       # when it was imported
     previous: str | None = None      # the revision this one was made from by a curation change
     revised: str | None = None
+    gallery_only: list | None = None   # classes too small for the classifier (1-4 photos): matched as cases only
     extra: dict = field(default_factory=dict)
 
     @classmethod

@@ -69,6 +69,28 @@ class Dataset:
         subjects = [item["subject"] for item in images] if self.grouped else None
         return crops, np.array([item["label"] for item in images]), [item["sha256"] for item in images], subjects
 
+    def classifier_part(self):
+        """Return the dataset without its gallery-only classes: the same folder and revision, for the classifier.
+
+        A photo's label is then an index into the classes kept; `classifier_rows` says which photos those are.
+        """
+        rare = set(self.manifest.gallery_only or ())
+        kept = [label for label in self.labels if label not in rare]
+        index = {old: kept.index(label) for old, label in enumerate(self.labels) if label in kept}
+        images = [dict(item, label=index[item["label"]]) for item in self.manifest.images if item["label"] in index]
+        manifest = self.manifest.to_dict() | {"labels": kept, "images": images, "gallery_only": None,
+                                              "counts": {label: self.manifest.counts[label] for label in kept}}
+        return Dataset(self.path, manifest)
+
+    def classifier_rows(self):
+        """Return the indices (in load_crops() order) of the photos of classes the classifier learns."""
+        rare = {self.labels.index(label) for label in self.manifest.gallery_only or ()}
+        return np.array([i for i, item in enumerate(self.manifest.images) if item["label"] not in rare], dtype=int)
+
+    def consented(self):
+        """Return, in load_crops() order, whether each photo's dataset declared that it may be shown."""
+        return np.array([bool(item.get("display_consent")) for item in self.manifest.images], dtype=bool)
+
     def attributes(self):
         """Return each photo's sex, age and ancestry as far as given ({} where none), in load_crops() order."""
         return [dict(item.get("attributes", {})) for item in self.manifest.images]
@@ -142,17 +164,29 @@ def check_classes(labels, minimum):
 
 
 def check_counts(manifest, min_per_class):
-    """Refuse a dataset with too few classes, or a class with too few usable photos."""
+    """Return the gallery-only classes of a manifest (1 to min_per_class - 1 photos); refuse one a model cannot learn.
+
+    A gallery-only class is kept for matching among the nearest validated cases, never for the
+    classifier; a model still needs two classes of at least `min_per_class` usable photos, and
+    every class at least one photo.
+    """
     check_classes(manifest["labels"], 2)
-    small = {label: n for label, n in manifest["counts"].items() if n < min_per_class}
-    if small:
-        listed = ", ".join(f"{label}: {n}" for label, n in small.items())
+    counts = manifest["counts"]
+    empty = [label for label, n in counts.items() if n == 0]
+    if empty:
+        raise DatasetError(f"Every class needs at least one photo; none is left in {', '.join(empty)}.")
+    rare = [label for label, n in counts.items() if n < min_per_class]
+    if len(counts) - len(rare) < 2:
+        listed = ", ".join(f"{label}: {counts[label]}" for label in rare)
         reasons = {}
         for item in manifest["rejected"]:
             reasons[item["reason"]] = reasons.get(item["reason"], 0) + 1
         why = "; ".join(f"{n} x {reason}" for reason, n in sorted(reasons.items(), key=lambda r: -r[1])[:5])
-        raise DatasetError(f"Every class needs at least {min_per_class} usable photos; too few in {listed}."
-                           + (f" Rejected files: {why}." if why else ""))
+        raise DatasetError(f"Two classes or more need at least {min_per_class} usable photos; too few in {listed}. "
+                           f"A class of 1 to {min_per_class - 1} photos is kept as gallery-only (shown among the "
+                           "nearest validated cases, never in the classifier's probabilities), but a model needs "
+                           "two classes it can learn." + (f" Rejected files: {why}." if why else ""))
+    return rare
 
 
 def write_manifest(folder, manifest):

@@ -4,8 +4,10 @@ import re
 
 from ml.errors import DatasetError, FaceDxError
 
-SUBJECTS_FILE = "subjects.csv"         # optional, at the archive's root: file and subject, sex, age, ancestry
+SUBJECTS_FILE = "subjects.csv"         # optional, at the archive's root: file and subject, sex, age, ancestry, consent
 ATTRIBUTES = ("sex", "age", "ancestry")
+CONSENT = "display_consent"            # yes: the photo may be shown to staff as a validated case (default no)
+CONSENT_WORDS = {"yes": True, "y": True, "true": True, "1": True, "no": False, "n": False, "false": False, "0": False}
 MAX_ATTRIBUTE_LENGTH = 64
 MAX_AGE = 130
 SUBJECT_IN_NAME = re.compile(r"^(?P<subject>[^_/]+?)__")   # or file names like "<person>__photo1.jpg"
@@ -21,14 +23,14 @@ def take_subjects(members):
 
     try:
         rows = csv.DictReader(io.StringIO(table.read().decode("utf-8-sig")))
-        columns = [c for c in ("subject", *ATTRIBUTES) if c in (rows.fieldnames or ())]
+        columns = [c for c in ("subject", *ATTRIBUTES, CONSENT) if c in (rows.fieldnames or ())]
         if "file" not in (rows.fieldnames or ()) or not columns:
             raise DatasetError(f"its header is {', '.join(rows.fieldnames or ())[:100] or 'empty'}")
         cells = {(row["file"] or "").strip().replace("\\", "/"):
                  {c: text for c in columns if (text := (row[c] or "").strip())} for row in rows}
     except (UnicodeDecodeError, csv.Error, FaceDxError) as exc:
         raise DatasetError(f"{SUBJECTS_FILE} must be a UTF-8 CSV with a column file and one or more of the columns "
-                           f"subject, sex, age and ancestry ({exc}).") from None
+                           f"subject, sex, age, ancestry and {CONSENT} ({exc}).") from None
     return [m for m in members if m is not table], cells
 
 
@@ -39,6 +41,17 @@ def subject_of(member, table):
         return subject[:64]
     match = SUBJECT_IN_NAME.match(member.parts[-1])
     return match.group("subject")[:64] if match else None
+
+
+def consent_of(cells):
+    """Return (whether a photo's subjects.csv row declares that it may be shown, notes on a value left out)."""
+    text = cells.get(CONSENT)
+    if not text:
+        return False, []
+    consent = CONSENT_WORDS.get(text.strip().lower())
+    if consent is None:
+        return False, [f"{SUBJECTS_FILE}: {CONSENT} {text[:20]!r} ignored (not yes or no): the photo is not shown"]
+    return consent, []
 
 
 def attributes_of(cells):

@@ -188,6 +188,8 @@ class TrainingOptions:
                                   high=0.5, interval="()", applies_to=FOR_FINE_TUNING)
     validation_fraction: float = option(0.15, "Share of the training photos kept for early stopping and "
                                         "calibration.", low=0, high=0.5, interval="()", applies_to=FOR_SOFTMAX)
+    nearest_cases: int = option(5, "Validated cases of the gallery shown beside each result, nearest first.", low=1,
+                                high=20)
     seed: int = option(1337, "Seed of every random choice, for repeatable runs.", low=0, high=2 ** 32 - 1)
 
     def __post_init__(self):

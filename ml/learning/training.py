@@ -6,11 +6,12 @@ the candidates (see ml/learning/pipelines.py), and the classical baseline is alw
 folds. The softmax head is cross-validated the same way; fine-tuning runs keep one held-out
 test split, which is faster, and say so. The final model is trained on all images.
 """
+import functools
 import json
 import platform
 import resource
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import cv2
 import keras
@@ -23,6 +24,7 @@ from ml.features.availability import unavailable_pipelines
 from ml.features.dlib_resnet import DlibResnet
 from ml.features.extractor import FaceFeatures, build_extractor
 from ml.learning.calibration import apply_temperature, choose_temperature, choose_thresholds
+from ml.learning.cases import GallerySource, build_gallery, case_figures
 from ml.learning.card_figures import baseline_predictions, baseline_scores, calibration_figures, clinical_metrics
 from ml.learning.evaluation import cross_validation_folds, evaluate, summarize
 from ml.learning.feature_cache import block_features
@@ -71,18 +73,26 @@ def train(dataset, options, registry, pretrained_dirs=(), progress=None):
         raise TrainingError(f"The {options.backbone} backbone cannot be fine-tuned; set fine_tune_epochs to 0 "
                             f"(fine-tunable: {', '.join(FINE_TUNABLE)}).")
     report(Progress("loading"))
-    crops, labels, digests, groups = dataset.load_crops()
+    whole, dataset = dataset, classifier_part(dataset)
+    all_crops, all_labels, digests, all_groups = whole.load_crops()
+    rows = whole.classifier_rows()
+    crops, groups = all_crops[rows], None if all_groups is None else [all_groups[i] for i in rows]
+    labels = np.array([item["label"] for item in dataset.manifest.images], dtype=int)
     n_classes = len(dataset.labels)
     if np.bincount(labels, minlength=n_classes).min() < 3:
         raise TrainingError("Every class needs at least 3 photos for an evaluation.")
     blocks = list(dict.fromkeys([b for p in pipelines for b in p.split("+")] + list(BASELINE.blocks)))
-    features = block_features(blocks, extractors, crops, digests, dataset.path / FEATURES_DIR, report)
+    all_features = block_features(blocks, extractors, all_crops, digests, whole.path / FEATURES_DIR, report)
+    features = {name: vectors[rows] for name, vectors in all_features.items()}
     attributes = dataset.attributes()
+    source = GallerySource(whole, all_crops, all_labels, all_groups, lambda extractor, names: np.concatenate(
+        [all_features[name] for name in names], axis=1))
     if options.fine_tune_epochs:
-        # The face network is this version's own copy: fine-tuning changes its tail.
+        # The face network is this version's own copy: fine-tuning changes its tail, and so the gallery's vectors.
         backbone = extractors.get(pipelines[0]) or FaceFeatures(["dlib-face"], DlibResnet())
+        tuned = replace(source, vectors=lambda extractor, names: extractor.features(all_crops))
         return save_fine_tuned(dataset, options, registry, backbone, crops, features, labels, attributes, started,
-                               report, _save)
+                               report, functools.partial(_save, source=tuned))
     if options.head == "softmax":
         choice = _softmax_cv(features, labels, groups, pipelines[0], n_classes, options, report)
         selection = "fixed"
@@ -114,7 +124,16 @@ def train(dataset, options, registry, pretrained_dirs=(), progress=None):
     pipeline = {"name": chosen.pipeline, "blocks": list(chosen.blocks), "block_sizes": sizes, "head": chosen.head,
                 "C": chosen.C}
     return _save(dataset, options, registry, extractor, head, novelty, pipeline, history, metrics, temperature,
-                 thresholds, calibrated, labels, started, report)
+                 thresholds, calibrated, labels, started, report, source=source)
+
+
+def classifier_part(dataset):
+    """Return the part of a dataset the classifier learns (without its gallery-only classes), or refuse to train."""
+    part = dataset.classifier_part()
+    if len(part.labels) < 2:
+        raise TrainingError(f"Dataset {dataset.id} has fewer than two classes with enough photos for a classifier; "
+                            f"{', '.join(dataset.manifest.gallery_only or ())} are gallery-only. Add photos first.")
+    return part
 
 
 # What cross-validation found so far: every later step repeats it, so the latest record alone shows it all.
@@ -213,8 +232,11 @@ def assess(raw, labels, folds, label_names, attributes, baseline, served):
 
 
 def _save(dataset, options, registry, extractor, head, novelty, pipeline, history, metrics, temperature,
-          thresholds, calibrated, labels, started, report, only=None):
+          thresholds, calibrated, labels, started, report, only=None, source=None):
     report(Progress("saving"))
+    gallery, described, sweep = build_gallery(source, extractor, pipeline["blocks"], pipeline["block_sizes"],
+                                              options.nearest_cases)
+    metrics = dict(metrics, cases=case_figures(sweep, source, calibrated, thresholds, options.nearest_cases))
     card = ModelCard(
         labels=dataset.labels,
         backbone=extractor.describe(),
@@ -232,14 +254,16 @@ def _save(dataset, options, registry, extractor, head, novelty, pipeline, histor
         training_seconds=round(time.monotonic() - started, 1),
         training_peak_memory_mib=peak_memory_mib(),
         software=software_versions(),
+        gallery=described,
     )
-    evaluation = [{"image": int(i), "file": dataset.manifest.images[i]["file"], "label": int(labels[i]),
+    in_dataset = source.dataset.classifier_rows()        # a photo's place among all the dataset's photos
+    evaluation = [{"image": int(in_dataset[i]), "file": dataset.manifest.images[i]["file"], "label": int(labels[i]),
                    "probabilities": [round(float(p), 6) for p in calibrated[i]]}
                   for i in (range(len(labels)) if only is None else only)]
 
     def write(folder):
         (folder / "evaluation.json").write_text(json.dumps(evaluation))
-        files = extractor.save(folder) + head.save(folder) + ["evaluation.json"]
+        files = extractor.save(folder) + head.save(folder) + gallery.save(folder) + ["evaluation.json"]
         return files + (novelty.save(folder) if novelty is not None else [])
     version = registry.save(card, write)
     report(Progress("saved"))

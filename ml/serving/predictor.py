@@ -19,6 +19,7 @@ from ml.photos.quality import photo_advice
 from ml.serving.batching import MicroBatcher
 from ml.serving.explain import Explanation, explanation
 from ml.versions.card import ModelCard
+from ml.versions.gallery import CaseGallery, cases_summary
 from ml.versions.registry import ACTIVE_FILE, THRESHOLDS_FILE
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ class Prediction:
     explanation: Explanation | None = None
     advice: list = field(default_factory=list)     # how to retake the photo; empty for a good photo
     faces_found: int = 1         # faces in the photo (the largest, `face`, was analysed); 0: none detected
+    nearest_cases: list = field(default_factory=list)     # NearestCase, most similar first; empty: no gallery
+    cases_summary: list = field(default_factory=list)     # the sentences a doctor reads about them
 
     @property
     def abstained(self):
@@ -70,7 +73,9 @@ class Prediction:
                 "predictions": [{"label": label, "probability": p} for label, p in self.probabilities],
                 "decision": self.decision, "abstained": self.abstained,
                 "abstention_reasons": self.abstention_reasons, "advice": self.advice,
-                "faces_found": self.faces_found}
+                "faces_found": self.faces_found,
+                "nearest_cases": [case.as_dict() for case in self.nearest_cases],
+                "nearest_cases_summary": self.cases_summary}
         if self.explanation:
             body["explanation"] = self.explanation.as_dict()
         return body
@@ -78,19 +83,23 @@ class Prediction:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A version in memory: its feature extractor, head and novelty score, ready to predict."""
+    """A version in memory: its feature extractor, head, novelty score and case gallery, ready to predict."""
     version: str
     card: ModelCard
     backbone: Extractor
     head: Head
     novelty: Novelty | None = None
+    gallery: CaseGallery | None = None
 
     def probabilities(self, crops, reference=None, calibrated=True):
         """Return (calibrated) class probabilities for a batch of face crops (uint8, CROP_SIZE squares)."""
-        return self.assess(crops, reference, calibrated)[0]
+        return self.assess(crops, reference, calibrated, cases=False)[0]
 
-    def assess(self, crops, reference=None, calibrated=True):
-        """Return (probabilities, for each crop the reasons it is unlike the training photos) for a batch of crops."""
+    def assess(self, crops, reference=None, calibrated=True, cases=True):
+        """Return (probabilities, reasons each crop is unlike the training photos, its nearest cases) for a batch.
+
+        With `cases` False (maps, which call it for many altered copies of one face) no case is looked up.
+        """
         features = self.backbone.features(crops, reference=reference)
         raw = self.head.probabilities(features)
         unlike = [[] for _ in crops]
@@ -100,7 +109,9 @@ class LoadedModel:
                 for reasons, flagged in zip(unlike, flags):
                     reasons += [reason] if flagged else []
         probabilities = apply_temperature(raw, self.card.calibration["temperature"]) if calibrated else raw
-        return probabilities, unlike
+        nearest = (self.gallery.nearest(features, self.card.gallery["k"]) if cases and self.gallery is not None
+                   else [[] for _ in crops])
+        return probabilities, unlike, nearest
 
 
 @dataclass(frozen=True)
@@ -119,7 +130,7 @@ def load_version(model_version):
     """
     card, folder = model_version.card, model_version.path
     loaded = LoadedModel(model_version.version, card, load_extractor(card, folder), load_head(card, folder),
-                         Novelty.load(folder))
+                         Novelty.load(folder), CaseGallery.load(folder) if card.gallery else None)
     blank = np.zeros((1, CROP_SIZE, CROP_SIZE, 3), np.uint8)
     loaded.probabilities(blank)
     face_landmarks(blank[0])
@@ -204,14 +215,15 @@ class Predictor:
         # The head turn is judged from landmarks only on a detected face (a whole photo may be anything).
         advice = photo_advice(rgb, crop.box, face_landmarks(crop.image) if crop.source == "detected" else None)
         if self._batcher is not None:
-            probabilities, unlike = self._batcher.submit(loaded, crop.image)
+            probabilities, unlike, nearest = self._batcher.submit(loaded, crop.image)
         else:
-            probabilities, unlike = (row[0] for row in loaded.assess(crop.image[np.newaxis]))
+            probabilities, unlike, nearest = (row[0] for row in loaded.assess(crop.image[np.newaxis]))
         ranked = sorted(zip(loaded.card.labels, map(float, probabilities)), key=lambda p: -p[1])
         reasons = decide(probabilities, self.thresholds(loaded), reasons_in_order(advice, unlike, crop.doubts()))
         explained = explanation(loaded, crop.image, int(np.argmax(probabilities))) if explain else None
         return Prediction(loaded.version, crop.box, crop.source, ranked, crop.image, reasons, explained,
-                          advice=advice, faces_found=crop.faces_found)
+                          advice=advice, faces_found=crop.faces_found, nearest_cases=nearest,
+                          cases_summary=cases_summary(nearest, loaded.gallery))
 
     def explain_crop(self, crop, class_index=None):
         """Return the Explanation of `class_index` (default: the top class) for a face crop (CROP_SIZE, uint8 RGB).

@@ -4,7 +4,8 @@ A bundle holds the version's card, every file it needs, and manifest.json with e
 and size, the software that exported it and the dataset's checksum. With a key, manifest.sig holds
 an HMAC-SHA256 of the manifest. Nothing in a bundle can run code when it is imported: only known
 file names are accepted, arrays load without pickle, Keras files load in safe mode, and a pickle is
-refused outright. Photos never travel: the evaluation keeps probabilities, not file names.
+refused outright. Photos never travel: the evaluation keeps probabilities, not file names, and the case
+gallery keeps face vectors, with thumbnails only of photos whose dataset declared that they may be shown.
 """
 import hashlib
 import hmac
@@ -19,6 +20,7 @@ import numpy as np
 
 from ml.errors import BundleError, CardError, VersionExists
 from ml.versions.card import ModelCard
+from ml.versions.gallery import GALLERY_FILE
 from ml.versions.registry import CARD_FILE, THRESHOLDS_FILE, ModelVersion
 
 BUNDLE_FORMAT = 1
@@ -26,7 +28,7 @@ MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 # Every file a version may hold; anything else in a bundle is refused.
 VERSION_FILES = ("evaluation.json", "head.npz", "head.keras", "backbone.keras", "novelty.npz", "face_tail.npz",
-                 THRESHOLDS_FILE)
+                 GALLERY_FILE, THRESHOLDS_FILE)
 LEGACY_HEAD = "head.joblib"          # a pickled head of versions before arrays: converted on export
 PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 

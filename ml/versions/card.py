@@ -39,6 +39,7 @@ class ModelCard:
     files: list = field(default_factory=list)
     imported: dict | None = None             # where and when a version came from another site
     conversions: list = field(default_factory=list)   # files rewritten since training, e.g. a pickled head
+    gallery: dict | None = None              # the case gallery: its space, k, cases per condition, gallery-only ones
 
     def __post_init__(self):
         if isinstance(self.metrics, dict):
@@ -113,13 +114,18 @@ class ModelCard:
             raise CardError("card.json: files must be file names")
         expect(self.conversions, list, "conversions")
         for name, kind in (("image_size", int), ("novelty", dict), ("version", str), ("created", str),
-                           ("imported", dict)):
+                           ("imported", dict), ("gallery", dict)):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
                 raise CardError(f"card.json: {name} is not a {kind.__name__}")
         for name in ("training_seconds", "training_peak_memory_mib"):
             if getattr(self, name) is not None:
                 expect_number(getattr(self, name), name)
+        if self.gallery is not None:
+            k = self.gallery.get("k")
+            if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 100:
+                raise CardError("card.json: gallery.k is not a number of cases from 1 to 100")
+            expect(self.gallery.get("gallery_only"), list, "gallery.gallery_only")
         if self.created is not None:
             try:
                 datetime.fromisoformat(self.created)

@@ -37,6 +37,7 @@ class Metrics:
     usefulness: dict | None = None            # {"useful": bool, "note": str}
     calibration: dict | None = None
     fine_tune_precision: str | None = None
+    cases: dict | None = None                 # matching in the case gallery (leave-one-person-out)
     extra: dict = field(default_factory=dict)   # figures of a newer FaceDx, kept as they were
     keys: tuple = field(default=(), compare=False, repr=False)     # the card's own keys, in its order
 

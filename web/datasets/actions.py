@@ -25,7 +25,7 @@ def delete_dataset(actor, name):
 
 def retry_whole_photos(actor, name):
     """Add the photos of a dataset rejected for want of a face, each used whole; return how many."""
-    added = datasets.retry_whole_photos(datasets_root(), name)
+    added = datasets.retry_whole_photos(datasets_root(), name, import_limits().min_per_class)
     audit(actor, "dataset.retry_whole", f"{name} ({added} photos)")
     db.session.commit()
     return added

@@ -27,6 +27,7 @@ def version_summary(version, active=None):
         "pipeline": card.pipeline_name,
         "useful": card.usefulness["useful"],
         "useful_note": card.usefulness.get("note", ""),
+        "gallery": card.gallery, "nearest_cases": metrics.cases,
         "broken": None,
     }
 
