@@ -202,7 +202,8 @@ class Predictor:
         loaded = self.current()
         crop = crop_face(rgb, FaceOptions(**loaded.card.face))
         # The head turn is judged from landmarks only on a detected face (a whole photo may be anything).
-        advice = photo_advice(rgb, crop.box, face_landmarks(crop.image) if crop.source == "detected" else None)
+        landmarks = face_landmarks(crop.image) if crop.source == "detected" else None
+        advice = photo_advice(rgb, crop.box, landmarks) + crop.retake_advice()
         if self._batcher is not None:
             probabilities, unlike = self._batcher.submit(loaded, crop.image)
         else:
