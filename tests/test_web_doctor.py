@@ -320,7 +320,7 @@ def test_administrators_see_the_agreement_of_assessments_with_the_model(app, cli
     assert missing.status_code == 404
     admin = login(app.test_client(), "ada")
     table = admin.get(f"/admin/models/{active_model}").get_data(as_text=True)
-    assert 'id="agreement"' in table and "they agreed 2 time(s) out of 3" in table
+    assert 'id="agreement"' in table and "they agreed 2 times out of 3" in table
     agreement = table[table.index('id="agreement"'):table.index("</table>", table.index('id="agreement"'))]
     assert agreement.count("diagonal") == 3          # condition = condition only; "another" is not "referred"
 
