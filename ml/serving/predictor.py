@@ -203,7 +203,7 @@ class Predictor:
         crop = crop_face(rgb, FaceOptions(**loaded.card.face))
         # The head turn is judged from landmarks only on a detected face (a whole photo may be anything).
         landmarks = face_landmarks(crop.image) if crop.source == "detected" else None
-        advice = photo_advice(rgb, crop.box, landmarks) + crop.retake_advice()
+        advice = crop.retake_advice() + photo_advice(rgb, crop.box, landmarks)      # which face first, then how
         if self._batcher is not None:
             probabilities, unlike = self._batcher.submit(loaded, crop.image)
         else:
