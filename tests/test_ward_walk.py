@@ -71,6 +71,8 @@ def shot(page, name, target=None):
     if not folder:
         return
     Path(folder).mkdir(parents=True, exist_ok=True)
+    page.evaluate("() => document.querySelectorAll('img[loading=lazy]').forEach(img => { img.loading = 'eager'; })")
+    page.wait_for_function("() => [...document.images].every(img => img.complete)")
     png = (target or page).screenshot(**({} if target else {"full_page": True}))
     image = Image.open(io.BytesIO(png)).convert("RGB").quantize(256)
     image.save(Path(folder) / f"{name}.png", optimize=True)
@@ -182,6 +184,7 @@ def test_a_day_on_the_ward_and_at_the_admins_desk_reads_well_at_390_and_1280_px(
     desk.click("#import button[type=submit]")
     refusal = desk.inner_text("#import .flash.error")
     assert refusal == f"The bundle was not imported: Model version {version} is already here."
+    desk.problems.remove("Failed to load resource: the server responded with a status of 409 (CONFLICT)")
 
     # (1) (3) (9) Every administrator's list at 390 px: stacked rows or a scroll box, times in the reader's zone.
     for path, name in (("/admin/datasets", "01-datasets-390"), ("/admin/datasets/ward", "01-rejected-files-390"),
@@ -196,7 +199,7 @@ def test_a_day_on_the_ward_and_at_the_admins_desk_reads_well_at_390_and_1280_px(
     rejected = phone.locator("#rejected td.file").first
     assert LONG_REJECTED in rejected.inner_text()
     assert phone.locator("#rejected td[data-label=Reason]").first.is_visible()
-    assert "no face was found" in phone.inner_text("#retry-whole") and "photo(s)" not in phone.inner_text("main")
+    assert "(s)" not in phone.inner_text("main")
     for page in (desk, phone):
         page.goto(base + "/admin/users")
         disable = page.locator("#users tr:has-text('doctor') button:has-text('Disable')")
