@@ -54,8 +54,11 @@ def create_app(test_config=None):
         app.register_blueprint(blueprint)
     cli.init_app(app)
     app.after_request(security_headers)
-    from web.models.summaries import percent, version_summary
-    app.add_template_filter(percent)
+    from web import readable
+    from web.models.summaries import percent, proportion, version_summary, with_interval
+    for shown in (percent, proportion, with_interval):
+        app.add_template_filter(shown)
+    readable.init_app(app)
     app.add_template_global(version_summary)
     return app
 

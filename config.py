@@ -67,4 +67,8 @@ class Config:
         self.TRUSTED_PROXIES = _int("FACEDX_TRUSTED_PROXIES", 0)
         # Keep uploaded patient photos? Off (0) by default; else for this many days, then purged.
         self.KEEP_PHOTOS_DAYS = _int("FACEDX_KEEP_PHOTOS_DAYS", 0)
+        # A doctor's recent results: keep the analysed face's thumbnail with a recorded assessment for this many
+        # days (0, the default: never kept), and store the case reference the doctor types with it (off by default).
+        self.KEEP_THUMBNAILS_DAYS = _int("FACEDX_KEEP_THUMBNAILS_DAYS", 0)
+        self.STORE_CASE_REFERENCE = os.environ.get("FACEDX_STORE_CASE_REFERENCE", "") == "1"
         self.WTF_CSRF_TIME_LIMIT = None    # the token lives as long as the session

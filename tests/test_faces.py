@@ -99,3 +99,23 @@ def test_crop_near_the_edge_is_padded_not_shifted(face_photos):
 def test_unknown_options_are_refused(options):
     with pytest.raises(FaceDxError, match="Unknown"):
         FaceOptions(**options)
+
+
+def test_the_band_padded_past_the_photo_is_shown_flat_and_nothing_else_is_touched(face_photos):
+    from ml.photos.faces import FaceBox, _square_crop, with_padding_shown
+
+    photo = np.ascontiguousarray(face_photos["astronaut"][100:, 100:])      # 412 x 412, a box past its top-left
+    padded = _square_crop(photo, FaceBox(20, 30, 100, 100), margin=0.4)      # 180 px square from (-20, -10)
+    shown = with_padding_shown(padded)
+    flat = np.all(shown == (216, 222, 230), axis=2)
+    scale = CROP_SIZE / 180
+    assert flat[:, :int(20 * scale) - 2].all() and flat[:int(10 * scale) - 2].all()      # left and top bands
+    assert not flat[int(10 * scale) + 2:, int(20 * scale) + 2:].any()                     # the photo itself
+    assert (shown[int(10 * scale) + 2:, int(20 * scale) + 2:] == padded[int(10 * scale) + 2:,
+                                                                        int(20 * scale) + 2:]).all()
+    inside = _square_crop(photo, FaceBox(150, 150, 100, 100), margin=0.4)
+    assert (with_padding_shown(inside) == inside).all()                     # no padding: the crop as it is
+    white_top = np.ascontiguousarray(photo.copy())
+    white_top[:60] = 255                                                     # a plain edge repeated shows no streak
+    plain = _square_crop(white_top, FaceBox(150, 20, 100, 100), margin=0.4)
+    assert (with_padding_shown(plain)[:, CROP_SIZE // 2] == plain[:, CROP_SIZE // 2]).all()

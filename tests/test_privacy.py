@@ -55,7 +55,7 @@ def test_an_operator_may_keep_photos_for_a_while_and_purge_them(app, client, tok
     client.post("/api/v1/predict", headers={"Authorization": f"Bearer {tokens['doctor']}"},
                 content_type="multipart/form-data", data={"image": (io.BytesIO(photo), "x.png")})
     result = runner.invoke(args=["photos", "purge"])
-    assert result.exit_code == 0 and "Deleted 0 kept photo(s)." in result.output
+    assert result.exit_code == 0 and "Deleted 0 kept photos and 0 face thumbnails." in result.output
 
 
 def test_admin_actions_are_audited_without_patient_data(app, client, tokens, active_model):

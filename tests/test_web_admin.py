@@ -226,7 +226,7 @@ def test_rejected_photos_show_thumbnails_and_those_without_a_face_can_be_added_w
     thumbnails = re.findall(r'src="(/admin/datasets/faces/rejected/\d+)"', page)
     assert len(thumbnails) == 1 and admin.get(thumbnails[0]).mimetype == "image/png"
     assert admin.get("/admin/datasets/faces/rejected/99").status_code == 404
-    assert "Add 1 photo(s) using the whole photo" in page
+    assert "Add 1 photo using the whole photo" in page
     response = post(admin, "/admin/datasets/faces/retry-whole", "/admin/datasets/faces")
     assert response.status_code == 302
     page = admin.get("/admin/datasets/faces").get_data(as_text=True)

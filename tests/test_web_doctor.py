@@ -100,6 +100,15 @@ def test_probabilities_read_as_whole_percents_never_100_or_0(share, shown):
     assert clinical_percent(share) == shown
 
 
+def test_figures_with_their_interval_read_alike_for_doctors_and_administrators():
+    from web.models.summaries import proportion, with_interval
+
+    assert with_interval(1.0, 0.757, 1.0) == ">99% (95% interval 76% to >99%)"
+    assert proportion({"k": 11, "n": 12, "value": 11 / 12, "low": 0.646, "high": 0.985}) == \
+        "11 of 12: 92% (95% interval 65% to 99%)"
+    assert proportion({"k": 0, "n": 0, "value": None, "low": None, "high": None}) == "0 of 0: n/a"
+
+
 def test_the_result_reads_in_whole_percents_and_in_clinical_terms(app, client, tokens, active_model):
     from web.services import get_registry
 
@@ -126,7 +135,7 @@ def test_model_facts_say_what_the_model_is_for_and_what_it_was_not_trained_on(ap
         facts = page[page.index('id="model-facts"'):]
         assert "A screening aid for clinicians" in facts                      # the default intended use
         assert "Not grouped by person" in facts                               # the fixture names nobody
-        assert re.search(r"<td>alpha</td><td class=\"number\">14</td>", facts)   # photos per condition
+        assert '<td data-label="Condition">alpha</td><td class="number" data-label="Photos">14</td>' in facts
         assert "Any condition other than alpha, beta, gamma" in facts
         assert "did not give the sex, age, ancestry" in facts
         assert f"Model version {active_model}" in facts
@@ -253,7 +262,8 @@ def test_a_doctor_records_and_amends_an_assessment_without_the_photo(app, client
         assert [label for label, _ in record.probabilities][0] == "gamma" and record.user_id is not None
         assert set(Feedback.__table__.columns.keys()) == {
             "id", "result_id", "user_id", "model_version", "probabilities_json", "decision", "assessment",
-            "created_at", "updated_at"}                                   # no column for a photo or a name
+            "case_reference", "thumbnail", "created_at", "updated_at"}    # no photo, no name
+        assert record.case_reference is None and record.thumbnail is None    # both only where the site opts in
     recent = client.get("/results").get_data(as_text=True)
     assert '<option selected>beta</option>' in recent and "gamma" in recent
     amend = f"/results/{record.id}"
@@ -267,6 +277,63 @@ def test_a_doctor_records_and_amends_an_assessment_without_the_photo(app, client
     assert "You have recorded no assessment yet" in admin.get("/results").get_data(as_text=True)   # only one's own
     others = admin.post(amend, data={"assessment": "beta", "csrf_token": form_token(admin, "/results")})
     assert others.status_code == 404
+
+
+def record_with_reference(client, page, reference, **headers):
+    result = re.search(r'name="result" value="([^"]+)"', page).group(1)
+    return client.post("/feedback", headers=headers, data={
+        "result": result, "assessment": "beta", "case_reference": reference, "csrf_token": form_token(client, "/")})
+
+
+def test_by_default_no_face_and_no_case_reference_is_kept_and_the_forms_say_so(app, client, tokens, active_model):
+    from web.db import db
+    from web.records import Feedback
+
+    login(client, "dan")
+    page = result_page(client, "beta")
+    assert "printed only; this site does not store it" in page and 'name="case_reference"' not in page
+    assert "and no case reference (this site stores none)" in page
+    assert len(re.search(r'name="result" value="([^"]+)"', page).group(1)) < 1000        # no thumbnail in it
+    assert record_with_reference(client, page, "Case 17").status_code == 302            # sent anyway: not kept
+    with app.app_context():
+        (record,) = db.session.execute(db.select(Feedback)).scalars().all()
+        assert record.case_reference is None and record.thumbnail is None
+    recent = " ".join(client.get("/results").get_data(as_text=True).split())
+    assert "No photo or face is kept on this site" in recent and "This site stores no case reference" in recent
+    assert "Case 17" not in recent and "data:image/jpeg" not in recent and 'data-label="Case"' not in recent
+
+
+def test_a_site_may_keep_a_face_thumbnail_and_a_case_reference_to_tell_results_apart(app, client, tokens,
+                                                                                      active_model):
+    from datetime import timedelta
+
+    from web.db import db
+    from web.doctor.privacy import purge_thumbnails
+    from web.records import Feedback, utcnow
+
+    app.config.update(KEEP_THUMBNAILS_DAYS=7, STORE_CASE_REFERENCE=True)
+    login(client, "dan")
+    page = result_page(client, "beta")
+    assert re.search(r'id="patient-reference" name="case_reference" form="feedback-form"', page)
+    assert "and the case reference typed above" in page and "small thumbnail for 7 days" in page
+    for unusable, reason in (("x" * 41, "at most 40 characters"), ("Case\x0717", "letters, digits")):
+        refused = record_with_reference(client, page, unusable, Accept="application/json")
+        assert refused.status_code == 400 and reason in refused.get_json()["message"]
+    assert record_with_reference(client, page, "  Case   12-A ").status_code == 302
+    assert record_with_reference(client, result_page(client, "gamma", seed=9), "").status_code == 302
+    with app.app_context():
+        first, second = db.session.execute(db.select(Feedback).order_by(Feedback.id)).scalars().all()
+        assert (first.case_reference, second.case_reference) == ("Case 12-A", None)
+        thumbnail = Image.open(io.BytesIO(first.thumbnail))
+        assert (thumbnail.format, thumbnail.size) == ("JPEG", (64, 64))
+    recent = client.get("/results").get_data(as_text=True)
+    assert '<td data-label="Case" class="case">Case 12-A</td>' in recent
+    assert recent.count('src="data:image/jpeg;base64,') == 2 and "kept as a small thumbnail for 7 days" in recent
+    with app.app_context():
+        assert purge_thumbnails(now=utcnow() + timedelta(days=6)) == 0
+        assert purge_thumbnails(now=utcnow() + timedelta(days=8)) == 2
+        assert db.session.get(Feedback, first.id).thumbnail is None
+    assert 'src="data:image/jpeg;base64,' not in client.get("/results").get_data(as_text=True)
 
 
 def test_a_recorded_result_cannot_be_forged(client, tokens, active_model):
@@ -320,7 +387,7 @@ def test_administrators_see_the_agreement_of_assessments_with_the_model(app, cli
     assert missing.status_code == 404
     admin = login(app.test_client(), "ada")
     table = admin.get(f"/admin/models/{active_model}").get_data(as_text=True)
-    assert 'id="agreement"' in table and "they agreed 2 time(s) out of 3" in table
+    assert 'id="agreement"' in table and "they agreed 2 times out of 3" in table
     agreement = table[table.index('id="agreement"'):table.index("</table>", table.index('id="agreement"'))]
     assert agreement.count("diagonal") == 3          # condition = condition only; "another" is not "referred"
 

@@ -61,13 +61,14 @@ def setup_command():
     from flask_migrate import upgrade
 
     from web.db import db
-    from web.doctor.privacy import purge_photos
+    from web.doctor.privacy import purge_photos, purge_thumbnails
     from web.jobs.records import reconcile
     from web.records import User
 
     upgrade()
     reconcile()
     purge_photos()
+    purge_thumbnails()
     remove_leftovers()
     if db.session.execute(db.select(User).limit(1)).scalar_one_or_none() is None:
         password = secrets.token_urlsafe(12)

@@ -9,7 +9,7 @@ import json
 import secrets
 from datetime import datetime, timezone
 
-from sqlalchemy import Boolean, Column, DateTime, ForeignKey, Integer, String, Text, delete, event
+from sqlalchemy import Boolean, Column, DateTime, ForeignKey, Integer, LargeBinary, String, Text, delete, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, object_session, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -234,6 +234,9 @@ class Feedback(Base):
     probabilities_json = Column(Text, nullable=False)     # [[label, probability], ...], highest first
     decision = Column(String(128), nullable=False)        # the condition the model named, or "referred"
     assessment = Column(String(128), nullable=False)
+    # Only where the site opted in (FACEDX_STORE_CASE_REFERENCE, FACEDX_KEEP_THUMBNAILS_DAYS); else always empty.
+    case_reference = Column(String(64))
+    thumbnail = Column(LargeBinary)                       # the analysed face, a small JPEG
     created_at = Column(DateTime, nullable=False, default=utcnow)
     updated_at = Column(DateTime, nullable=False, default=utcnow, onupdate=utcnow)
 

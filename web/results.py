@@ -16,7 +16,7 @@ from ml.errors import FaceDxError
 from ml.photos.faces import CROP_SIZE
 from ml.photos.images import decode_image, encode_png
 from ml.serving.explain import COLOUR_SCALE, SHOWN_FROM
-from web.doctor.feedback import assessments
+from web.doctor.feedback import CASE_REFERENCE_MAX, assessments
 from web.doctor.serving import explained
 from web.errors import error_code, status_of
 from web.models.summaries import model_facts
@@ -59,7 +59,7 @@ def result_page(template, prediction, version, photo, filename, **context):
         boxed_photo=boxed_photo(photo, prediction.face) if prediction.faces_found > 1 else None,
         assessments=assessments(version.card.labels), expected=expected_seconds("analysis"),
         expected_map=expected_seconds(f"map of {version.version}"), scale=colour_scale(),
-        analysed_at=datetime.now(timezone.utc), **context))
+        analysed_at=datetime.now(timezone.utc), case_reference_max=CASE_REFERENCE_MAX, **context))
     response.headers["Cache-Control"] = "no-store"
     return response
 

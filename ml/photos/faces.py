@@ -70,16 +70,20 @@ class FaceCrop:
     faces_found: int
     confidence: float | None = None     # the detector's confidence, where it gives one
 
+    def retake_advice(self):
+        """Return how to retake a photo that holds several faces (empty otherwise): which is the patient's is unsure."""
+        if self.faces_found > 1:
+            return [f"{self.faces_found} faces are in the photo and the largest was analysed; take the photo again "
+                    "with only the patient's face in the frame."]
+        return []
+
     def doubts(self):
-        """Return the reasons to doubt this crop as the face of one patient (empty when there are none)."""
+        """Return the reasons to doubt this crop as the face of one patient that retaking cannot settle."""
         # A whole-image crop is not doubted here: the model's own face options asked for it, and
         # the result page says that no face was detected.
-        reasons = []
-        if self.faces_found > 1:
-            reasons.append(f"{self.faces_found} faces are in the photo")
         if self.confidence is not None and self.confidence < UNSURE_BELOW:
-            reasons.append(f"the face detector is unsure ({self.confidence:.0%})")
-        return reasons
+            return [f"the face detector is unsure ({self.confidence:.0%})"]
+        return []
 
 
 def crop_face(rgb, options=FaceOptions()):
@@ -183,6 +187,26 @@ def _square_crop(rgb, box, margin):
         rgb = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
         x0, y0 = x0 + pad, y0 + pad
     return resize(np.ascontiguousarray(rgb[y0:y0 + side, x0:x0 + side]), CROP_SIZE)
+
+
+def with_padding_shown(crop, colour=(216, 222, 230)):
+    """Return a copy of a stored crop with the bands `_square_crop` filled past the photo's edges painted one colour.
+
+    Padding repeats the photo's outermost row or column, which shows as streaks; painted flat, an
+    administrator sees where the photo ended. A band is recognised as rows (or columns) all equal to
+    the outermost one, which itself varies: an edge of one colour repeated shows no streak anyway.
+    """
+    shown = crop.copy()
+    sides = (lambda a: a, lambda a: a[::-1], lambda a: a.transpose(1, 0, 2), lambda a: a.transpose(1, 0, 2)[::-1])
+    for side in sides:
+        lines = side(crop)
+        if np.ptp(lines[0], axis=0).max() == 0:
+            continue
+        same = np.all(lines == lines[0], axis=(1, 2))
+        band = len(same) if same.all() else int(np.argmin(same))
+        if band >= 2:
+            side(shown)[:band - 1] = colour
+    return shown
 
 
 class _Mtcnn:

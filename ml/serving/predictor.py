@@ -213,7 +213,8 @@ class Predictor:
         loaded = self.current()
         crop = crop_face(rgb, FaceOptions(**loaded.card.face))
         # The head turn is judged from landmarks only on a detected face (a whole photo may be anything).
-        advice = photo_advice(rgb, crop.box, face_landmarks(crop.image) if crop.source == "detected" else None)
+        landmarks = face_landmarks(crop.image) if crop.source == "detected" else None
+        advice = crop.retake_advice() + photo_advice(rgb, crop.box, landmarks)      # which face first, then how
         if self._batcher is not None:
             probabilities, unlike, nearest = self._batcher.submit(loaded, crop.image)
         else:

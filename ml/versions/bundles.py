@@ -106,7 +106,7 @@ def import_bundle(source, registry, key=None, limits=BundleLimits(), origin="a b
             raise BundleError(f"The card needs files the bundle lacks: {', '.join(lacking)}.")
         _check_runs_here(card)
         if card.version in {v.version for v in registry.versions() + registry.broken()}:
-            raise VersionExists(f"Model version {card.version} is already here; the bundle was not imported.")
+            raise VersionExists(f"Model version {card.version} is already here.")
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         card = card.replace(imported={"at": now, "from": origin, "signed": signed,
                                       "exported": manifest.get("exported"), "software": manifest.get("software")})

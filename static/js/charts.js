@@ -96,9 +96,25 @@ var FaceDxCharts = (function () {
     return true;
   }
 
+  // Name each baseline, in its line's colour, in the legend beside the chart (the element `<svg id>-legend`): a name
+  // drawn on the chart would cover the folds' bars and values on a narrow screen.
+  function baselineLegend(svg, baselines, names) {
+    var legend = document.getElementById(svg.id + "-legend");
+    if (!legend) { return; }
+    legend.querySelectorAll(".baseline").forEach(function (entry) { legend.removeChild(entry); });
+    names.forEach(function (name, i) {
+      var entry = document.createElement("span");
+      entry.className = "baseline baseline-" + i;
+      entry.textContent = baselines[name][0] + " " + Math.round(baselines[name][1] * 100) + "% on the same folds";
+      legend.appendChild(entry);
+    });
+  }
+
   // Draw one bar per fold (its accuracy) and each baseline as a dashed line across: {name: [label, accuracy]}.
   function folds(svg, accuracies, baselines) {
     if (!accuracies || !accuracies.length) { return false; }
+    baselines = baselines || {};
+    var names = Object.keys(baselines).sort(function (a, b) { return baselines[b][1] - baselines[a][1]; });
     remember(svg, function () {
       var size = frame(svg);
       var y = yAxis(svg, size, 0, 1, percentTicks());
@@ -108,20 +124,17 @@ var FaceDxCharts = (function () {
         var middle = LEFT + slot * (i + 0.5);
         element("rect", {x: middle - bar / 2, y: y(accuracy), width: bar, height: y(0) - y(accuracy),
                          "class": "fold"}, svg);
-        text(Math.round(accuracy * 100) + "%", {x: middle, y: y(accuracy) - 4, "text-anchor": "middle"}, svg);
+        text(Math.round(accuracy * 100) + "%", {x: middle, y: y(accuracy) - 4, "text-anchor": "middle", "class": "value"},
+             svg);
         text(String(i + 1), {x: middle, y: size.height - BOTTOM + 16, "text-anchor": "middle"}, svg);
       });
       text("fold", {x: size.width - RIGHT, y: size.height - 4, "text-anchor": "end"}, svg);
-      // The higher baseline is named above its line, the other below its own: equal ones stay readable.
-      var names = Object.keys(baselines || {}).sort(function (a, b) { return baselines[b][1] - baselines[a][1]; });
       names.forEach(function (name, i) {
-        var label = baselines[name][0], accuracy = baselines[name][1];
-        element("line", {x1: LEFT, x2: size.width - RIGHT, y1: y(accuracy), y2: y(accuracy),
+        element("line", {x1: LEFT, x2: size.width - RIGHT, y1: y(baselines[name][1]), y2: y(baselines[name][1]),
                          "class": "baseline baseline-" + i}, svg);
-        text(label + " " + Math.round(accuracy * 100) + "%", {x: size.width - RIGHT - 2,
-             y: y(accuracy) + (i === 0 ? -5 : 15), "text-anchor": "end", "class": "baseline-label"}, svg);
       });
     });
+    baselineLegend(svg, baselines, names);
     return true;
   }
 

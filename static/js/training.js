@@ -19,4 +19,5 @@
   }
   backbone.addEventListener("change", update);
   head.addEventListener("change", update);
+  update();         // a choice made while the page was still loading counts too
 })();

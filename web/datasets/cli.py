@@ -7,6 +7,7 @@ from flask.cli import AppGroup
 
 from web.cli import cli_actor, user_errors
 from web.datasets.actions import delete_dataset, import_here
+from web.readable import plural
 from web.services import datasets_root
 
 dataset_cli = AppGroup("dataset", help="Import and list labelled datasets.")
@@ -35,7 +36,7 @@ def dataset_import(path, name, face_detector, face_fallback):
     for label, count in manifest.counts.items():
         click.echo(f"  {count:5d}  {label}")
     if manifest.rejected:
-        click.echo(f"Rejected {len(manifest.rejected)} file(s):")
+        click.echo(f"Rejected {plural(len(manifest.rejected), 'file')}:")
         for item in manifest.rejected:
             click.echo(f"  {item['file']}: {item['reason']}")
 

@@ -1,7 +1,7 @@
 """Administrators' dataset pages: import, look through, curate (remove or move photos) and delete."""
 import math
 
-from flask import abort, flash, redirect, render_template, request, send_file, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
@@ -10,6 +10,8 @@ from wtforms.validators import DataRequired, ValidationError
 
 from ml.datasets import check_name, get_dataset, list_datasets
 from ml.errors import DatasetError, DatasetNotFound, FaceDxError
+from ml.photos.faces import with_padding_shown
+from ml.photos.images import decode_image, encode_png
 from web.admin import bp, live_state
 from web.datasets.actions import delete_dataset, move_photo, remove_photo, retry_whole_photos
 from web.datasets.imports import import_state, start_import
@@ -102,7 +104,8 @@ def dataset_image(name, index):
     images = get_dataset(datasets_root(), name).manifest.images
     if not 0 <= index < len(images):
         abort(404)
-    response = send_file(datasets_root() / name / images[index]["file"], mimetype="image/png")
+    crop = decode_image((datasets_root() / name / images[index]["file"]).read_bytes())
+    response = current_app.response_class(encode_png(with_padding_shown(crop)), mimetype="image/png")
     response.headers["Cache-Control"] = "private, no-store"
     return response
 

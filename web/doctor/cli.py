@@ -7,7 +7,8 @@ from flask.cli import AppGroup, with_appcontext
 from web.cli import user_errors
 from web.services import get_predictor
 
-photos_cli = AppGroup("photos", help="Kept patient photos (only with FACEDX_KEEP_PHOTOS_DAYS > 0).")
+photos_cli = AppGroup("photos", help="Kept patient photos and face thumbnails (only with FACEDX_KEEP_PHOTOS_DAYS or "
+                                     "FACEDX_KEEP_THUMBNAILS_DAYS > 0).")
 
 
 @click.command("predict")
@@ -22,7 +23,8 @@ def predict_command(image):
 
 @photos_cli.command("purge")
 def photos_purge():
-    """Delete kept photos older than FACEDX_KEEP_PHOTOS_DAYS (all of them when keeping is off)."""
-    from web.doctor.privacy import purge_photos
+    """Delete kept photos and face thumbnails older than their FACEDX_KEEP_*_DAYS (all of them when keeping is off)."""
+    from web.doctor.privacy import purge_photos, purge_thumbnails
+    from web.readable import plural
 
-    click.echo(f"Deleted {purge_photos()} kept photo(s).")
+    click.echo(f"Deleted {plural(purge_photos(), 'kept photo')} and {plural(purge_thumbnails(), 'face thumbnail')}.")

@@ -1,5 +1,12 @@
-"""Clinician feedback: the doctor's assessment of a result, stored beside what the model said (never the photo)."""
+"""Clinician feedback: the doctor's assessment of a result, stored beside what the model said (never the photo).
+
+Where the site opts in, a recorded assessment also keeps the analysed face as a small thumbnail
+(FACEDX_KEEP_THUMBNAILS_DAYS) and the case reference the doctor typed (FACEDX_STORE_CASE_REFERENCE),
+so that a doctor can tell their recent results apart.
+"""
+import base64
 import json
+import unicodedata
 import uuid
 
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
@@ -7,6 +14,7 @@ from flask_login import current_user, login_required
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from web.db import db
+from web.doctor.privacy import face_thumbnail
 from web.records import Feedback
 
 bp = Blueprint("feedback", __name__)
@@ -16,6 +24,7 @@ ANOTHER = "another condition"
 NOT_YET_KNOWN = "not yet known"
 RESULT_MAX_AGE_S = 24 * 3600          # a result page left open longer must be analysed again
 RECENT = 50
+CASE_REFERENCE_MAX = 40
 
 
 def _signer():
@@ -28,10 +37,13 @@ def result_token(prediction):
     The server keeps no result, so the form carries it; the signature makes sure the stored
     probabilities and decision are the model's and not the browser's.
     """
-    return _signer().dumps({
-        "id": uuid.uuid4().hex, "user": current_user.id, "version": prediction.model_version,
-        "probabilities": [[label, round(p, 6)] for label, p in prediction.probabilities],
-        "decision": REFERRED if prediction.abstained else prediction.probabilities[0][0]})
+    result = {"id": uuid.uuid4().hex, "user": current_user.id, "version": prediction.model_version,
+              "probabilities": [[label, round(p, 6)] for label, p in prediction.probabilities],
+              "decision": REFERRED if prediction.abstained else prediction.probabilities[0][0]}
+    thumbnail = face_thumbnail(prediction.crop)         # None unless the site keeps thumbnails
+    if thumbnail:
+        result["thumbnail"] = base64.b64encode(thumbnail).decode()
+    return _signer().dumps(result)
 
 
 def assessments(labels):
@@ -58,6 +70,25 @@ def chosen_assessment(labels):
     return choice
 
 
+def case_reference():
+    """Return the case reference sent in the form ("" when none, or when this site stores none); 400 when unusable."""
+    if not current_app.config["STORE_CASE_REFERENCE"]:
+        return ""
+    reference = " ".join(request.form.get("case_reference", "").split())
+    if len(reference) > CASE_REFERENCE_MAX:
+        abort(400, f"The case reference is too long: at most {CASE_REFERENCE_MAX} characters.")
+    if any(unicodedata.category(character).startswith("C") for character in reference):
+        abort(400, "The case reference may hold letters, digits, spaces and punctuation only.")
+    return reference
+
+
+def thumbnail_of(result):
+    """Return the face thumbnail a result carries, while the site keeps them (None otherwise)."""
+    if current_app.config["KEEP_THUMBNAILS_DAYS"] <= 0 or "thumbnail" not in result:
+        return None
+    return base64.b64decode(result["thumbnail"])
+
+
 def answer(record, message):
     """Answer a script with JSON, a plain form with the list of recent results."""
     if request.accept_mimetypes.best == "application/json":
@@ -72,12 +103,15 @@ def record():
     """Record (or change) the doctor's clinical assessment of the result on the page."""
     result = read_result(request.form.get("result"))
     choice = chosen_assessment([label for label, _ in result["probabilities"]])
+    reference = case_reference()
     found = db.session.execute(db.select(Feedback).filter_by(result_id=result["id"])).scalar_one_or_none()
     if found is None:
         found = Feedback(result_id=result["id"], user_id=current_user.id, model_version=result["version"],
-                         probabilities_json=json.dumps(result["probabilities"]), decision=result["decision"])
+                         probabilities_json=json.dumps(result["probabilities"]), decision=result["decision"],
+                         thumbnail=thumbnail_of(result))
         db.session.add(found)
     found.assessment = choice
+    found.case_reference = reference or None
     db.session.commit()
     return answer(found, f"Recorded: {choice}. You can change it under My recent results.")
 
@@ -88,8 +122,10 @@ def recent():
     """List the doctor's own recent assessments (what the model said and what they recorded, no photos)."""
     records = db.session.execute(db.select(Feedback).filter_by(user_id=current_user.id)
                                  .order_by(Feedback.id.desc()).limit(RECENT)).scalars().all()
-    return render_template("doctor/results.html", records=records, assessments=assessments,
-                           referred=REFERRED)
+    keeping = current_app.config["KEEP_THUMBNAILS_DAYS"] > 0
+    thumbnails = {r.id: base64.b64encode(r.thumbnail).decode() for r in records if keeping and r.thumbnail}
+    return render_template("doctor/results.html", records=records, assessments=assessments, referred=REFERRED,
+                           thumbnails=thumbnails)
 
 
 @bp.post("/results/<int:record_id>")

@@ -1,4 +1,5 @@
-"""Patient photos: kept only when an operator opts in, and then only for a set number of days."""
+"""Patient photos and face thumbnails: kept only when an operator opts in, and then only for a set number of days."""
+import io
 import os
 import shutil
 import uuid
@@ -6,10 +7,12 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from flask import current_app
+from PIL import Image
 
 from ml.photos.images import decode_image
 
 KEPT_DIR = "kept-photos"
+THUMBNAIL_SIDE = 64        # px: enough to tell two patients' results apart, too small to be a clinical photo
 
 
 def kept_root():
@@ -52,4 +55,27 @@ def purge_photos(today=None):
         if days <= 0 or day < oldest:
             removed += sum(1 for _ in folder.iterdir())
             shutil.rmtree(folder)
+    return removed
+
+
+def face_thumbnail(crop):
+    """Return the analysed face as a small JPEG to keep with a recorded assessment, or None when keeping is off."""
+    if current_app.config["KEEP_THUMBNAILS_DAYS"] <= 0:
+        return None
+    buffer = io.BytesIO()
+    Image.fromarray(crop).resize((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.LANCZOS).save(buffer, "JPEG", quality=80)
+    return buffer.getvalue()
+
+
+def purge_thumbnails(now=None):
+    """Forget the face thumbnails of assessments older than FACEDX_KEEP_THUMBNAILS_DAYS (all when 0); count them."""
+    from web.db import db
+    from web.records import Feedback, utcnow
+
+    days = current_app.config["KEEP_THUMBNAILS_DAYS"]
+    query = db.update(Feedback).where(Feedback.thumbnail.is_not(None)).values(thumbnail=None)
+    if days > 0:
+        query = query.where(Feedback.created_at < (now or utcnow()) - timedelta(days=days))
+    removed = db.session.execute(query.execution_options(synchronize_session=False)).rowcount
+    db.session.commit()
     return removed

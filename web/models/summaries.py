@@ -53,6 +53,17 @@ def clinical_percent(share):
     return "<1%" if whole <= 0 else f"{whole}%"
 
 
+def with_interval(share, low, high):
+    """Format a share with its 95% interval, for doctors and administrators alike: '92% (95% interval 80% to 97%)'."""
+    return f"{clinical_percent(share)} (95% interval {clinical_percent(low)} to {clinical_percent(high)})"
+
+
+def proportion(figure):
+    """Format a counted share {k, n, value, low, high}: '11 of 12: 92% (95% interval 65% to >99%)'."""
+    shown = "n/a" if figure.get("value") is None else with_interval(figure["value"], figure["low"], figure["high"])
+    return f"{figure['k']} of {figure['n']}: {shown}"
+
+
 def clinical_figures_of(version):
     """Return each condition's sensitivity and specificity: from the card, else from its held-out predictions."""
     figures = version.card.metrics.clinical
