@@ -374,7 +374,7 @@ def test_admin_curates_a_dataset_watches_the_folds_tries_the_model_then_activate
     page.click("#try-form button")
     expect(page.locator("#trial")).to_contain_text(f"Tried on version {version}, which is not active")
     assert page.locator("#probabilities tr").count() == 3
-    expect(page.locator("#feedback")).to_have_count(0)          # taken off by trial.js, which may still be loading
+    expect(page.locator("#feedback")).to_have_count(0)          # a tried photo is nobody's case: no assessment form
     expect(page.locator("#heatmap")).to_be_visible(timeout=60_000)         # the map of this version
     snap(page, "admin-try")
     page.goto(base + "/admin/models")
