@@ -70,12 +70,12 @@ def test_a_fine_tuning_run_and_a_step_outside_the_plan():
 
 
 def test_the_share_of_a_real_training_run_is_never_flat_for_more_than_a_tenth_of_it(tmp_path):
-    """The default run an administrator starts (auto: nested selection among the face pipelines), on 3 folds."""
-    archive = write_zip(tmp_path / "faces.zip", synthetic_entries(per_class=10))
+    """The default run an administrator starts (auto: nested selection among the face pipelines on 5 folds)."""
+    archive = write_zip(tmp_path / "faces.zip", synthetic_entries(per_class=16))
     dataset = import_dataset(archive, "faces", tmp_path / "datasets", face=SYNTHETIC_FACES)
     seen = []
     started = time.monotonic()
-    train(dataset, TrainingOptions(folds=3), ModelRegistry(tmp_path / "models"),
+    train(dataset, TrainingOptions(), ModelRegistry(tmp_path / "models"),
           progress=lambda step: seen.append((time.monotonic(), step.fraction, step.phase)))
     ended = time.monotonic()
     run = ended - started

@@ -177,7 +177,7 @@ def fold_predictions(grams, labels, train, test, candidates, n_classes, seed, ti
     A pipeline's projection onto its training photos' span is computed once per fold and shared by
     all its Cs; they are fitted from the smallest C up, each starting from the previous solution
     (the same optimum, reached in about half the iterations on 7 classes). `fitted` is called after
-    each pipeline's fits.
+    each candidate's fit.
     """
     out = {}
     by_pipeline = {}
@@ -198,17 +198,17 @@ def fold_predictions(grams, labels, train, test, candidates, n_classes, seed, ti
             model = LinearModel(0.0, 1.0, estimator.coef_, estimator.intercept_, estimator.classes_, n_classes,
                                 candidate.head)
             out[candidate] = model.probabilities(z_test)
+            if fitted:
+                fitted()
         if timings is not None:
             timings[pipeline] = timings.get(pipeline, 0.0) + time.perf_counter() - started
-        if fitted:
-            fitted()
     return out
 
 
 def cv_predictions(grams, labels, folds, candidates, n_classes, seed, timings=None, report=None, fitted=None):
     """Return {candidate: out-of-fold probabilities [n, n_classes]} over the given folds (indices into `grams`).
 
-    `report(fold number, pooled so far)` is called after each fold, `fitted()` after each pipeline's fits in one.
+    `report(fold number, pooled so far)` is called after each fold, `fitted()` after each candidate's fit in one.
     """
     pooled = {candidate: np.zeros((len(labels), n_classes)) for candidate in candidates}
     for number, (train, test) in enumerate(folds, 1):
@@ -272,14 +272,14 @@ def choose(features, labels, groups, candidates, options, report=None, baseline=
     scored = list(dict.fromkeys(list(candidates) + ([baseline] if baseline else [])))
     timings = {}
     grams = Grams(features)
-    per_fold = len({c.pipeline for c in scored})                 # pipelines fitted in each fold
+    per_fold = len(scored)                                       # candidates fitted in each fold
     fits = Counter(n_folds * per_fold)
 
     def fold_done(number, pooled):         # every candidate scored on one more fold
         report(Progress("cross-validation", fold=number, folds=n_folds, done=number * per_fold, total=fits.total,
                         candidates=candidates_so_far(pooled, labels, folds[:number], candidates)))
 
-    def fitted():                          # one pipeline fitted on one fold: a step of the share done
+    def fitted():                          # one candidate fitted on one fold: a step of the share done
         fits.done += 1
         report(Progress("cross-validation", fold=(fits.done - 1) // per_fold + 1, folds=n_folds,
                         done=fits.done, total=fits.total))
@@ -294,7 +294,7 @@ def choose(features, labels, groups, candidates, options, report=None, baseline=
             inner_groups = None if groups is None else [groups[i] for i in train]
             inner, _, _ = cross_validation_folds(labels[train], inner_groups, options.folds, options.seed)
             inner = [(train[a], train[b]) for a, b in inner]
-            inner_fits = Counter(len(inner) * len({c.pipeline for c in candidates}))
+            inner_fits = Counter(len(inner) * len(candidates))
 
             def inner_fitted(number=number, inner_fits=inner_fits):
                 inner_fits.done += 1

@@ -35,6 +35,7 @@ from ml.learning.pipelines import (
     BASELINE,
     Candidate,
     Choice,
+    Counter,
     candidates_for,
     choose,
     fold_accuracies,
@@ -132,30 +133,41 @@ def run_candidates(pipelines, options):
 
 
 def load_networks(blocks, options, pretrained_dirs, dataset, report):
-    """Build the VGG16 extractors (failing fast on missing weights) and make every source of features ready: start-up.
+    """Build the VGG16 extractors (first: failing fast on missing weights) and make every source of features ready.
 
-    The face network is loaded first; then a source that has photos to compute computes a batch of
-    blank crops, which loads its models and prepares its batches: the first photos then take only
-    their own time. Each is a step of start-up. Return the VGG16 extractors by name.
+    These are the steps of start-up: each VGG16 network, the face network's three, then each face
+    block. A source that has photos to compute computes a batch of blank crops, which loads its
+    models and prepares its batches: the first photos then take only their own time. Return the
+    VGG16 extractors by name.
     """
-    extractors = {name: None for name in blocks if is_vgg16(name)}
+    vgg = [name for name in blocks if is_vgg16(name)]
     face_blocks = [name for name in blocks if not is_vgg16(name)]
     digests = [item["sha256"] for item in dataset.manifest.images]
-    sources = ([(None, FaceFeatures(face_blocks))] if face_blocks else []) + list(extractors.items())
-    steps, done = len(sources) + ("dlib-face" in face_blocks), 0
-    report(Progress("starting", done=done, total=steps))
-    if "dlib-face" in face_blocks:
-        face_network().model()
-        done += 1
-        report(Progress("starting", done=done, total=steps))
-    for name, extractor in sources:
-        if name is not None:
-            extractor = extractors[name] = build_extractor(name, options, pretrained_dirs)
+    steps = Counter(len(vgg) + 3 * ("dlib-face" in face_blocks) + len(face_blocks))
+
+    def step():
+        steps.done += 1
+        report(Progress("starting", done=steps.done, total=steps.total))
+
+    def blank(extractor):           # a batch of the size the source computes, or None: nothing to compute
         missing = uncached(extractor, digests, dataset.path / FEATURES_DIR)
-        if missing:
-            extractor.block_features(np.full((batch_size(missing), CROP_SIZE, CROP_SIZE, 3), 127, np.uint8))
-        done += 1
-        report(Progress("starting", done=done, total=steps))
+        return np.full((batch_size(missing), CROP_SIZE, CROP_SIZE, 3), 127, np.uint8) if missing else None
+    report(Progress("starting", done=0, total=steps.total))
+    extractors = {}
+    for name in vgg:
+        extractors[name] = build_extractor(name, options, pretrained_dirs)
+        if (crops := blank(extractors[name])) is not None:
+            extractors[name].block_features(crops)
+        step()
+    if "dlib-face" in face_blocks:
+        face_network().model(step)
+        steps.done = len(vgg) + 3           # when an earlier run of this process loaded it already
+    if face_blocks:
+        face = FaceFeatures(face_blocks)
+        if (crops := blank(face)) is not None:
+            face.prepare(crops, step)
+        else:
+            report(Progress("starting", done=steps.total, total=steps.total))
     return extractors
 
 
