@@ -37,7 +37,7 @@ def create_app(test_config=None):
         app.config["SECRET_KEY"] = instance_secret(Path(app.config["INSTANCE_DIR"]) / "secret_key")
 
     from web import admin, api, cli, errors
-    from web.accounts import auth, users
+    from web.accounts import auth, password_links, users
     from web.db import db
     from web.doctor import feedback, pages
     from web.headers import security_headers
@@ -50,7 +50,7 @@ def create_app(test_config=None):
     errors.init_app(app)
     for module in AREA_ROUTES:      # each adds its routes to the administrators' pages or the API
         importlib.import_module(module)
-    for blueprint in (auth.bp, pages.bp, feedback.bp, admin.bp, users.bp, api.bp):
+    for blueprint in (auth.bp, password_links.bp, pages.bp, feedback.bp, admin.bp, users.bp, api.bp):
         app.register_blueprint(blueprint)
     cli.init_app(app)
     app.after_request(security_headers)

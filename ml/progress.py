@@ -3,15 +3,18 @@
 Every step of a job reports a Progress; the phases and the words for them are here only, so the
 job page, the import page, the API and the command line say the same thing.
 """
+import collections
 import dataclasses
+import statistics
 import time
 from dataclasses import dataclass, field, fields
 
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 # Every phase a job reports, in the order a run goes through them, with what a person reads for it.
 PHASES = {
+    "starting": "loading the face networks",
     "import": "importing photos",
-    "loading": "loading the photos and the face networks",
+    "loading": "loading the photos",
     "features": "computing features",
     "baselines": "scoring the baselines",
     "cross-validation": "cross-validation",
@@ -23,6 +26,11 @@ PHASES = {
     "saving": "saving",
     "saved": "saved",
 }
+
+
+# The phases whose counts (`done` of `total`) a person reads, and what they count; the other phases count
+# their smaller steps for the share of the run done only (ml/learning/run_plan.py).
+COUNTED = {"import": "photo", "features": "photo", "saving": "file"}
 
 
 class Cancelled(Exception):
@@ -38,7 +46,7 @@ class Progress:
     """
     phase: str
     fraction: float = 0.0
-    done: int | None = None              # items (photos) handled so far in this phase, of `total`
+    done: int | None = None              # items (photos, fits, files) handled so far in this phase, of `total`
     total: int | None = None
     part: int | None = None              # features: which source of features (of `parts`) is computed
     parts: int | None = None
@@ -72,8 +80,8 @@ class Progress:
     def words(self):
         """Say where the job stands, as every page and the command line show it."""
         words = PHASES.get(self.phase, self.phase)
-        if self.total is not None and self.done is not None:
-            unit = "photo" if self.phase in ("import", "features") else "item"
+        if self.total is not None and self.done is not None and self.phase in COUNTED:
+            unit = COUNTED[self.phase]
             counts = [f"{unit} {self.done:,} of {self.total:,}"]
             if self.rate:
                 counts.append(f"{self.rate:.1f} {unit}s a second")
@@ -107,22 +115,48 @@ def duration(seconds):
 
 
 class Pace:
-    """The rate of a counted step and the time it still needs, measured from its first item done.
+    """The rate of a counted step and the time it still needs, given only once the estimate is steady.
 
-    The first item pays for start-up (networks loaded on first use): counting it would make the
-    first estimate hours long for a step of minutes, so the rate is that of the items after it.
+    The rate is that of the last WINDOW items, leaving out the few (under a quarter of them) that
+    took over OUTLIER times the median: a photo that waited for a network to load or for a busy
+    machine would make an estimate hours long for a step of minutes. When more are that slow, the
+    work itself became slower, and they count. No estimate is given before STEADY_ITEMS items were
+    timed and the finishing times of the last three estimates agree within STEADY_SHARE of the time
+    left: a number that is then shown does not jump about.
     """
+    WINDOW, OUTLIER, STEADY_ITEMS, STEADY_SHARE = 32, 5.0, 8, 0.25
 
     def __init__(self, clock=time.monotonic):
-        self.clock, self.first = clock, None
+        self.clock = clock
+        self.seen = collections.deque(maxlen=self.WINDOW + 1)       # (items done, when)
+        self.finishes = collections.deque(maxlen=3)                 # the moments the last estimates end at
 
     def progress(self, phase, done, total):
-        """Return the Progress of `done` items of `total`, with the rate so far and the time left at that rate."""
+        """Return the Progress of `done` items of `total`, with the rate and the time left once they are steady."""
         now = self.clock()
-        if done and self.first is None:
-            self.first = (done, now)
-        rate = None
-        if self.first is not None and done > self.first[0] and now > self.first[1]:
-            rate = (done - self.first[0]) / (now - self.first[1])
-        return Progress(phase, done / total if total else 1.0, done, total, rate=rate,
-                        seconds_left=(total - done) / rate if rate else None)
+        if done and (not self.seen or done > self.seen[-1][0]):
+            self.seen.append((done, now))
+        rate = self._rate()
+        seconds_left = (total - done) / rate if rate else None
+        if seconds_left is not None:
+            self.finishes.append(now + seconds_left)
+            if not self._steady(seconds_left):
+                rate = seconds_left = None
+        return Progress(phase, done / total if total else 1.0, done, total, rate=rate, seconds_left=seconds_left)
+
+    def _rate(self):
+        """Return items a second over the window, outliers left out; None before STEADY_ITEMS items were timed."""
+        points = list(self.seen)
+        per_item = [(t1 - t0) / (d1 - d0) for (d0, t0), (d1, t1) in zip(points, points[1:])]
+        if not points or points[-1][0] - points[0][0] < self.STEADY_ITEMS:
+            return None
+        typical = statistics.median(per_item)
+        slow = sum(each > self.OUTLIER * typical for each in per_item)
+        kept = [(d1 - d0, t1 - t0) for (d0, t0), (d1, t1), each in zip(points, points[1:], per_item)
+                if each <= self.OUTLIER * typical or 4 * slow >= len(per_item)]
+        seconds = sum(t for _, t in kept)
+        return sum(n for n, _ in kept) / seconds if seconds > 0 else None
+
+    def _steady(self, seconds_left):
+        return len(self.finishes) == self.finishes.maxlen and \
+            max(self.finishes) - min(self.finishes) <= self.STEADY_SHARE * max(seconds_left, 1.0)

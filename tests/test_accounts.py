@@ -1,4 +1,6 @@
 """Accounts: the IT administrator's commands and page (list, disable, enable, delete, tokens), and their upgrade."""
+import re
+
 import pytest
 
 from tests.helpers import PASSWORD, audit_log, bearer_headers, form_token, login
@@ -15,12 +17,12 @@ def api_status(app, token):
 
 def test_user_commands_list_disable_enable_and_delete(app, runner, tokens):
     listed = run(runner, "user", "list").output.splitlines()
-    assert [line.split("\t")[:4] for line in listed] == [["ada", "admin", "enabled", "1 token(s)"],
-                                                        ["dan", "doctor", "enabled", "1 token(s)"]]
+    assert [line.split("\t")[:4] for line in listed] == [["ada", "admin", "enabled", "1 token"],
+                                                        ["dan", "doctor", "enabled", "1 token"]]
     browser = login(app.test_client(), "dan")
 
     result = run(runner, "user", "disable", "dan")
-    assert result.exit_code == 0 and "1 API token(s) revoked" in result.output
+    assert result.exit_code == 0 and "1 API token revoked" in result.output
     assert "disabled since" in run(runner, "user", "list").output
     assert browser.get("/").status_code == 302                      # the session ended
     client = app.test_client()
@@ -118,13 +120,14 @@ def test_the_users_page_disables_enables_and_revokes_tokens(app, admin, tokens):
     assert post(admin, "/admin/users/ada/revoke-tokens").status_code == 302
     assert api_status(app, tokens["admin"]) == 401
     assert admin.get("/admin/users").status_code == 200                        # the session is not a token
-    assert audit_log(app) == [("ada", "user.disable", "dan (1 token(s) revoked)"), ("ada", "user.enable", "dan"),
+    assert audit_log(app) == [("ada", "user.disable", "dan (1 token revoked)"), ("ada", "user.enable", "dan"),
                               ("ada", "token.revoke", "1 of ada")]
 
 
 def test_the_users_page_refuses_to_disable_yourself_or_nobody(admin):
     response = post(admin, "/admin/users/ada/disable")
     assert response.status_code == 409 and "your own account" in response.get_data(as_text=True)
+    assert post(admin, "/admin/users/ada/password").status_code == 409          # another administrator can
     assert post(admin, "/admin/users/nobody/disable").status_code == 404
     assert admin.get("/admin/users").status_code == 200
 
@@ -159,3 +162,71 @@ def test_an_existing_database_upgrades_and_forgets_tokens_of_deleted_accounts(tm
     with app.app_context():
         downgrade(revision="9f7699914d8d")
         upgrade()
+
+
+def set_password_with(client, link, password, repeat=None):
+    """Open a set-password link and send the form; return the answer."""
+    page = client.get(link)
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.get_data(as_text=True))
+    return client.post(link, data={"password": password, "repeat": repeat or password,
+                                   "csrf_token": token.group(1) if token else ""})
+
+
+def issued_secret(response):
+    return re.search(r'id="issued-secret"[^>]*value="([^"]+)"', response.get_data(as_text=True)).group(1)
+
+
+def test_the_users_page_creates_an_account_whose_owner_sets_the_password_once(app, admin):
+    response = admin.post("/admin/users", data={"username": "newdoc", "role": "doctor",
+                                                "csrf_token": form_token(admin, "/admin/users")})
+    assert response.status_code == 201 and "Created the doctor account newdoc." in response.get_data(as_text=True)
+    link = issued_secret(response)
+    assert link.startswith("http://localhost/set-password?token=")
+    assert "set-password" not in admin.get("/admin/users").get_data(as_text=True)     # shown once
+    owner = app.test_client()
+    assert "Set the password of newdoc" in owner.get(link).get_data(as_text=True)
+    short = set_password_with(owner, link, "short")
+    assert short.status_code == 400 and "at least 10 characters" in short.get_data(as_text=True)
+    assert set_password_with(owner, link, "a long new password", "another one").status_code == 400
+    assert set_password_with(owner, link, "a long new password").status_code == 302
+    logged_in = owner.post("/login", data={"username": "newdoc", "password": "a long new password",
+                                           "csrf_token": form_token(owner, "/login")})
+    assert logged_in.status_code == 302
+    used = app.test_client().get(link)
+    assert used.status_code == 404 and "does not work" in used.get_data(as_text=True)    # once only
+    assert app.test_client().get(link[:-3] + "abc").status_code == 404                    # tampered
+    assert audit_log(app)[-2:] == [("ada", "user.create", "newdoc (doctor)"), ("newdoc", "user.password", "newdoc")]
+
+
+@pytest.mark.parametrize("name, status, message", [("dan", 409, "already exists"), ("two words", 400, "letters")])
+def test_the_users_page_refuses_a_taken_or_bad_name(admin, name, status, message):
+    response = admin.post("/admin/users", data={"username": name, "role": "doctor",
+                                                "csrf_token": form_token(admin, "/admin/users")})
+    assert response.status_code == status and message in response.get_data(as_text=True)
+    assert 'id="issued-secret"' not in response.get_data(as_text=True)
+
+
+def test_a_reset_password_stops_working_at_once_and_a_new_token_is_shown_once(app, admin, tokens):
+    doctor = login(app.test_client(), "dan")
+    response = post(admin, "/admin/users/dan/password")
+    assert response.status_code == 200 and "the old one no longer works" in response.get_data(as_text=True)
+    assert doctor.get("/").status_code == 302 and api_status(app, tokens["doctor"]) == 401
+    stranger = app.test_client()
+    refused = stranger.post("/login", data={"username": "dan", "password": PASSWORD,
+                                            "csrf_token": form_token(stranger, "/login")})
+    assert refused.status_code == 401
+    assert set_password_with(app.test_client(), issued_secret(response), "dan's new password").status_code == 302
+
+    issued = post(admin, "/admin/users/dan/tokens")
+    assert issued.status_code == 201 and "shown only this once" in issued.get_data(as_text=True)
+    assert api_status(app, issued_secret(issued)) == 403          # a doctor's token, known: only not for datasets
+    assert issued_secret(issued) not in admin.get("/admin/users").get_data(as_text=True)
+    assert [row[1] for row in audit_log(app)[-3:]] == ["user.password", "user.password", "token.create"]
+
+
+def test_dangerous_buttons_on_the_users_page_ask_first(admin):
+    page = admin.get("/admin/users").get_data(as_text=True)
+    for action, question in (("disable", "Disable dan? They are logged out in every browser, and their API tokens (1)"),
+                             ("password", "Reset the password of dan?"), ("revoke-tokens", "Revoke the 1 API token")):
+        form = re.search(rf'<form[^>]*action="/admin/users/dan/{action}"[^>]*>', page).group(0)
+        assert f'data-confirm="{question}' in form.replace("&#39;", "'"), form

@@ -331,7 +331,8 @@ def test_an_import_reports_photo_n_of_n_and_a_cancelled_one_leaves_nothing(tmp_p
     seen = []
     import_dataset(synthetic_zip, "counted", tmp_path / "d", face=SYNTHETIC_FACES, progress=seen.append,
                    source_name="clinic 2026.zip")
-    assert [(p.phase, p.done, p.total) for p in seen] == [("import", n, 30) for n in range(1, 31)]
+    assert seen[0].phase == "starting" and seen[0].words == "loading the face networks"     # before any photo
+    assert [(p.phase, p.done, p.total) for p in seen[1:]] == [("import", n, 30) for n in range(1, 31)]
     assert seen[-1].fraction == 1.0 and seen[-1].seconds_left == 0 and seen[-1].rate > 0
     assert get_dataset(tmp_path / "d", "counted").manifest.source == "clinic 2026.zip"
 
@@ -446,3 +447,35 @@ def test_a_change_to_a_stale_revision_or_below_the_minimum_is_refused(tmp_path, 
         with pytest.raises(DatasetError, match=message):
             move_photo(root, "six", index, label, current)
     assert get_dataset(root, "six").manifest.checksum == current
+
+
+def test_the_last_change_can_be_undone_until_the_next_one_and_no_later(tmp_path, six_each):
+    from ml.datasets import last_change, move_photo, remove_photo, revision, undo_change
+
+    root, first = tmp_path / "d", six_each.manifest
+    removed = first.images[2]
+    after = remove_photo(root, "six", 2, first.checksum, note="Removed photo 2 from six")
+    assert last_change(root, "six") == {"from": first.checksum, "to": after.manifest.checksum,
+                                        "note": "Removed photo 2 from six"}
+    with pytest.raises(DatasetError, match="changed since"):
+        undo_change(root, "six", first.checksum)                     # a page that showed an older revision
+    back = undo_change(root, "six", after.manifest.checksum)
+    assert back.manifest == first == get_dataset(root, "six").manifest       # the same revision, photo and all
+    assert (back.path / removed["file"]).read_bytes() and len(back.load_crops()[0]) == 12
+    assert revision(root, "six", after.manifest.checksum) == after.manifest  # a model trained on it is still traced
+    assert last_change(root, "six") is None
+    with pytest.raises(DatasetError, match="cannot be undone"):
+        undo_change(root, "six", first.checksum)                     # undone once only
+
+    moved = move_photo(root, "six", 0, "beta", first.checksum, note="Moved photo 0")
+    new_file = moved.manifest.images[0]["file"]
+    back = undo_change(root, "six", moved.manifest.checksum)
+    assert back.manifest == first and not (back.path / new_file).exists()
+    assert (back.path / first.images[0]["file"]).is_file()
+
+    one = remove_photo(root, "six", 1, first.checksum)
+    two = remove_photo(root, "six", 6, one.manifest.checksum)        # the next change: the first one's photo goes
+    kept = [p for p in (two.path / "revisions").rglob("*.png")]
+    assert len(kept) == 1 and last_change(root, "six")["from"] == one.manifest.checksum
+    with pytest.raises(DatasetError, match="changed since"):
+        undo_change(root, "six", one.manifest.checksum)

@@ -1,17 +1,39 @@
+import pytest
+
 from ml.progress import Pace, Progress
 
 
-def test_pace_gives_the_rate_and_the_time_left_from_the_first_item_done():
+def test_pace_gives_no_estimate_until_it_is_steady_and_leaves_out_a_photo_that_waited():
     now = [100.0]
     pace = Pace(clock=lambda: now[0])
-    assert pace.progress("import", 0, 10).as_dict() == {"phase": "import", "fraction": 0.0, "done": 0, "total": 10,
-                                                        "step": "importing photos: photo 0 of 10"}
-    now[0] = 120.0                                            # the first photo waited for the networks to load
-    first = pace.progress("import", 1, 10)
-    assert first.rate is None and first.seconds_left is None  # no estimate from start-up alone
-    now[0] = 123.5
-    step = pace.progress("import", 8, 10)
-    assert (step.fraction, step.rate, step.seconds_left) == (0.8, 2.0, 1.0)
+    assert pace.progress("import", 0, 400).as_dict() == {"phase": "import", "fraction": 0.0, "done": 0, "total": 400,
+                                                         "step": "importing photos: photo 0 of 400"}
+    now[0] += 0.3
+    steps = [pace.progress("import", 1, 400)]
+    now[0] += 20.0                              # the second photo waited 20 s (a network loading, a busy machine)
+    steps.append(pace.progress("import", 2, 400))
+    for done in range(3, 41):
+        now[0] += 0.3
+        steps.append(pace.progress("import", done, 400))
+    shown = [step for step in steps if step.seconds_left is not None]
+    assert all(step.rate is None for step in steps if step.seconds_left is None)
+    # Eight photos timed, then three estimates that agree: the first is shown at photo 11, never one of hours.
+    assert shown[0].done == 11 and all(step.done >= 11 for step in shown)
+    assert shown[0].rate == pytest.approx(1 / 0.3) and shown[0].seconds_left == pytest.approx(389 * 0.3)
+    assert shown[0].words == "importing photos: photo 11 of 400 · 3.3 photos a second · about 2 min left"
+    assert max(step.seconds_left for step in shown) < 120
+
+
+def test_pace_follows_work_that_became_slower_and_says_nothing_while_it_changes():
+    now = [0.0]
+    pace = Pace(clock=lambda: now[0])
+    steps = []
+    for done in range(1, 61):
+        now[0] += 0.1 if done < 15 else 1.0             # from the 15th photo on, each takes ten times longer
+        steps.append(pace.progress("import", done, 100))
+    assert steps[13].seconds_left == pytest.approx(86 * 0.1)
+    assert any(step.seconds_left is None for step in steps[15:30])          # withheld while it changes
+    assert steps[-1].seconds_left == pytest.approx(40 * 1.0)                 # the window holds slow photos only
 
 
 def test_an_epoch_is_a_point_of_a_curve_with_its_metrics_beside_the_counts():
@@ -29,11 +51,12 @@ def test_every_step_is_put_into_words_in_one_place_for_pages_api_and_command_lin
 
     from ml.progress import PHASES
 
-    assert Progress("loading").words == "loading the photos and the face networks"
+    assert Progress("starting").words == "loading the face networks"
+    assert Progress("loading").words == "loading the photos"
     counted = Progress("features", done=1200, total=2000, rate=40.0, seconds_left=20)
     assert counted.words == "computing features: photo 1,200 of 2,000 · 40.0 photos a second · about 20 s left"
     assert Progress("nested selection", fold=2, folds=5).as_dict()["step"] == \
         "choosing the pipeline inside each fold: fold 2 of 5"
-    assert list(PHASES)[:3] == ["import", "loading", "features"]        # in the order a run goes through them
+    assert list(PHASES)[:4] == ["starting", "import", "loading", "features"]   # in the order a run goes through them
     with pytest.raises(ValueError, match="unknown phase"):
         Progress("warming up")

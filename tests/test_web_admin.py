@@ -408,6 +408,27 @@ def test_curation_removes_and_moves_photos_each_change_an_audited_revision(admin
     assert bad.status_code == 302 and "changed since" in admin.get(bad.headers["Location"]).get_data(as_text=True)
 
 
+def test_the_last_curation_change_is_undone_from_the_photos_page(admin, app):
+    first = import_here(app, "colours")
+    photos = "/admin/datasets/colours/photos?class=1"
+    assert 'id="undo"' not in admin.get(photos).get_data(as_text=True)
+    post(admin, "/admin/datasets/colours/photos/6/remove", photos, revision=first.checksum, **{"class": 1})
+    page = admin.get(photos).get_data(as_text=True)
+    assert page.count('class="photo"') == 5
+    undo = re.search(r'<div class="undo-bar" id="undo".*?</div>', page, re.S).group(0)
+    assert "Removed photo 6 from colours." in undo and 'action="/admin/datasets/colours/undo"' in undo
+    revision = re.search(r'name="revision" value="([0-9a-f]{64})"', undo).group(1)
+    stale = post(admin, "/admin/datasets/colours/undo", photos, revision=first.checksum, **{"class": 1})
+    assert "changed since" in admin.get(stale.headers["Location"]).get_data(as_text=True)
+    done = post(admin, "/admin/datasets/colours/undo", photos, revision=revision, **{"class": 1})
+    assert done.status_code == 302 and done.headers["Location"].endswith("/photos?class=1&page=1")
+    page = admin.get(photos).get_data(as_text=True)
+    assert page.count('class="photo"') == 6 and 'id="undo"' not in page
+    assert f"Undone (removed photo 6 from colours), back to the revision before it: revision {first.checksum[:12]}" \
+        in page
+    assert [a for a, _ in audit_actions(app)] == ["dataset.photo_remove", "dataset.undo"]
+
+
 def test_a_version_is_tried_on_a_photo_as_a_doctor_would_see_it_without_activating_it(admin, app, active_model):
     from web.services import get_predictor, get_registry
     from web.uploads import PHOTO_ENDPOINTS

@@ -45,9 +45,17 @@ def test_a_recorded_import_runs_to_its_end_without_an_app(app, tmp_path):
         db.session.add(job)
         db.session.commit()
         job_id, settings = job.id, job_settings(app.config)
-    seen = []
-    assert worker.run_job(job_id, settings, seen.append) == "succeeded"
-    assert [(p.done, p.total) for p in seen] == [(n, 15) for n in range(1, 16)]
+    seen, first_shown = [], []
+
+    def observe(progress):
+        if not seen:                   # what the job's page shows before the job's first step: its start-up
+            with app.app_context():
+                job = db.session.get(Job, job_id)
+                first_shown.append((job.status, job.progress["step"]))
+        seen.append(progress)
+    assert worker.run_job(job_id, settings, observe) == "succeeded"
+    assert first_shown == [("running", "loading the face networks")] and seen[0].phase == "starting"
+    assert [(p.done, p.total) for p in seen[1:]] == [(n, 15) for n in range(1, 16)]
     with app.app_context():
         job = db.session.get(Job, job_id)
         assert job.progress == dict(seen[-1].as_dict(), phase="succeeded") and job.heartbeat_at is not None

@@ -34,6 +34,15 @@ def cli_actor():
     return f"cli:{getpass.getuser()}"
 
 
+def counted_on(bar):
+    """Return an import's progress callback that moves a click progress bar photo by photo (start-up counts none)."""
+    def progress(step):
+        if step.total is not None:
+            bar.length = step.total
+            bar.update(step.done - bar.pos)
+    return progress
+
+
 def remove_leftovers():
     """Remove the staging folders and temporary files of imports, uploads and trainings that were interrupted.
 

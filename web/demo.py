@@ -15,7 +15,7 @@ from flask.cli import with_appcontext
 
 from ml.datasets.demo import DEMO_DATASET, INTENDED_USE, try_photo, write_demo_folder
 from ml.errors import DatasetNotFound
-from web.cli import cli_actor, user_errors
+from web.cli import cli_actor, counted_on, user_errors
 from web.services import datasets_root
 
 
@@ -44,11 +44,8 @@ def demo_command(per_person, backbone):
             folder = write_demo_folder(Path(staging) / DEMO_DATASET, per_person)
             click.echo(f"1/3 Importing {2 * per_person} photos (faces found by {current_app.config['FACE_DETECTOR']})")
             with click.progressbar(length=1, label="    importing", file=sys.stderr) as bar:
-                def progress(step):
-                    bar.length = step.total
-                    bar.update(step.done - bar.pos)
                 dataset = import_here(cli_actor(), folder, DEMO_DATASET,
-                                      FaceOptions(current_app.config["FACE_DETECTOR"], "none"), progress)
+                                      FaceOptions(current_app.config["FACE_DETECTOR"], "none"), counted_on(bar))
     counts = ", ".join(f"{label} {n}" for label, n in dataset.manifest.counts.items())
     click.echo(f"    {DEMO_DATASET}: {counts}")
     click.echo(f"2/3 Training ({backbone}; progress below)")

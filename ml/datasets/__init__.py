@@ -5,10 +5,11 @@
 - archive: reading an uploaded zip or folder safely (check_archive), and which files can give a class;
 - subjects: subjects.csv, and the person, sex, age and ancestry of each photo;
 - importing: import_dataset: decoding, face-cropping and storing each photo, with the rejected ones;
-- curation: remove_photo, move_photo, retry_whole_photos, each making a new revision, and revision().
+- curation: remove_photo, move_photo, retry_whole_photos, each making a new revision, revision(), and
+  last_change and undo_change: the last change undone while nothing changed since.
 """
 from ml.datasets.archive import check_archive
-from ml.datasets.curation import move_photo, remove_photo, retry_whole_photos, revision
+from ml.datasets.curation import last_change, move_photo, remove_photo, retry_whole_photos, revision, undo_change
 from ml.datasets.importing import import_dataset
 from ml.datasets.store import (
     ImportLimits,
@@ -27,9 +28,11 @@ __all__ = [
     "delete_dataset",
     "get_dataset",
     "import_dataset",
+    "last_change",
     "list_datasets",
     "move_photo",
     "remove_photo",
     "retry_whole_photos",
     "revision",
+    "undo_change",
 ]

@@ -21,9 +21,9 @@ from ml.datasets.store import (
 )
 from ml.datasets.subjects import attributes_of, consent_of, subject_of
 from ml.errors import DatasetError, DiskFull, FaceDxError, NoFaceFound, is_disk_full
-from ml.photos.faces import CROP_SIZE, FaceOptions, crop_face, whole_photo
+from ml.photos.faces import CROP_SIZE, FaceOptions, crop_face, load_face_networks, whole_photo
 from ml.photos.images import decode_image, encode_png
-from ml.progress import Pace
+from ml.progress import Pace, Progress
 
 REJECTED_DIR = "rejected"              # inside a dataset: thumbnails of the rejected photos that decoded
 THUMBNAIL_SIZE = 96
@@ -65,6 +65,9 @@ def import_dataset(source, name, root, limits=ImportLimits(), face=FaceOptions()
 def _write_images(members, staging, limits, face, progress, table):
     """Decode, face-crop and store every usable member; return the manifest without its header."""
     labels, counts, images, rejected, warnings, seen = [], [], [], [], [], {}
+    if progress:
+        progress(Progress("starting"))
+    load_face_networks(face.detector)            # before the first photo: its time is not a photo's
     pace = Pace()
     for done, member in enumerate(members, 1):
         problem, rgb, crop, digest = _face_of(member, limits, face, seen)

@@ -162,14 +162,21 @@ class DlibResnet:
         network.model()                        # check the arrays against the network now, not at the first photo
         return network
 
-    def model(self):
-        """Return the Keras network, reading its weights on first use (once, whichever thread asks first)."""
+    def model(self, loaded=None):
+        """Return the Keras network, reading its weights on first use (once, whichever thread asks first).
+
+        `loaded()` is called after each step of a first load: weights read, front built, tail built.
+        """
+        loaded = loaded or (lambda: None)
         if self._model is None:
             with self._load_lock:
                 if self._model is None:
                     weights = parse_dat(self.dat_path or default_dat_path())
+                    loaded()
                     front = build_model(weights, stop=TAIL_START, model_name="front")
+                    loaded()
                     tail = build_model(weights, start=TAIL_START, model_name="tail")
+                    loaded()
                     if self._tail is not None:
                         shapes = [w.shape for w in tail.get_weights()]
                         if [np.shape(w) for w in self._tail] != shapes:

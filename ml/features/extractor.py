@@ -91,6 +91,13 @@ class FaceFeatures:
             faces.append(AlignedFace(crop, chip))
         return np.concatenate([np.asarray(block.features(faces), np.float32) for block in self.blocks], axis=1)
 
+    def prepare(self, crops, prepared):
+        """Compute the crops' features block by block (each loads what it needs); call `prepared()` after each."""
+        faces = self.align(crops)
+        for block in self.blocks:
+            block.features(faces)
+            prepared()
+
     def block_features(self, crops, reference=None):
         """Return one array per block for the crops (one alignment shared by the blocks)."""
         faces = self.align(crops, reference)

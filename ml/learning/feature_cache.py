@@ -3,10 +3,15 @@
 Files are named by the image's digest, in a folder per block's cache id (blocks whose features
 must not be cached have none), and written atomically.
 """
+import math
+
 import numpy as np
 
 from ml.features.extractor import FaceFeatures
 from ml.progress import Progress
+
+CHUNK = 16              # photos computed in one batch ...
+MIN_STEPS = 20          # ... or fewer, so that a source of features reports at least this many steps
 
 
 def block_features(blocks, extractors, crops, digests, cache_root, report):
@@ -27,8 +32,9 @@ def block_features(blocks, extractors, crops, digests, cache_root, report):
         missing = [i for i, digest in enumerate(digests) if any(digest not in v for v in vectors)]
         total, done = len(digests), len(digests) - len(missing)
         report(step.replace(done=done, total=total))
-        for start in range(0, len(missing), 16):
-            chunk = missing[start:start + 16]
+        size = batch_size(len(missing))
+        for start in range(0, len(missing), size):
+            chunk = missing[start:start + size]
             for cache, stored, computed in zip(caches, vectors, extractor.block_features(crops[chunk])):
                 for i, vector in zip(chunk, computed):
                     stored[digests[i]] = vector
@@ -38,6 +44,17 @@ def block_features(blocks, extractors, crops, digests, cache_root, report):
         for name, stored in zip(names, vectors):
             found[name] = np.stack([stored[digest] for digest in digests]).astype(np.float64)
     return found
+
+
+def uncached(extractor, digests, cache_root):
+    """Return how many photos (by digest) lack the features of some block of `extractor` in the cache."""
+    caches = [cache_root / cache_id if cache_id else None for cache_id in extractor.cache_ids]
+    return sum(any(cache is None or not (cache / f"{digest}.npy").is_file() for cache in caches) for digest in digests)
+
+
+def batch_size(missing):
+    """Return how many photos are computed in one batch when `missing` are: CHUNK, or fewer to make MIN_STEPS steps."""
+    return min(CHUNK, max(1, math.ceil(missing / MIN_STEPS)))
 
 
 def _read_cache(cache, digests):

@@ -171,12 +171,13 @@ class Grams:
         return sum(self.grams[name] for name in blocks)
 
 
-def fold_predictions(grams, labels, train, test, candidates, n_classes, seed, timings=None):
+def fold_predictions(grams, labels, train, test, candidates, n_classes, seed, timings=None, fitted=None):
     """Return {candidate: probabilities of the test photos} for every candidate fitted on the train photos.
 
     A pipeline's projection onto its training photos' span is computed once per fold and shared by
     all its Cs; they are fitted from the smallest C up, each starting from the previous solution
-    (the same optimum, reached in about half the iterations on 7 classes).
+    (the same optimum, reached in about half the iterations on 7 classes). `fitted` is called after
+    each candidate's fit.
     """
     out = {}
     by_pipeline = {}
@@ -197,17 +198,22 @@ def fold_predictions(grams, labels, train, test, candidates, n_classes, seed, ti
             model = LinearModel(0.0, 1.0, estimator.coef_, estimator.intercept_, estimator.classes_, n_classes,
                                 candidate.head)
             out[candidate] = model.probabilities(z_test)
+            if fitted:
+                fitted()
         if timings is not None:
             timings[pipeline] = timings.get(pipeline, 0.0) + time.perf_counter() - started
     return out
 
 
-def cv_predictions(grams, labels, folds, candidates, n_classes, seed, timings=None, report=None):
-    """Return {candidate: out-of-fold probabilities [n, n_classes]} over the given folds (indices into `grams`)."""
+def cv_predictions(grams, labels, folds, candidates, n_classes, seed, timings=None, report=None, fitted=None):
+    """Return {candidate: out-of-fold probabilities [n, n_classes]} over the given folds (indices into `grams`).
+
+    `report(fold number, pooled so far)` is called after each fold, `fitted()` after each candidate's fit in one.
+    """
     pooled = {candidate: np.zeros((len(labels), n_classes)) for candidate in candidates}
     for number, (train, test) in enumerate(folds, 1):
         for candidate, probabilities in fold_predictions(grams, labels, train, test, candidates, n_classes, seed,
-                                                      timings).items():
+                                                      timings, fitted).items():
             pooled[candidate][test] = probabilities
         if report:
             report(number, pooled)
@@ -228,6 +234,13 @@ def rank_key(probabilities, labels, folds):
     tested = np.concatenate([test for _, test in folds])
     picked = np.clip(probabilities[tested, labels[tested]], 1e-12, 1.0)
     return int(np.sum(probabilities[tested].argmax(axis=1) == labels[tested])), float(np.mean(np.log(picked)))
+
+
+@dataclass
+class Counter:
+    """Steps done of a known total, counted by the callbacks of a long loop."""
+    total: int
+    done: int = 0
 
 
 @dataclass
@@ -259,11 +272,18 @@ def choose(features, labels, groups, candidates, options, report=None, baseline=
     scored = list(dict.fromkeys(list(candidates) + ([baseline] if baseline else [])))
     timings = {}
     grams = Grams(features)
+    per_fold = len(scored)                                       # candidates fitted in each fold
+    fits = Counter(n_folds * per_fold)
 
     def fold_done(number, pooled):         # every candidate scored on one more fold
-        report(Progress("cross-validation", fold=number, folds=n_folds,
+        report(Progress("cross-validation", fold=number, folds=n_folds, done=number * per_fold, total=fits.total,
                         candidates=candidates_so_far(pooled, labels, folds[:number], candidates)))
-    outer = cv_predictions(grams, labels, folds, scored, n_classes, options.seed, timings, fold_done)
+
+    def fitted():                          # one candidate fitted on one fold: a step of the share done
+        fits.done += 1
+        report(Progress("cross-validation", fold=(fits.done - 1) // per_fold + 1, folds=n_folds,
+                        done=fits.done, total=fits.total))
+    outer = cv_predictions(grams, labels, folds, scored, n_classes, options.seed, timings, fold_done, fitted)
     nested = np.zeros((len(labels), n_classes))
     chosen = []
     for number, (train, test) in enumerate(folds, 1):
@@ -274,11 +294,19 @@ def choose(features, labels, groups, candidates, options, report=None, baseline=
             inner_groups = None if groups is None else [groups[i] for i in train]
             inner, _, _ = cross_validation_folds(labels[train], inner_groups, options.folds, options.seed)
             inner = [(train[a], train[b]) for a, b in inner]
-            inner_pred = cv_predictions(grams, labels, inner, candidates, n_classes, options.seed)
+            inner_fits = Counter(len(inner) * len(candidates))
+
+            def inner_fitted(number=number, inner_fits=inner_fits):
+                inner_fits.done += 1
+                report(Progress("nested selection", fold=number, folds=n_folds,
+                                done=(number - 1) * inner_fits.total + inner_fits.done,
+                                total=n_folds * inner_fits.total))
+            inner_pred = cv_predictions(grams, labels, inner, candidates, n_classes, options.seed,
+                                        fitted=inner_fitted)
             best = max(candidates, key=lambda c: rank_key(inner_pred[c], labels, inner))
         chosen.append(best)
         nested[test] = outer[best][test]
-        report(Progress("nested selection", fold=number, folds=n_folds,
+        report(Progress("nested selection", fold=number, folds=n_folds, done=number, total=n_folds,
                         **folds_so_far(nested, outer[baseline] if baseline else None, labels, folds[:number])))
     winner = max(candidates, key=lambda c: rank_key(outer[c], labels, folds))
     return Choice(winner, nested, outer[winner], fold_accuracies(nested, labels, folds),

@@ -23,11 +23,12 @@ from ml.errors import TrainingError
 from ml.features.availability import unavailable_pipelines
 from ml.features.dlib_resnet import DlibResnet
 from ml.features.extractor import FaceFeatures, build_extractor
+from ml.features.face_models import face_network
 from ml.learning.calibration import apply_temperature, choose_temperature, choose_thresholds
 from ml.learning.cases import GallerySource, build_gallery, case_figures
 from ml.learning.card_figures import baseline_predictions, baseline_scores, calibration_figures, clinical_metrics
 from ml.learning.evaluation import cross_validation_folds, evaluate, summarize
-from ml.learning.feature_cache import block_features
+from ml.learning.feature_cache import batch_size, block_features, uncached
 from ml.learning.fine_tuning import save_fine_tuned
 from ml.learning.heads import LinearHead, SoftmaxHead
 from ml.learning.novelty import Novelty
@@ -36,11 +37,14 @@ from ml.learning.pipelines import (
     BASELINE,
     Candidate,
     Choice,
+    Counter,
     candidates_for,
     choose,
     fold_accuracies,
     folds_so_far,
 )
+from ml.learning.run_plan import RunPlan, labels_and_groups, vgg_sizes
+from ml.photos.faces import CROP_SIZE
 from ml.progress import Progress
 from ml.versions.card import ModelCard
 
@@ -61,17 +65,19 @@ def train(dataset, options, registry, pretrained_dirs=(), progress=None):
     `progress` receives a Progress record at every step; raising ml.progress.Cancelled from it
     stops the run, and nothing is written.
     """
-    report = progress_reporter(options, progress)
     started = time.monotonic()
     keras.utils.set_random_seed(options.seed)       # first: random backbone weights (tests) depend on it too
     pipelines = candidate_pipelines(options, pretrained_dirs)
     if options.backbone == "auto" and options.head == "softmax":
         raise TrainingError("auto compares linear pipelines; choose a backbone for the softmax head.")
-    extractors = {name: build_extractor(name, options, pretrained_dirs)      # fail fast on missing weights
-                  for name in {p for p in pipelines if is_vgg16(p)}}
     if options.fine_tune_epochs and not (len(pipelines) == 1 and pipelines[0] in FINE_TUNABLE):
         raise TrainingError(f"The {options.backbone} backbone cannot be fine-tuned; set fine_tune_epochs to 0 "
                             f"(fine-tunable: {', '.join(FINE_TUNABLE)}).")
+    report = progress_reporter(RunPlan.for_run(options, *labels_and_groups(dataset), pipelines,
+                                               run_candidates(pipelines, options), vgg_sizes(pipelines, options)),
+                               progress)
+    blocks = list(dict.fromkeys([b for p in pipelines for b in p.split("+")] + list(BASELINE.blocks)))
+    extractors = load_networks(blocks, options, pretrained_dirs, dataset, report)
     report(Progress("loading"))
     whole, dataset = dataset, classifier_part(dataset)
     all_crops, all_labels, digests, all_groups = whole.load_crops()
@@ -81,7 +87,6 @@ def train(dataset, options, registry, pretrained_dirs=(), progress=None):
     n_classes = len(dataset.labels)
     if np.bincount(labels, minlength=n_classes).min() < 3:
         raise TrainingError("Every class needs at least 3 photos for an evaluation.")
-    blocks = list(dict.fromkeys([b for p in pipelines for b in p.split("+")] + list(BASELINE.blocks)))
     all_features = block_features(blocks, extractors, all_crops, digests, whole.path / FEATURES_DIR, report)
     features = {name: vectors[rows] for name, vectors in all_features.items()}
     attributes = dataset.attributes()
@@ -97,12 +102,11 @@ def train(dataset, options, registry, pretrained_dirs=(), progress=None):
         choice = _softmax_cv(features, labels, groups, pipelines[0], n_classes, options, report)
         selection = "fixed"
     else:
-        candidates = [c for p in pipelines for c in candidates_for(p, options.head, options.regularization)]
-        if options.backbone == "auto":
-            candidates.append(BASELINE)            # auto must never end below the product's own baseline
+        candidates = run_candidates(pipelines, options)
         choice = choose(features, labels, groups, candidates, options, report)
         selection = "nested cross-validation" if len(candidates) > 1 else "fixed"
     chosen, folds, served = choice.winner, choice.folds, choice.served_predictions
+    report(Progress("evaluating"))
     metrics, calibrated, temperature = assess(choice.outer_predictions, labels, folds, dataset.labels, attributes,
                                               choice.baseline_predictions, served)
     metrics.update(method="cross-validation", folds=len(folds), grouped=choice.grouped, note=_cv_note(
@@ -117,10 +121,13 @@ def train(dataset, options, registry, pretrained_dirs=(), progress=None):
         history = head.fit(x, labels, report)
     else:
         head, history = LinearHead.fit(x, labels, sizes, chosen, n_classes, options.seed), []
+        report(Progress("final head", done=1, total=3))
     novelty = Novelty.fit_with_threshold(x, sizes, folds, chosen.blocks)
+    report(Progress("final head", done=2, total=3))
     # The served model is the winner retrained on all photos: its thresholds come from the
     # winner's own out-of-fold predictions, not from those of whichever candidate each fold chose.
     thresholds = choose_thresholds(apply_temperature(served, temperature), labels, options.min_coverage)
+    report(Progress("final head", done=3, total=3))
     pipeline = {"name": chosen.pipeline, "blocks": list(chosen.blocks), "block_sizes": sizes, "head": chosen.head,
                 "C": chosen.C}
     return _save(dataset, options, registry, extractor, head, novelty, pipeline, history, metrics, temperature,
@@ -136,12 +143,60 @@ def classifier_part(dataset):
     return part
 
 
+def run_candidates(pipelines, options):
+    """Return the candidates a linear run compares (auto adds the classical baseline: it must never end below it)."""
+    candidates = [c for p in pipelines for c in candidates_for(p, options.head, options.regularization)]
+    if options.backbone == "auto":
+        candidates.append(BASELINE)
+    return candidates
+
+
+def load_networks(blocks, options, pretrained_dirs, dataset, report):
+    """Build the VGG16 extractors (first: failing fast on missing weights) and make every source of features ready.
+
+    These are the steps of start-up: each VGG16 network, the face network's three, then each face
+    block. A source that has photos to compute computes a batch of blank crops, which loads its
+    models and prepares its batches: the first photos then take only their own time. Return the
+    VGG16 extractors by name.
+    """
+    vgg = [name for name in blocks if is_vgg16(name)]
+    face_blocks = [name for name in blocks if not is_vgg16(name)]
+    digests = [item["sha256"] for item in dataset.manifest.images]
+    steps = Counter(len(vgg) + 3 * ("dlib-face" in face_blocks) + len(face_blocks))
+
+    def step():
+        steps.done += 1
+        report(Progress("starting", done=steps.done, total=steps.total))
+
+    def blank(extractor):           # a batch of the size the source computes, or None: nothing to compute
+        missing = uncached(extractor, digests, dataset.path / FEATURES_DIR)
+        return np.full((batch_size(missing), CROP_SIZE, CROP_SIZE, 3), 127, np.uint8) if missing else None
+    report(Progress("starting", done=0, total=steps.total))
+    extractors = {}
+    for name in vgg:
+        extractors[name] = build_extractor(name, options, pretrained_dirs)
+        if (crops := blank(extractors[name])) is not None:
+            extractors[name].block_features(crops)
+        step()
+    if "dlib-face" in face_blocks:
+        face_network().model(step)
+        steps.done = len(vgg) + 3           # when an earlier run of this process loaded it already
+    if face_blocks:
+        face = FaceFeatures(face_blocks)
+        if (crops := blank(face)) is not None:
+            face.prepare(crops, step)
+        else:
+            report(Progress("starting", done=steps.total, total=steps.total))
+    return extractors
+
+
 # What cross-validation found so far: every later step repeats it, so the latest record alone shows it all.
 SCORES_SO_FAR = ("fold_accuracies", "baselines", "candidates")
 
 
-def progress_reporter(options, progress):
-    """Return the callback the steps report to: it sends `progress` each step as a Progress with its fraction."""
+def progress_reporter(plan, progress):
+    """Return the callback the steps report to: it sends `progress` each step as a Progress with its share of the
+    run done (from `plan`, a RunPlan)."""
     if progress is None:
         return lambda step: None
     scores = {}
@@ -150,30 +205,8 @@ def progress_reporter(options, progress):
         scores.update((key, getattr(step, key)) for key in SCORES_SO_FAR if getattr(step, key) is not None)
         if not step.curve_point:            # an epoch of a curve is kept in the history: without them
             step = step.replace(**{key: value for key, value in scores.items() if getattr(step, key) is None})
-        progress(step.replace(fraction=run_fraction(step, options)))
+        progress(step.replace(fraction=plan.advance(step)))
     return report
-
-
-def run_fraction(step, options):
-    """Estimate the share of the whole run done, 0..1, at a step (features take about half of it)."""
-    return round(_share_done(step, options), 4)       # sums of shares must not step back by a rounding error
-
-
-def _share_done(step, options):
-    phase = step.phase
-    if phase == "features":                                         # each source of features in turn
-        return 0.5 * ((step.part or 0) + step.done / max(step.total, 1)) / (step.parts or 1)
-    if phase == "cross-validation":
-        within = (step.fold_epoch or 0) / max(step.fold_epochs or 1, 1)
-        return 0.55 + 0.15 * (step.fold - 1 + within) / step.folds
-    if phase == "nested selection":                                 # auto: the choice inside each fold
-        return 0.7 + 0.15 * (step.fold - 1) / step.folds
-    if phase == "head" and not options.fine_tune_epochs:           # the final head, after cross-validation
-        return 0.85 + 0.1 * step.epoch / options.epochs
-    if phase in ("head", "fine-tune"):                             # held-out run with fine-tuning
-        done = step.epoch + (options.epochs if phase == "fine-tune" else 0)
-        return 0.55 + 0.4 * done / (options.epochs + options.fine_tune_epochs)
-    return {"baselines": 0.5, "final head": 0.85, "evaluating": 0.95, "saving": 0.97, "saved": 1.0}.get(phase, 0.0)
 
 
 def _softmax_cv(features, labels, groups, pipeline, n_classes, options, report):
@@ -263,9 +296,14 @@ def _save(dataset, options, registry, extractor, head, novelty, pipeline, histor
 
     def write(folder):
         (folder / "evaluation.json").write_text(json.dumps(evaluation))
-        files = extractor.save(folder) + head.save(folder) + gallery.save(folder) + ["evaluation.json"]
+        report(Progress("saving", done=1, total=4))
+        files = extractor.save(folder)
+        report(Progress("saving", done=2, total=4))
+        files += head.save(folder) + gallery.save(folder) + ["evaluation.json"]
+        report(Progress("saving", done=3, total=4))
         return files + (novelty.save(folder) if novelty is not None else [])
     version = registry.save(card, write)
+    report(Progress("saving", done=4, total=4))
     report(Progress("saved"))
     return version
 

@@ -134,6 +134,13 @@ def check_whole_photo(rgb):
         raise NoFaceFound("No face was found, and the photo is blank (nearly one colour): send a photo of the face.")
 
 
+def load_face_networks(detector="mtcnn"):
+    """Load the detector and the face gate now (each loads once per process), so no photo waits for them."""
+    grey = np.full((64, 64, 3), 127, np.uint8)
+    detect_faces(grey, detector, borders=(0.0,))
+    judge_face(np.full((CROP_SIZE, CROP_SIZE, 3), 127, np.uint8))
+
+
 def detect_faces(rgb, detector="mtcnn", borders=DETECTION_BORDERS, max_side=DETECTION_MAX_SIDE):
     """Return (FaceBox, confidence or None) for every face the detector finds, in the coordinates of `rgb`.
 

@@ -11,7 +11,12 @@
     var status = document.getElementById("import-status");
     status.textContent = job.status;
     status.className = "status " + job.status;
-    document.getElementById("import-progress").value = (job.progress || {}).fraction || 0;
+    var bar = document.getElementById("import-progress");
+    if (job.status === "queued" || (job.progress || {}).phase === "starting") {
+      bar.removeAttribute("value");           // starting: moving, without a share, while the networks load
+    } else {
+      bar.value = (job.progress || {}).fraction || 0;
+    }
     document.getElementById("import-summary").textContent = job.summary || "";
     var waiting = document.getElementById("import-waiting");
     waiting.textContent = job.waiting || "";

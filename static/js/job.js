@@ -26,6 +26,14 @@
     return progress.step ? "· " + progress.step : "";
   }
 
+  function showFraction(bar, status, progress) {    // moving, without a share, while the networks load
+    if (status === "queued" || progress.phase === "starting") {
+      bar.removeAttribute("value");
+    } else {
+      bar.value = progress.fraction || 0;
+    }
+  }
+
   function showFolds(scores) {
     if (!scores.fold_accuracies || !scores.fold_accuracies.length) { return; }
     var baselines = {};
@@ -67,7 +75,7 @@
     status.textContent = job.status;
     status.className = "status " + job.status;
     document.getElementById("job-step").textContent = ACTIVE.indexOf(job.status) >= 0 ? step(progress) : "";
-    document.getElementById("job-progress").value = progress.fraction || 0;
+    showFraction(document.getElementById("job-progress"), job.status, progress);
     var waiting = document.getElementById("job-waiting");
     waiting.textContent = job.waiting || "";
     waiting.hidden = !job.waiting;

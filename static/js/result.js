@@ -26,6 +26,25 @@
       });
   }
 
+  function mapWait(status) {
+    // Say every second how long the map has been computed, against the time maps took on this server.
+    var expected = Number(status.dataset.expected) || 0;
+    var started = Date.now();
+    function say() {
+      var seconds = Math.round((Date.now() - started) / 1000);
+      if (!expected) {
+        status.textContent = "Computing the map… " + seconds + " s (the first map here: no time measured yet).";
+      } else if (seconds <= expected) {
+        status.textContent = "Computing the map… " + seconds + " s of about " + expected + " s.";
+      } else {
+        status.textContent = "Computing the map… " + seconds + " s, longer than the about " + expected +
+          " s that maps took here lately.";
+      }
+    }
+    say();
+    return window.setInterval(say, 1000);
+  }
+
   var explanation = document.getElementById("explanation");
   if (explanation) {
     var status = document.getElementById("map-status");
@@ -34,13 +53,16 @@
     body.append("csrf_token", explanation.dataset.csrf);
     body.append("model_version", explanation.dataset.version);
     body.append("crop", pngBlob(document.getElementById("face").src), "face.png");
+    var waited = mapWait(status);
     postForJson(explanation.dataset.url, body).then(function (data) {
+      window.clearInterval(waited);
       map.src = "data:image/png;base64," + data.overlay_png_base64;
       map.hidden = false;
       status.hidden = true;
       document.getElementById("map-method").textContent = " (" + (METHODS[data.method] || data.method) + ")" +
         (data.coloured ? "" : ". No region weighed more than the rest: nothing is coloured");
     }).catch(function (error) {
+      window.clearInterval(waited);
       status.textContent = "The map could not be computed: " + error.message;
       status.classList.add("error");
     });

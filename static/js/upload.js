@@ -1,4 +1,4 @@
-// Photo drop zone and busy state, dataset upload progress and confirmation of dangerous buttons. No inline
+// Photo drop zone and busy state, and dataset upload progress (static/js/actions.js asks before dangerous buttons). No inline
 // script: the pages' Content-Security-Policy allows scripts from this site only.
 (function () {
   "use strict";
@@ -77,10 +77,4 @@
       request.send(new FormData(form));
     });
   }
-
-  document.querySelectorAll("form.confirm").forEach(function (confirmForm) {
-    confirmForm.addEventListener("submit", function (event) {
-      if (!window.confirm(confirmForm.dataset.confirm)) { event.preventDefault(); }
-    });
-  });
 })();

@@ -6,6 +6,7 @@ import re
 
 from ml.errors import FaceDxError
 from web.db import audit, db
+from web.readable import plural
 from web.records import ApiToken, User
 
 MIN_PASSWORD_LENGTH = 10
@@ -57,7 +58,7 @@ def disable_user(actor, user):
     if getattr(actor, "id", None) == user.id:
         raise AccountConflict("You cannot disable your own account; another administrator can.")
     revoked = user.disable()
-    audit(actor, "user.disable", f"{user.username} ({revoked} token(s) revoked)")
+    audit(actor, "user.disable", f"{user.username} ({plural(revoked, 'token')} revoked)")
     db.session.commit()
     return revoked
 

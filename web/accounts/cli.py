@@ -9,6 +9,7 @@ from web.accounts.actions import (create_token, create_user, delete_user, disabl
 from web.cli import cli_actor, user_errors
 from web.db import db
 from web.records import ApiToken, User
+from web.readable import plural
 
 user_cli = AppGroup("user", help="Create, list, disable, enable and delete accounts; set passwords.")
 token_cli = AppGroup("token", help="Create, list and revoke API tokens.")
@@ -54,7 +55,7 @@ def user_list():
     counts = dict(db.session.execute(db.select(ApiToken.user_id, db.func.count()).group_by(ApiToken.user_id)).all())
     for user in db.session.execute(db.select(User).order_by(User.username)).scalars():
         state = "enabled" if user.is_active else f"disabled since {user.disabled_at:%Y-%m-%d %H:%M}"
-        click.echo(f"{user.username}\t{user.role}\t{state}\t{counts.get(user.id, 0)} token(s)"
+        click.echo(f"{user.username}\t{user.role}\t{state}\t{plural(counts.get(user.id, 0), 'token')}"
                    f"\tcreated {user.created_at:%Y-%m-%d %H:%M}")
 
 
@@ -64,7 +65,7 @@ def user_list():
 def user_disable(name):
     """Stop NAME from logging in; end their sessions and revoke their API tokens."""
     revoked = disable_user(cli_actor(), find_user(name))
-    click.echo(f"Disabled {name}; {revoked} API token(s) revoked and every session ended.")
+    click.echo(f"Disabled {name}; {plural(revoked, 'API token')} revoked and every session ended.")
 
 
 @user_cli.command("enable")

@@ -31,18 +31,30 @@ def retry_whole_photos(actor, name):
     return added
 
 
-def remove_photo(actor, name, index, revision_seen):
-    """Remove a photo from a dataset: a new revision of it (refused if the dataset changed since `revision_seen`)."""
-    revised = datasets.remove_photo(datasets_root(), name, index, revision_seen, import_limits().min_per_class)
+def remove_photo(actor, name, index, revision_seen, note=None):
+    """Remove a photo from a dataset: a new revision of it (refused if the dataset changed since `revision_seen`).
+
+    `note` says what was done, for the page that offers to undo it.
+    """
+    revised = datasets.remove_photo(datasets_root(), name, index, revision_seen, import_limits().min_per_class, note)
     _audit_revision(actor, "dataset.photo_remove", name, index, revised)
     return revised
 
 
-def move_photo(actor, name, index, label, revision_seen):
+def move_photo(actor, name, index, label, revision_seen, note=None):
     """Move a photo of a dataset to another class: a new revision of it (refused as remove_photo is)."""
-    revised = datasets.move_photo(datasets_root(), name, index, label, revision_seen, import_limits().min_per_class)
+    revised = datasets.move_photo(datasets_root(), name, index, label, revision_seen, import_limits().min_per_class,
+                                  note)
     _audit_revision(actor, "dataset.photo_move", name, index, revised)
     return revised
+
+
+def undo_change(actor, name, revision_seen):
+    """Undo a dataset's last change (refused if anything changed since `revision_seen`); return the dataset."""
+    restored = datasets.undo_change(datasets_root(), name, revision_seen)
+    audit(actor, "dataset.undo", f"{name}: revision {revision_seen[:12]} -> {restored.manifest.checksum[:12]}")
+    db.session.commit()
+    return restored
 
 
 def _audit_revision(actor, action, name, index, revised):

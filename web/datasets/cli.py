@@ -5,7 +5,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from web.cli import cli_actor, user_errors
+from web.cli import cli_actor, counted_on, user_errors
 from web.datasets.actions import delete_dataset, import_here
 from web.readable import plural
 from web.services import datasets_root
@@ -27,10 +27,7 @@ def dataset_import(path, name, face_detector, face_fallback):
 
     face = FaceOptions(face_detector or current_app.config["FACE_DETECTOR"], face_fallback)
     with click.progressbar(length=1, label="Importing", file=sys.stderr) as bar:
-        def progress(step):
-            bar.length = step.total
-            bar.update(step.done - bar.pos)
-        dataset = import_here(cli_actor(), path, name, face, progress)
+        dataset = import_here(cli_actor(), path, name, face, counted_on(bar))
     manifest = dataset.manifest
     click.echo(f"Dataset {dataset.id}: {len(manifest.images)} photos in {len(manifest.labels)} classes")
     for label, count in manifest.counts.items():

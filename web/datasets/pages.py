@@ -8,12 +8,12 @@ from flask_wtf.file import FileField, FileRequired
 from wtforms import SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, ValidationError
 
-from ml.datasets import check_name, get_dataset, list_datasets
+from ml.datasets import check_name, get_dataset, last_change, list_datasets
 from ml.errors import DatasetError, DatasetNotFound, FaceDxError
 from ml.photos.faces import with_padding_shown
 from ml.photos.images import decode_image, encode_png
 from web.admin import bp, live_state
-from web.datasets.actions import delete_dataset, move_photo, remove_photo, retry_whole_photos
+from web.datasets.actions import delete_dataset, move_photo, remove_photo, retry_whole_photos, undo_change
 from web.datasets.imports import import_state, start_import
 from web.errors import status_of
 from web.jobs.records import cancel, get_job, list_jobs
@@ -148,31 +148,36 @@ def dataset_photos(name):
         abort(404, f"Dataset {name} has no such class or page.")
     shown = members[(page - 1) * PHOTOS_PER_PAGE:page * PHOTOS_PER_PAGE]
     return render_template("admin/photos.html", dataset=found, label=label, page=page, pages=pages, photos=shown,
-                           count=len(members))
+                           count=len(members), change=last_change(datasets_root(), name))
 
 
 @bp.post("/datasets/<name>/photos/<int:index>/remove")
 def dataset_photo_remove(name, index):
-    """Remove a photo from a dataset: a new revision of it, audited."""
-    def remove(revision_seen):
-        return remove_photo(current_user, name, index, revision_seen), f"Removed photo {index} from {name}"
-    return curate(name, remove)
+    """Remove a photo from a dataset: a new revision of it, audited, that the page offers to undo."""
+    done = f"Removed photo {index} from {name}"
+    return curate(name, lambda revision_seen: remove_photo(current_user, name, index, revision_seen, done), done)
 
 
 @bp.post("/datasets/<name>/photos/<int:index>/move")
 def dataset_photo_move(name, index):
-    """Move a photo of a dataset to another class: a new revision of it, audited."""
+    """Move a photo of a dataset to another class: a new revision of it, audited, that the page offers to undo."""
     label = request.form.get("label", "")
-
-    def move(revision_seen):
-        before = get_dataset(datasets_root(), name).manifest
-        was = before.labels[before.images[index]["label"]] if 0 <= index < len(before.images) else None
-        return (move_photo(current_user, name, index, label, revision_seen),
-                f"Moved photo {index} of {name} from {was} to {label}")
-    return curate(name, move)
+    before = get_dataset(datasets_root(), name).manifest
+    was = before.labels[before.images[index]["label"]] if 0 <= index < len(before.images) else None
+    done = f"Moved photo {index} of {name} from {was} to {label}"
+    return curate(name, lambda revision_seen: move_photo(current_user, name, index, label, revision_seen, done), done)
 
 
-def curate(name, change):
+@bp.post("/datasets/<name>/undo")
+def dataset_undo(name):
+    """Undo a dataset's last change, made from its photos page, while nothing changed since."""
+    change = last_change(datasets_root(), name) or {}
+    note = change.get("note") or "the last change"
+    done = f"Undone ({note[0].lower()}{note[1:]}), back to the revision before it"
+    return curate(name, lambda revision_seen: undo_change(current_user, name, revision_seen), done)
+
+
+def curate(name, change, done):
     """Make a change posted from a dataset's photos page and go back to that page, saying what it did.
 
     The form names the revision it showed: a change to a dataset that changed since is refused.
@@ -180,7 +185,7 @@ def curate(name, change):
     back = url_for("admin.dataset_photos", name=name, **{"class": request.form.get("class", 0, type=int),
                                                           "page": request.form.get("page", 1, type=int)})
     try:
-        revised, done = change(request.form.get("revision", ""))
+        revised = change(request.form.get("revision", ""))
     except DatasetNotFound:
         raise
     except DatasetError as error:

@@ -13,7 +13,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ml.errors import DiskFull, FaceDxError
-from ml.progress import Cancelled
+from ml.progress import Cancelled, Progress
 from web.records import AuditEvent, Job, disk_full, utcnow
 from web.settings import datasets_root, import_limits
 
@@ -28,7 +28,7 @@ class JobRun:
     def __init__(self, session, job_id, settings, observe=None):
         self.session, self.settings, self.observe = session, settings, observe
         self.job = session.get(Job, job_id)
-        self.last_write = 0.0
+        self.last_write, self.last_phase = 0.0, None
 
     def run(self):
         """Run the job, record how it ended and return that status."""
@@ -37,6 +37,7 @@ class JobRun:
             release(self)
             return self.finish("cancelled")
         job.status, job.started_at = "running", job.started_at or utcnow()
+        job.progress_json = json.dumps(Progress("starting").as_dict())     # the first seconds have words too
         self.session.commit()
         beating = threading.Event()
         threading.Thread(target=heartbeat, args=(self.session.get_bind(), job.id, beating,
@@ -60,11 +61,12 @@ class JobRun:
         return self.finish_with(outcome)
 
     def report(self, progress):
-        """Record a Progress (curve points always, others at most twice a second); stop when a cancel was asked."""
+        """Record a Progress (curve points and a new phase always, others at most twice a second); stop when a
+        cancel was asked."""
         if self.observe:
             self.observe(progress)
         job = self.job
-        if not progress.curve_point and progress.fraction < 1 and \
+        if not progress.curve_point and progress.fraction < 1 and progress.phase == self.last_phase and \
                 time.monotonic() - self.last_write < PROGRESS_INTERVAL_S:
             return
         self.session.refresh(job, ["cancel_requested"])
@@ -74,7 +76,7 @@ class JobRun:
             job.history_json = json.dumps(job.history + [progress.as_dict()])
         job.progress_json = json.dumps(progress.as_dict())
         self.session.commit()
-        self.last_write = time.monotonic()
+        self.last_write, self.last_phase = time.monotonic(), progress.phase
 
     def finish_with(self, outcome):
         """Record a success with what the job made; if that cannot be recorded, undo what it made."""

@@ -87,9 +87,13 @@ def print_version(version):
 
 
 def print_progress(progress):
-    """Print one training Progress record as a line on stderr: the share of the run done, the step in words."""
+    """Print a training Progress record as a line on stderr (the share of the run done, the step in words), unless
+    the line would repeat the last one: each fit of a fold is a step of the share, not a line of its own."""
     metrics = "".join(f"  {name} {value:.4f}" for name, value in progress.metrics.items())
-    click.echo(f"[{progress.fraction:4.0%}] {progress.words}{metrics}", err=True)
+    line = f"[{progress.fraction:4.0%}] {progress.words}{metrics}"
+    if line != getattr(print_progress, "last_line", None):
+        click.echo(line, err=True)
+        print_progress.last_line = line
 
 
 @click.command("worker")
