@@ -429,6 +429,31 @@ def test_the_last_curation_change_is_undone_from_the_photos_page(admin, app):
     assert [a for a, _ in audit_actions(app)] == ["dataset.photo_remove", "dataset.undo"]
 
 
+def test_what_a_removal_took_away_can_be_deleted_for_good_and_then_not_undone(admin, app):
+    from web.services import datasets_root
+
+    first = import_here(app, "colours")
+    photos = "/admin/datasets/colours/photos?class=1"
+    post(admin, "/admin/datasets/colours/photos/6/remove", photos, revision=first.checksum, **{"class": 1})
+    with app.app_context():
+        folder = Path(datasets_root()) / "colours"
+    kept = [path for path in (folder / "revisions" / "undo").rglob("*") if path.is_file() and path.suffix == ".png"]
+    assert len(kept) == 1                               # the removed photo, kept for an undo
+    page = admin.get(photos).get_data(as_text=True)
+    undo = re.search(r'<div class="undo-bar" id="undo".*?</div>', page, re.S).group(0)
+    assert 'action="/admin/datasets/colours/undo/forget"' in undo and "data-confirm=" in undo
+    revision = re.search(r'name="revision" value="([0-9a-f]{64})"', undo).group(1)
+    stale = post(admin, "/admin/datasets/colours/undo/forget", photos, revision=first.checksum, **{"class": 1})
+    assert "changed since" in admin.get(stale.headers["Location"]).get_data(as_text=True) and kept[0].exists()
+    post(admin, "/admin/datasets/colours/undo/forget", photos, revision=revision, **{"class": 1})
+    page = admin.get(photos).get_data(as_text=True)
+    assert not kept[0].exists() and 'id="undo"' not in page and "Deleted for good" in page
+    assert page.count('class="photo"') == 5
+    refused = post(admin, "/admin/datasets/colours/undo", photos, revision=revision, **{"class": 1})
+    assert "cannot be undone" in admin.get(refused.headers["Location"]).get_data(as_text=True)
+    assert [a for a, _ in audit_actions(app)] == ["dataset.photo_remove", "dataset.forget_undo"]
+
+
 def test_a_version_is_tried_on_a_photo_as_a_doctor_would_see_it_without_activating_it(admin, app, active_model):
     from web.services import get_predictor, get_registry
     from web.uploads import PHOTO_ENDPOINTS

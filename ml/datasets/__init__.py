@@ -9,7 +9,8 @@
   last_change and undo_change: the last change undone while nothing changed since.
 """
 from ml.datasets.archive import check_archive
-from ml.datasets.curation import last_change, move_photo, remove_photo, retry_whole_photos, revision, undo_change
+from ml.datasets.curation import (
+    forget_change, last_change, move_photo, remove_photo, retry_whole_photos, revision, undo_change)
 from ml.datasets.importing import import_dataset
 from ml.datasets.store import (
     ImportLimits,

@@ -147,6 +147,20 @@ def undo_change(root, name, checksum):
     return Dataset(folder, before)
 
 
+def forget_change(root, name, checksum):
+    """Delete for good the files the dataset's last change took away (a photo removed for consent): no undo then.
+
+    Refused (DatasetError) when the dataset changed since the revision `checksum` was shown.
+    Return the dataset, unchanged otherwise.
+    """
+    folder = get_dataset(root, name).path
+    with exclusive_lock(folder / REVISION_LOCK):
+        if get_dataset(root, name).manifest.checksum != checksum:
+            raise DatasetError(f"Dataset {name} changed since this page was shown; look at it again.")
+        shutil.rmtree(folder / REVISIONS_DIR / UNDO_DIR, ignore_errors=True)
+    return get_dataset(root, name)
+
+
 def _keep_for_undo(folder, removed, change):
     """Keep the files a change takes away, and what it was, in place of those of the change before."""
     undo = folder / REVISIONS_DIR / UNDO_DIR

@@ -57,6 +57,14 @@ def undo_change(actor, name, revision_seen):
     return restored
 
 
+def forget_change(actor, name, revision_seen):
+    """Delete for good what a dataset's last change took away, so that it cannot be undone; return the dataset."""
+    kept = datasets.forget_change(datasets_root(), name, revision_seen)
+    audit(actor, "dataset.forget_undo", f"{name}: revision {revision_seen[:12]}")
+    db.session.commit()
+    return kept
+
+
 def _audit_revision(actor, action, name, index, revised):
     audit(actor, action, f"{name}: photo {index} -> revision {revised.manifest.checksum[:12]}")
     db.session.commit()

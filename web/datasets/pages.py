@@ -13,7 +13,8 @@ from ml.errors import DatasetError, DatasetNotFound, FaceDxError
 from ml.photos.faces import with_padding_shown
 from ml.photos.images import decode_image, encode_png
 from web.admin import bp, live_state
-from web.datasets.actions import delete_dataset, move_photo, remove_photo, retry_whole_photos, undo_change
+from web.datasets.actions import (
+    delete_dataset, forget_change, move_photo, remove_photo, retry_whole_photos, undo_change)
 from web.datasets.imports import import_state, start_import
 from web.errors import status_of
 from web.jobs.records import cancel, get_job, list_jobs
@@ -175,6 +176,13 @@ def dataset_undo(name):
     note = change.get("note") or "the last change"
     done = f"Undone ({note[0].lower()}{note[1:]}), back to the revision before it"
     return curate(name, lambda revision_seen: undo_change(current_user, name, revision_seen), done)
+
+
+@bp.post("/datasets/<name>/undo/forget")
+def dataset_forget_undo(name):
+    """Delete for good the files a dataset's last change took away (e.g. a photo whose consent was withdrawn)."""
+    done = "Deleted for good what the last change took away; it can no longer be undone"
+    return curate(name, lambda revision_seen: forget_change(current_user, name, revision_seen), done)
 
 
 def curate(name, change, done):
