@@ -6,7 +6,8 @@
 - subjects: subjects.csv, and the person, sex, age and ancestry of each photo;
 - importing: import_dataset: decoding, face-cropping and storing each photo, with the rejected ones;
 - curation: remove_photo, move_photo, retry_whole_photos, each making a new revision, revision(), and
-  last_change and undo_change: the last change undone while nothing changed since.
+  last_change and undo_change: the last change undone while nothing changed since, and
+  forget_change: what it took away deleted for good instead.
 """
 from ml.datasets.archive import check_archive
 from ml.datasets.curation import (
@@ -27,6 +28,7 @@ __all__ = [
     "check_name",
     "check_new_name",
     "delete_dataset",
+    "forget_change",
     "get_dataset",
     "import_dataset",
     "last_change",
