@@ -119,7 +119,8 @@ def test_4_a_removed_photo_can_be_undone_and_the_page_stays_where_it_was(page, d
     target.locator("button:has-text('Remove')").click()
     expect(shown).to_have_count(0)
     expect(photos).to_have_count(29)
-    assert abs(page.evaluate("window.scrollY") - before) < 60            # not back at the top
+    # not back at the top (the page's script puts it back as it loads: wait for that, not for the photos alone)
+    page.wait_for_function(f"() => Math.abs(window.scrollY - {before}) < 60")
     undo = page.locator("#undo")
     expect(undo).to_be_in_viewport()
     expect(undo).to_contain_text(f"Removed photo {index} from walk")
@@ -130,7 +131,7 @@ def test_4_a_removed_photo_can_be_undone_and_the_page_stays_where_it_was(page, d
     expect(shown).to_have_count(1)
     expect(page.locator(".flash.info")).to_contain_text("Undone (removed photo")
     expect(page.locator("#undo")).to_have_count(0)
-    assert page.evaluate("window.scrollY") > 200
+    page.wait_for_function("() => window.scrollY > 200")
 
 
 def test_4_and_6_a_training_names_its_start_up_and_cancelling_it_asks_first(page, desk):
