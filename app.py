@@ -14,7 +14,7 @@ from config import Config  # noqa: E402
 
 # The modules of each area whose routes join the administrators' pages (web/admin.py) or the API (web/api.py).
 AREA_ROUTES = ("web.datasets.pages", "web.datasets.api", "web.training.pages", "web.training.api",
-               "web.models.pages", "web.models.api", "web.doctor.api", "web.doctor.cases", "web.audit.pages")
+               "web.models.pages", "web.models.api", "web.doctor.api", "web.audit.pages")
 
 
 def create_app(test_config=None):

@@ -281,7 +281,7 @@ def test_every_admin_and_api_route_refuses_doctors_and_anonymous_users(app, toke
                 assert response.status_code == 403, (method, path)
             else:
                 assert anonymous.open(path, method=method).status_code == 401, (method, path)
-                if rule.endpoint not in FOR_DOCTORS:            # predicting, and the thumbnails of cases
+                if rule.endpoint not in FOR_DOCTORS:            # predicting
                     assert doctor.open(path, method=method, headers=doctor_token).status_code == 403, (method, path)
 
 

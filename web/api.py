@@ -10,7 +10,7 @@ from web.services import get_predictor
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)          # no cookies here: a bearer token cannot be sent by another site's form
 PUBLIC = {"api.health"}
-FOR_DOCTORS = {"api.predict", "api.api_case_thumbnail"}     # every other route needs an administrator's token
+FOR_DOCTORS = {"api.predict"}     # every other route needs an administrator's token
 
 
 @bp.before_request

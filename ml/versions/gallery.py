@@ -7,7 +7,7 @@ of two faces' vectors, after each column is centred and scaled as on the trainin
 How unusual a similarity is for a condition is read against that condition's own cases: how
 similar each of them is to its nearest case of the same condition shown by another person.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,6 +25,7 @@ class NearestCase:
     typicality: float | None       # share of the condition's own matches no more similar; None: fewer than 2 people
     gallery_only: bool             # a condition with too few photos for the classifier
     has_thumbnail: bool
+    thumbnail: np.ndarray | None = field(default=None, compare=False, repr=False)   # uint8 RGB, where consented
 
     @property
     def unusual(self):
@@ -87,7 +88,7 @@ class CaseGallery:
         matches = self._matches[label]
         typicality = float(np.searchsorted(matches, similarity, side="right") / len(matches)) if len(matches) else None
         return NearestCase(index, self.labels[label], similarity, typicality, bool(self.gallery_only[label]),
-                           index in self._thumbnail_at)
+                           index in self._thumbnail_at, self.thumbnail(index))
 
     def thumbnail(self, case):
         """Return a case's thumbnail (uint8 RGB), or None: its dataset did not declare that it may be shown."""

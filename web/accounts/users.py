@@ -6,7 +6,7 @@ a new API token is shown once. Each change is one of the account actions (web/ac
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from wtforms import SelectField, StringField
+from wtforms import SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
 from ml.errors import FaceDxError
@@ -23,7 +23,7 @@ bp = Blueprint("accounts", __name__, url_prefix="/admin/users")
 
 class NewUserForm(FlaskForm):
     username = StringField("User name", validators=[DataRequired(), Length(max=64)])
-    role = SelectField("Role", choices=[("doctor", "doctor"), ("admin", "administrator")])
+    role = SelectField("Role", choices=[SelectChoice("doctor", "doctor"), SelectChoice("admin", "administrator")])
 
 
 @bp.before_request

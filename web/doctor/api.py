@@ -4,7 +4,7 @@ import dataclasses
 from flask import g, jsonify, request
 
 from web.api import bp
-from web.doctor.cases import with_thumbnail_urls
+from web.doctor.cases import with_thumbnails
 from web.doctor.privacy import decoded_photo
 from web.doctor.serving import analysing, explained
 from web.errors import error_response
@@ -26,6 +26,6 @@ def predict():
     if explain in ("true", "1"):         # the map in the maps' own pool, of the class the model names
         prediction = dataclasses.replace(prediction, explanation=explained(
             g.api_user.id, lambda: predictor.explain_crop(prediction.crop)))
-    response = jsonify(with_thumbnail_urls(prediction.as_dict(), prediction))
+    response = jsonify(with_thumbnails(prediction.as_dict(), prediction))
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -6,6 +6,7 @@ from flask_login import current_user, login_required
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ml.errors import FaceDxError, NoActiveModel
+from web.doctor.cases import thumbnail_base64
 from web.doctor.feedback import result_token
 from web.doctor.privacy import decoded_photo
 from web.doctor.serving import analysing
@@ -17,6 +18,7 @@ from web.services import get_predictor, get_registry
 
 bp = Blueprint("doctor", __name__)
 bp.add_app_template_filter(clinical_percent)
+bp.add_app_template_filter(thumbnail_base64, "case_thumbnail")
 
 
 def model_status():
