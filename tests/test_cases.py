@@ -4,6 +4,7 @@ import io
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,6 +160,18 @@ def test_the_model_page_shows_matching_beside_the_classifier(app, client, tokens
     page = client.get(f"/admin/models/{rare.version.version}").get_data(as_text=True)
     assert 'id="case-figures"' in page and "Gallery-only conditions" in page and "delta" in page
     assert "when the classifier abstains" in page and "leave-one-person-out" in page
+
+
+def test_the_dataset_page_marks_a_gallery_only_condition(app, client, tokens, rare):
+    from web.services import datasets_root
+
+    with app.app_context():
+        shutil.copytree(rare.dataset.path, Path(datasets_root()) / "rare")
+    login(client, "ada")
+    page = client.get("/admin/datasets/rare").get_data(as_text=True)
+    counts = re.search(r'<table id="counts">.*?</table>', page, re.S).group(0)
+    rows = dict(re.findall(r"<tr><td>(\w+)(.*?)</tr>", counts, re.S))
+    assert "gallery only" in rows["delta"] and all("gallery only" not in rows[c] for c in ("alpha", "beta", "gamma"))
 
 
 def test_matching_leaves_each_person_out():

@@ -257,7 +257,7 @@ def assess(raw, labels, folds, label_names, attributes, baseline, served):
                                     metrics["baselines"]["majority"]["accuracy"]))
     metrics["calibration"] = calibration_figures(served, apply_temperature(served, temperature), labels, temperature,
                                                  ece_crossed, (
-        "the served configuration's out-of-fold predictions; kept only because it lowered the expected calibration "
+        "the served configuration's out-of-fold predictions; applied because it lowered the expected calibration "
         "error of folds it was not fitted on" if temperature != 1.0 else
         "not applied: temperature scaling did not lower the expected calibration error of folds it was not "
         "fitted on"))
