@@ -17,9 +17,9 @@ from ml.learning.options import TrainingOptions
 from ml.learning.training import train
 from ml.photos.faces import FaceOptions
 from ml.versions.registry import ModelRegistry
-from tests.helpers import (SMALL_TRAINING, SYNTHETIC_FACES, People, Trained, as_postgres_user, face_variants,
-                           free_port, make_user, postgres_program, synthetic_entries, train_on, wait_for_port,
-                           write_zip)
+from tests.helpers import (CHROMIUM, CHROMIUM_ARGS, SMALL_TRAINING, SYNTHETIC_FACES, People, Trained,
+                           as_postgres_user, face_variants, free_port, make_user, postgres_program, synthetic_entries,
+                           train_on, wait_for_port, write_zip)
 
 
 @pytest.fixture
@@ -151,3 +151,14 @@ def redis_url():
     finally:
         server.kill()
         server.wait()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium through Playwright, one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()

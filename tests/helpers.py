@@ -7,6 +7,7 @@ import glob
 import io
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import time
@@ -24,6 +25,10 @@ from ml.photos.faces import FaceOptions
 from ml.versions.registry import ModelRegistry, ModelVersion
 
 PROJECT = Path(__file__).resolve().parents[1]
+# The browser tests drive Debian's Chromium (never a downloaded browser), which must not try to reach the internet.
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 # Colours that make a learnable difference between generated classes.
 CLASS_COLOURS = {"alpha": (200, 60, 60), "beta": (60, 60, 200), "gamma": (60, 200, 60)}
@@ -278,6 +283,19 @@ def flask_command(env, *args, stdin=None):
                             input=stdin, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+@contextmanager
+def web_node(env, log_path):
+    """Run gunicorn as `make run` does, its output in `log_path`; yield its base URL; then kill it, its worker and any
+    job process (they share its session)."""
+    with open(log_path, "w") as log:
+        process, base = start_web_node(env, log)
+        try:
+            yield base
+        finally:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
 
 
 def start_web_node(env, output=subprocess.DEVNULL):

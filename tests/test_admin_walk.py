@@ -6,20 +6,19 @@ Set FACEDX_SCREENS=<folder> (docs/screens) to keep a screenshot of each item, na
 import os
 import re
 import shutil
-import signal
 import time
 from pathlib import Path
 
 import pytest
 import requests
 from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from ml.datasets import import_dataset
-from tests.helpers import (SMALL_API_OPTIONS, SYNTHETIC_FACES, coloured_face, png_bytes, start_web_node,
+from tests.helpers import (SMALL_API_OPTIONS, SYNTHETIC_FACES, coloured_face, png_bytes, web_node,
                            synthetic_entries, write_zip)
 from tests.helpers import flask_command as flask
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, log_in
+from tests.test_browser import log_in
 
 WIDTHS = (1280, 390)
 DOCTOR_PASSWORD = "a doctor's long password"
@@ -35,20 +34,9 @@ def desk(tmp_path_factory):
     archive = write_zip(data / "walk.zip", synthetic_entries(per_class=30))
     import_dataset(archive, "walk", data / "uploads" / "datasets", face=SYNTHETIC_FACES)
     archive.unlink()
-    log = open(data / "gunicorn.log", "w")
-    process, base = start_web_node(env, log)
-    yield base, admin_password, data
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=30)
-    log.close()
+    with web_node(env, data / "gunicorn.log") as base:     # killed with its worker and any job process
+        yield base, admin_password, data
 
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(params=WIDTHS, ids=lambda width: f"{width}px")

@@ -5,7 +5,6 @@ Set FACEDX_SCREENSHOTS=<folder> to keep a screenshot of every page the test visi
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -13,16 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from tests.helpers import (PROJECT, SMALL_API_OPTIONS, coloured_face, png_bytes, start_web_node, synthetic_entries,
+from tests.helpers import (PROJECT, SMALL_API_OPTIONS, coloured_face, png_bytes, web_node, synthetic_entries,
                            write_zip)
 from tests.helpers import flask_command as flask
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# Chromium must not try to reach the internet: this machine (and a hospital's) has none.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 DOCTOR_PASSWORD = "a doctor's long password"
 
 
@@ -44,20 +39,9 @@ def server(tmp_path_factory):
     setup = flask(env, "setup")
     admin_password = setup.split("password:")[1].split()[0]
     flask(env, "user", "create", "doctor", "--role", "doctor", stdin=DOCTOR_PASSWORD + "\n")
-    log = open(data / "gunicorn.log", "w")
-    process, base = start_web_node(env, log)
-    yield Server(base=base, admin_password=admin_password, data=data, env=env)
-    os.killpg(process.pid, signal.SIGKILL)     # gunicorn, its worker and any training process
-    process.wait(timeout=30)
-    log.close()
+    with web_node(env, data / "gunicorn.log") as base:     # killed with its worker and any job process
+        yield Server(base=base, admin_password=admin_password, data=data, env=env)
 
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

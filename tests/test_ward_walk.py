@@ -8,7 +8,6 @@ Set FACEDX_SCREENS=docs/screens to write the screenshots that docs/screens/READM
 import io
 import os
 import re
-import signal
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,11 +15,11 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 from PIL import Image
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from tests.helpers import coloured_face, coloured_noise, png_bytes, start_web_node, synthetic_entries, write_zip
+from tests.helpers import coloured_face, coloured_noise, png_bytes, web_node, synthetic_entries, write_zip
 from tests.helpers import flask_command as flask
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, log_in
+from tests.test_browser import log_in
 
 ZONE = "Europe/Paris"          # the browser's zone: one hour ahead of UTC in winter, two in summer
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
@@ -40,20 +39,9 @@ def ward(tmp_path_factory):
                FACEDX_STORE_CASE_REFERENCE="1")
     admin_password = flask(env, "setup").split("password:")[1].split()[0]
     flask(env, "user", "create", "doctor", "--role", "doctor", stdin=DOCTOR_PASSWORD + "\n")
-    log = open(data / "gunicorn.log", "w")
-    process, base = start_web_node(env, log)
-    yield base, admin_password
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=30)
-    log.close()
+    with web_node(env, data / "gunicorn.log") as base:     # killed with its worker and any job process
+        yield base, admin_password
 
-
-@pytest.fixture(scope="module")
-def chromium():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def screen(browser, size):
@@ -109,10 +97,10 @@ def check_readable(page):
     assert page.problems == []
 
 
-def test_a_day_on_the_ward_and_at_the_admins_desk_reads_well_at_390_and_1280_px(ward, chromium, tmp_path,
+def test_a_day_on_the_ward_and_at_the_admins_desk_reads_well_at_390_and_1280_px(ward, browser, tmp_path,
                                                                                   face_photos):
     base, admin_password = ward
-    desk, phone = screen(chromium, DESKTOP), screen(chromium, PHONE)
+    desk, phone = screen(browser, DESKTOP), screen(browser, PHONE)
     log_in(desk, base, "admin", admin_password)
     log_in(phone, base, "admin", admin_password)
 
