@@ -62,6 +62,8 @@ def snap(page, name):
     if folder:
         path = Path(folder) / f"{name}-{page.width}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
+        page.wait_for_function("() => [...document.images].every(image => { const box = image.getBoundingClientRect();"
+                               " return image.complete || box.bottom < 0 || box.top > window.innerHeight; })")
         page.screenshot(path=str(path))
         with Image.open(path) as shot:
             small = shot.convert("RGB").quantize(256)
