@@ -60,14 +60,20 @@ class Dataset:
         images = self.manifest.images
         return bool(images) and all(item.get("subject") for item in images)
 
+    def labels_and_subjects(self):
+        """Return (label indices, person ids or None when not every photo names one), without reading a photo."""
+        images = self.manifest.images
+        return np.array([item["label"] for item in images]), \
+            [item["subject"] for item in images] if self.grouped else None
+
     def load_crops(self):
         """Return (crops uint8 [n, CROP_SIZE, CROP_SIZE, 3], label indices, image sha256s, person ids or None)."""
         from PIL import Image
 
         images = self.manifest.images
         crops = np.stack([np.asarray(Image.open(self.path / item["file"]).convert("RGB")) for item in images])
-        subjects = [item["subject"] for item in images] if self.grouped else None
-        return crops, np.array([item["label"] for item in images]), [item["sha256"] for item in images], subjects
+        labels, subjects = self.labels_and_subjects()
+        return crops, labels, [item["sha256"] for item in images], subjects
 
     def classifier_part(self):
         """Return the dataset without its gallery-only classes: the same folder and revision, for the classifier.

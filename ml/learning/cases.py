@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from PIL import Image
 
 from ml.datasets.store import Dataset
 from ml.learning.calibration import decide
 from ml.learning.pipelines import block_scaling
-from ml.versions.gallery import GALLERY_FILE, THUMBNAIL_SIDE, CaseGallery
+from ml.photos.images import resize
+from ml.versions.gallery import GALLERY_FILE, THUMBNAIL_SIDE, CaseGallery, unit_rows
 
 FACE_SPACE = "dlib-face"
 CHUNK = 512                 # query photos per similarity block of the leave-one-person-out sweep
@@ -61,8 +61,7 @@ def build_gallery(source, extractor, blocks, block_sizes, k):
     space, columns, sizes = gallery_space(blocks, block_sizes)
     x = np.asarray(source.vectors(extractor, blocks), np.float64)[:, columns[0]:columns[1]]
     mean, scale = block_scaling(x, sizes)
-    z = (x - mean) / scale
-    unit = (z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    unit = unit_rows((x - mean) / scale).astype(np.float32)
     persons = source.persons
     sweep = leave_one_person_out(unit, source.labels, persons, len(dataset.labels), k)
     consented = np.flatnonzero(dataset.consented())
@@ -81,8 +80,7 @@ def build_gallery(source, extractor, blocks, block_sizes, k):
 
 def thumbnail(crop):
     """Return a face crop shrunk to THUMBNAIL_SIDE pixels a side: what staff may see of a consented case."""
-    return np.asarray(Image.fromarray(np.asarray(crop, np.uint8)).resize((THUMBNAIL_SIDE, THUMBNAIL_SIDE),
-                                                                           Image.Resampling.LANCZOS))
+    return resize(np.asarray(crop, np.uint8), THUMBNAIL_SIDE)
 
 
 def leave_one_person_out(unit, labels, persons, n_labels, k):

@@ -10,8 +10,6 @@ every step that ends, and reaches 1 only when the run is saved.
 """
 import time
 
-import numpy as np
-
 from ml.learning.pipelines import BASELINE
 
 # Rough seconds on two busy CPU cores (an `auto` run on 36 tinted faces: 1.3 s to load the face
@@ -134,10 +132,3 @@ def vgg_sizes(pipelines, options):
         for block in pipeline.split("+"):
             sources[block if is_vgg16(block) else "face"] = options.image_size if is_vgg16(block) else 0
     return sources
-
-
-def labels_and_groups(dataset):
-    """Return a dataset's labels and person ids (None when not all photos name one), without reading its photos."""
-    images = dataset.manifest.images
-    return np.array([item["label"] for item in images]), [item["subject"] for item in images] \
-        if dataset.grouped else None

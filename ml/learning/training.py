@@ -43,7 +43,7 @@ from ml.learning.pipelines import (
     fold_accuracies,
     folds_so_far,
 )
-from ml.learning.run_plan import RunPlan, labels_and_groups, vgg_sizes
+from ml.learning.run_plan import RunPlan, vgg_sizes
 from ml.photos.faces import CROP_SIZE
 from ml.progress import Progress
 from ml.versions.card import ModelCard
@@ -73,7 +73,7 @@ def train(dataset, options, registry, pretrained_dirs=(), progress=None):
     if options.fine_tune_epochs and not (len(pipelines) == 1 and pipelines[0] in FINE_TUNABLE):
         raise TrainingError(f"The {options.backbone} backbone cannot be fine-tuned; set fine_tune_epochs to 0 "
                             f"(fine-tunable: {', '.join(FINE_TUNABLE)}).")
-    report = progress_reporter(RunPlan.for_run(options, *labels_and_groups(dataset), pipelines,
+    report = progress_reporter(RunPlan.for_run(options, *dataset.labels_and_subjects(), pipelines,
                                                run_candidates(pipelines, options), vgg_sizes(pipelines, options)),
                                progress)
     blocks = list(dict.fromkeys([b for p in pipelines for b in p.split("+")] + list(BASELINE.blocks)))

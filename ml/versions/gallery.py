@@ -69,8 +69,7 @@ class CaseGallery:
     def project(self, features):
         """Return the unit vectors of a version's feature vectors [n, features] in the gallery's space."""
         start, stop = self.columns
-        z = (np.asarray(features, np.float32)[:, start:stop] - self.mean) / self.scale
-        return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+        return unit_rows((np.asarray(features, np.float32)[:, start:stop] - self.mean) / self.scale)
 
     def nearest(self, features, k):
         """Return, for each feature vector, its k nearest cases (NearestCase), most similar first."""
@@ -115,6 +114,11 @@ class CaseGallery:
             return None
         with np.load(path, allow_pickle=False) as arrays:
             return cls(**{name: arrays[name] for name in arrays.files})
+
+
+def unit_rows(z):
+    """Return the rows of `z` scaled to length 1 (a row of zeros stays zeros): points whose dot product is a cosine."""
+    return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
 
 
 def cases_summary(cases, gallery):

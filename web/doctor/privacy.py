@@ -9,7 +9,7 @@ from pathlib import Path
 from flask import current_app
 from PIL import Image
 
-from ml.photos.images import decode_image
+from ml.photos.images import decode_image, resize
 
 KEPT_DIR = "kept-photos"
 THUMBNAIL_SIDE = 64        # px: enough to tell two patients' results apart, too small to be a clinical photo
@@ -63,7 +63,7 @@ def face_thumbnail(crop):
     if current_app.config["KEEP_THUMBNAILS_DAYS"] <= 0:
         return None
     buffer = io.BytesIO()
-    Image.fromarray(crop).resize((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.LANCZOS).save(buffer, "JPEG", quality=80)
+    Image.fromarray(resize(crop, THUMBNAIL_SIDE)).save(buffer, "JPEG", quality=80)
     return buffer.getvalue()
 
 
