@@ -85,16 +85,16 @@ def main():
         warm, warm_s = timed_training(dataset, options, registry)
         m = cold.card.metrics
         print(f"\n{'candidate pipeline':<28} {'head':<7} {'C':>6} {'CV accuracy':>15} {'CV seconds':>10}")
-        for row in m["candidates"]:
+        for row in m.candidates:
             print(f"{row['pipeline']:<28} {row['head']:<7} {row['C']:>6g} "
                   f"{row['accuracy']:>8.1%} ± {row['accuracy_std']:.1%} {row['seconds']:>10.1f}"
                   f"{'  <- chosen' if row['chosen'] else ''}")
-        print(f"\nauto (nested CV, the card's claim): {m['accuracy']:.1%} ± {m['accuracy_std']:.1%}; "
-              f"chosen per outer fold: {', '.join(m['chosen_per_fold'])}")
-        for name, b in m["baselines"].items():
+        print(f"\nauto (nested CV, the card's claim): {m.accuracy:.1%} ± {m.accuracy_std:.1%}; "
+              f"chosen per outer fold: {', '.join(m.chosen_per_fold)}")
+        for name, b in m.baselines.items():
             print(f"baseline {name}: {b['accuracy']:.1%} ± {b['accuracy_std']:.1%}")
         print(f"final pipeline {cold.card.pipeline['name']} (C {cold.card.pipeline['C']}); "
-              f"calibration kept: {m['calibration']['kept']}; abstention {cold.card.abstention}")
+              f"calibration kept: {m.calibration['kept']}; abstention {cold.card.abstention}")
         print(f"training with auto: {cold_s:.0f} s with an empty feature cache, {warm_s:.0f} s with a warm one "
               f"(warm run chose {warm.card.pipeline['name']})")
         if args.fine_tune:
@@ -109,9 +109,9 @@ def fine_tuning(dataset, epochs, registry):
     m = version.card.metrics
     tuned = [e for e in version.card.history if e["phase"] == "fine-tune"]
     print(f"\nfine-tuned dlib-face ({len(tuned)} of {epochs} epochs, early stopping on validation loss): "
-          f"{seconds:.0f} s; held-out test split of {m['split']['test']} photos: accuracy {m['accuracy']:.1%}, "
-          f"macro F1 {m['macro_f1']:.3f}; on the same split " + ", ".join(
-              f"{name} {b['accuracy']:.1%}" for name, b in m["baselines"].items()))
+          f"{seconds:.0f} s; held-out test split of {m.split['test']} photos: accuracy {m.accuracy:.1%}, "
+          f"macro F1 {m.macro_f1:.3f}; on the same split " + ", ".join(
+              f"{name} {b['accuracy']:.1%}" for name, b in m.baselines.items()))
 
 
 if __name__ == "__main__":
